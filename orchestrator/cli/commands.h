@@ -1,0 +1,13 @@
+#pragma once
+// Each subcommand of the memsweep binary: takes its arguments (without the program and command name),
+// prints its result to stdout, returns the process exit code. Errors are thrown as memsweep::Error.
+#include <string>
+#include <vector>
+
+namespace memsweep {
+
+using Arguments = std::vector<std::string>;
+
+int forward_command(const Arguments& args);
+
+}  // namespace memsweep

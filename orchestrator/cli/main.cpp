@@ -1,0 +1,62 @@
+// The memsweep binary: one subcommand per task. Errors are caught here once, printed, exit code 1.
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "memsweep_version.h"
+#include "orchestrator/cli/commands.h"
+#include "worker/base/error.h"
+#include "worker/base/log.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(const memsweep::Arguments&);
+  const char* summary;
+};
+
+const Command kCommands[] = {
+    {"forward", memsweep::forward_command, "run a checkpoint on token ids and write the logits (inspection)"},
+};
+
+void print_usage(std::ostream& out) {
+  out << "memsweep " << MEMSWEEP_VERSION << " (" << MEMSWEEP_GIT_COMMIT << ")\n"
+      << "Which transformer blocks make a language model memorize: short-circuit attention, measure.\n\n"
+      << "usage: memsweep COMMAND [options]   (memsweep COMMAND --help for a command's options)\n\ncommands:\n";
+  for (const Command& c : kCommands) out << "  " << c.name << std::string(12 - std::strlen(c.name), ' ') << c.summary << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  if (name == "--version") {
+    std::cout << "memsweep " << MEMSWEEP_VERSION << " (" << MEMSWEEP_GIT_COMMIT << ")\n";
+    return 0;
+  }
+  for (const Command& c : kCommands) {
+    if (name != c.name) continue;
+    try {
+      return c.run(memsweep::Arguments(argv + 2, argv + argc));
+    } catch (const memsweep::Error& e) {
+      memsweep::log_error(e.what());
+    } catch (const std::exception& e) {
+      memsweep::log_error(std::string("internal error: ") + e.what());
+    }
+    return 1;
+  }
+  std::cerr << "memsweep: unknown command '" << name << "'\n\n";
+  print_usage(std::cerr);
+  return 2;
+}

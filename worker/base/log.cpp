@@ -1,0 +1,50 @@
+#include "worker/base/log.h"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+namespace memsweep {
+namespace {
+LogLevel g_level = LogLevel::info;
+int g_rank = -1;
+std::string g_unit;
+std::mutex g_mutex;
+
+const char* level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warning: return "warning";
+    case LogLevel::error: return "error";
+  }
+  return "?";
+}
+}  // namespace
+
+void set_log_level(LogLevel level) { g_level = level; }
+void set_log_rank(int rank) { g_rank = rank; }
+void set_log_unit(const std::string& unit) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_unit = unit;
+}
+
+void log(LogLevel level, const std::string& message) {
+  if (level < g_level) return;
+  auto now = std::chrono::system_clock::now();
+  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  int millis = int(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+  std::tm tm{};
+  localtime_r(&seconds, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+  std::lock_guard<std::mutex> lock(g_mutex);
+  std::string where;
+  if (g_rank >= 0) where += " [rank " + std::to_string(g_rank) + "]";
+  if (!g_unit.empty()) where += " [unit " + g_unit + "]";
+  std::fprintf(stderr, "%s.%03d%s %s: %s\n", stamp, millis, where.c_str(), level_name(level), message.c_str());
+  std::fflush(stderr);
+}
+
+}  // namespace memsweep
