@@ -17,6 +17,7 @@ int parse_index(const std::string& item, const std::string& digits) {
 
 std::vector<int> parse_block_list(const std::string& text, int num_layers) {
   std::vector<int> blocks;
+  if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isspace(c); })) return blocks;
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);

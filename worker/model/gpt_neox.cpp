@@ -1,0 +1,263 @@
+// GPT-NeoX in libtorch. Module and parameter names are the checkpoint's keys, so loading is a name lookup:
+// gpt_neox.embed_in.weight, gpt_neox.layers.N.{input_layernorm, post_attention_layernorm,
+// attention.query_key_value, attention.dense, mlp.dense_h_to_4h, mlp.dense_4h_to_h}.*,
+// gpt_neox.final_layer_norm.*, embed_out.weight.
+// Shapes: B batch, T tokens, d hidden, H heads, hd head size, r rotary dims, V vocabulary rows.
+#include "worker/model/gpt_neox.h"
+
+#include "worker/base/error.h"
+#include "worker/model/layers.h"
+
+namespace memsweep {
+
+GPTNeoXConfig GPTNeoXConfig::read(const ConfigReader& config) {
+  GPTNeoXConfig c;
+  c.vocab_size = config.require_int("vocab_size");
+  c.hidden_size = config.require_int("hidden_size");
+  c.num_layers = config.require_int("num_hidden_layers");
+  c.num_heads = config.require_int("num_attention_heads");
+  c.intermediate_size = config.require_int("intermediate_size");
+  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 || c.intermediate_size <= 0)
+    config.fail("vocab_size/hidden_size/num_hidden_layers/num_attention_heads/intermediate_size", "must be positive");
+  if (c.hidden_size % c.num_heads != 0)
+    config.fail("num_attention_heads", std::to_string(c.num_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
+  c.head_size = c.hidden_size / c.num_heads;
+  if (config.has("head_dim") && config.get_int("head_dim", 0) != c.head_size)
+    config.fail("head_dim", "differs from hidden_size / num_attention_heads = " + std::to_string(c.head_size));
+
+  const std::string activation = config.get_string("hidden_act", "gelu");
+  if (activation != "gelu") config.fail("hidden_act", "'" + activation + "' is not supported (GPT-NeoX uses exact 'gelu')");
+
+  double rotary_pct = 0.25;
+  if (auto rope = config.get_object("rope_parameters")) {
+    const std::string type = rope->value("rope_type", std::string("default"));
+    if (type != "default") config.fail("rope_parameters", "rope_type '" + type + "' is not supported (only 'default')");
+    if (!rope->contains("rope_theta") || !(*rope)["rope_theta"].is_number())
+      config.fail("rope_parameters", "needs a numeric rope_theta");
+    c.rotary_base = (*rope)["rope_theta"].get<double>();
+    if (rope->contains("partial_rotary_factor")) {
+      if (!(*rope)["partial_rotary_factor"].is_number()) config.fail("rope_parameters", "partial_rotary_factor is not a number");
+      rotary_pct = (*rope)["partial_rotary_factor"].get<double>();
+    }
+  } else {
+    c.rotary_base = config.get_double("rotary_emb_base", 10000);
+    rotary_pct = config.get_double("rotary_pct", 0.25);
+  }
+  if (auto scaling = config.get_object("rope_scaling"))
+    config.fail("rope_scaling", "rotary scaling " + scaling->dump() + " is not supported");
+  if (rotary_pct < 0 || rotary_pct > 1) config.fail("rotary_pct", "must be between 0 and 1");
+  c.rotary_dims = int64_t(double(c.head_size) * rotary_pct);  // Python's int(head_size * rotary_pct)
+  if (c.rotary_dims % 2 != 0) config.fail("rotary_pct", "gives an odd number of rotary dims (" + std::to_string(c.rotary_dims) + ")");
+
+  c.layer_norm_eps = config.get_double("layer_norm_eps", 1e-5);
+  c.parallel_residual = config.get_bool("use_parallel_residual", true);
+  c.attention_bias = config.get_bool("attention_bias", true);
+  c.tie_word_embeddings = config.get_bool("tie_word_embeddings", false);
+  c.eos_token_ids = config.get_int_list("eos_token_id");
+  return c;
+}
+
+namespace {
+
+// Per forward pass, shared by all layers: rotary tables and the additive attention mask.
+struct AttentionInputs {
+  torch::Tensor cos, sin;  // [B or 1, T, r] in the activation dtype
+  torch::Tensor bias;      // [B or 1, 1, T, T]
+};
+
+// "rotate half" rotary on the first r dims of each head; x [B, H, T, hd].
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, int64_t r) {
+  auto rotated = x.narrow(-1, 0, r);
+  auto passed = x.narrow(-1, r, x.size(-1) - r);
+  auto first = rotated.narrow(-1, 0, r / 2), second = rotated.narrow(-1, r / 2, r / 2);
+  auto rotate_half = torch::cat({-second, first}, -1);
+  auto embedded = rotated * cos.unsqueeze(1) + rotate_half * sin.unsqueeze(1);
+  return torch::cat({embedded, passed}, -1);
+}
+
+class GPTNeoXAttentionImpl : public torch::nn::Module {
+ public:
+  GPTNeoXAttentionImpl(const GPTNeoXConfig& c, WeightLoader& w, const std::string& prefix)
+      : config_(c),
+        query_key_value(register_module("query_key_value", Linear(w, prefix + "query_key_value.", c.hidden_size,
+                                                                  3 * c.hidden_size, c.attention_bias))),
+        dense(register_module("dense", Linear(w, prefix + "dense.", c.hidden_size, c.hidden_size, c.attention_bias))) {}
+
+  void set_mode(AttentionMode mode) {
+    mode_ = mode;
+    value_weight_ = value_bias_ = torch::Tensor();
+    if (mode != AttentionMode::short_circuit) return;
+    // The fused projection is head-interleaved: row h*3hd + s*hd + e is (q, k, v)[s] of head h. Keep the v rows,
+    // in head order, so short-circuited blocks never compute q and k.
+    const int64_t d = config_.hidden_size, H = config_.num_heads, hd = config_.head_size;
+    value_weight_ = query_key_value->weight.view({H, 3, hd, d}).select(1, 2).reshape({d, d}).contiguous();
+    if (query_key_value->bias.defined())
+      value_bias_ = query_key_value->bias.view({H, 3, hd}).select(1, 2).reshape({d}).contiguous();
+  }
+  AttentionMode mode() const { return mode_; }
+
+  // x: the layer-normed block input [B, T, d]. Returns the attention sublayer's output [B, T, d], or an
+  // undefined tensor for zero attention (the caller then adds nothing).
+  torch::Tensor forward(const torch::Tensor& x, const AttentionInputs& in) {
+    switch (mode_) {
+      case AttentionMode::zero_attention: return {};
+      case AttentionMode::short_circuit: return dense(torch::linear(x, value_weight_, value_bias_));
+      case AttentionMode::normal: break;
+    }
+    const int64_t B = x.size(0), T = x.size(1), H = config_.num_heads, hd = config_.head_size;
+    auto qkv = query_key_value(x).view({B, T, H, 3 * hd}).transpose(1, 2);  // [B, H, T, 3hd]
+    auto parts = qkv.chunk(3, -1);
+    torch::Tensor q = parts[0], k = parts[1], v = parts[2];
+    if (config_.rotary_dims > 0) {
+      q = apply_rotary(q, in.cos, in.sin, config_.rotary_dims);
+      k = apply_rotary(k, in.cos, in.sin, config_.rotary_dims);
+    }
+    auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(double(hd), -0.5) + in.bias;  // [B, H, T, T]
+    // Softmax accumulates in fp32 whatever the activation dtype (transformers 5.x eager does the same).
+    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+    auto heads = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H * hd});
+    return dense(heads);
+  }
+
+ private:
+  GPTNeoXConfig config_;
+  AttentionMode mode_ = AttentionMode::normal;
+  torch::Tensor value_weight_, value_bias_;  // [d, d], [d]: only while short-circuited
+
+ public:
+  Linear query_key_value, dense;
+};
+TORCH_MODULE(GPTNeoXAttention);
+
+class GPTNeoXMLPImpl : public torch::nn::Module {
+ public:
+  GPTNeoXMLPImpl(const GPTNeoXConfig& c, WeightLoader& w, const std::string& prefix)
+      : dense_h_to_4h(register_module("dense_h_to_4h", Linear(w, prefix + "dense_h_to_4h.", c.hidden_size, c.intermediate_size, true))),
+        dense_4h_to_h(register_module("dense_4h_to_h", Linear(w, prefix + "dense_4h_to_h.", c.intermediate_size, c.hidden_size, true))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return dense_4h_to_h(torch::gelu(dense_h_to_4h(x))); }
+  Linear dense_h_to_4h, dense_4h_to_h;
+};
+TORCH_MODULE(GPTNeoXMLP);
+
+class GPTNeoXLayerImpl : public torch::nn::Module {
+ public:
+  GPTNeoXLayerImpl(const GPTNeoXConfig& c, WeightLoader& w, const std::string& prefix)
+      : parallel_residual_(c.parallel_residual),
+        input_layernorm(register_module("input_layernorm", LayerNorm(w, prefix + "input_layernorm.", c.hidden_size, c.layer_norm_eps))),
+        post_attention_layernorm(register_module("post_attention_layernorm",
+                                                 LayerNorm(w, prefix + "post_attention_layernorm.", c.hidden_size, c.layer_norm_eps))),
+        attention(register_module("attention", GPTNeoXAttention(c, w, prefix + "attention."))),
+        mlp(register_module("mlp", GPTNeoXMLP(c, w, prefix + "mlp."))) {}
+
+  torch::Tensor forward(const torch::Tensor& h, const AttentionInputs& in) {
+    torch::Tensor attn = attention(input_layernorm(h), in);
+    if (parallel_residual_) {  // h + attn(LN1(h)) + mlp(LN2(h)): LN2 reads the block input
+      torch::Tensor out = mlp(post_attention_layernorm(h));
+      if (attn.defined()) out = out + attn;
+      return out + h;
+    }
+    torch::Tensor g = attn.defined() ? attn + h : h;  // sequential: g = h + attn(LN1(h)); g + mlp(LN2(g))
+    return mlp(post_attention_layernorm(g)) + g;
+  }
+
+ private:
+  bool parallel_residual_;
+
+ public:
+  LayerNorm input_layernorm, post_attention_layernorm;
+  GPTNeoXAttention attention;
+  GPTNeoXMLP mlp;
+};
+TORCH_MODULE(GPTNeoXLayer);
+
+class GPTNeoXModelImpl : public torch::nn::Module {
+ public:
+  GPTNeoXModelImpl(const GPTNeoXConfig& c, WeightLoader& w)
+      : embed_in(register_module("embed_in", Embedding(w, "gpt_neox.embed_in.", c.vocab_size, c.hidden_size))),
+        layers(register_module("layers", torch::nn::ModuleList())),
+        final_layer_norm(register_module("final_layer_norm",
+                                         LayerNorm(w, "gpt_neox.final_layer_norm.", c.hidden_size, c.layer_norm_eps))) {
+    for (int64_t i = 0; i < c.num_layers; ++i)
+      layers->push_back(GPTNeoXLayer(c, w, "gpt_neox.layers." + std::to_string(i) + "."));
+  }
+  Embedding embed_in;
+  torch::nn::ModuleList layers;
+  LayerNorm final_layer_norm;
+};
+TORCH_MODULE(GPTNeoXModel);
+
+class GPTNeoX : public CausalLM, public torch::nn::Module {
+ public:
+  GPTNeoX(GPTNeoXConfig config, WeightLoader& w)
+      : config_(std::move(config)), dtype_(w.dtype()), device_(w.device()),
+        gpt_neox(register_module("gpt_neox", GPTNeoXModel(config_, w))) {
+    if (config_.tie_word_embeddings) {
+      embed_out = gpt_neox->embed_in->weight;
+    } else {
+      // transformers >= 5.14 calls the head lm_head in memory; files keep embed_out.weight.
+      embed_out = register_parameter("embed_out", w.take_first_of({"embed_out.weight", "lm_head.weight"},
+                                                                  {config_.vocab_size, config_.hidden_size}), false);
+    }
+    // inv_freq = 1 / base^(arange(0, r, 2) / r), in fp32 like transformers.
+    const int64_t r = config_.rotary_dims;
+    if (r > 0) {
+      auto exponents = torch::arange(0, r, 2, torch::kInt64).to(torch::kFloat32) / double(r);
+      inv_freq_ = (1.0 / torch::pow(torch::scalar_tensor(config_.rotary_base, torch::kFloat32), exponents)).to(device_);
+    }
+  }
+
+  std::string architecture() const override { return "gpt_neox"; }
+  int num_layers() const override { return int(config_.num_layers); }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  std::vector<int64_t> eos_token_ids() const override { return config_.eos_token_ids; }
+  torch::ScalarType dtype() const override { return dtype_; }
+  torch::Device device() const override { return device_; }
+  void set_attention_mode(int layer, AttentionMode mode) override { layer_at(layer)->attention->set_mode(mode); }
+  AttentionMode attention_mode(int layer) const override {
+    return gpt_neox->layers->at<GPTNeoXLayerImpl>(size_t(layer)).attention->mode();
+  }
+
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask) override {
+    torch::InferenceMode inference;
+    const int64_t T = ids.size(1);
+    auto input = ids.to(device_, torch::kInt64);
+    AttentionInputs in;
+    in.bias = causal_attention_bias(mask, T, dtype_, device_);
+    if (config_.rotary_dims > 0) {
+      auto positions = token_positions(mask, T, device_).to(torch::kFloat32);  // [B or 1, T]
+      auto freqs = positions.unsqueeze(-1) * inv_freq_;                        // [B or 1, T, r/2]
+      auto angles = torch::cat({freqs, freqs}, -1);
+      in.cos = angles.cos().to(dtype_);
+      in.sin = angles.sin().to(dtype_);
+    }
+    torch::Tensor h = gpt_neox->embed_in(input);
+    for (int64_t i = 0; i < config_.num_layers; ++i) h = layer_at(int(i))->forward(h, in);
+    return torch::linear(gpt_neox->final_layer_norm(h), embed_out);
+  }
+
+ private:
+  GPTNeoXLayerImpl* layer_at(int layer) { return &gpt_neox->layers->at<GPTNeoXLayerImpl>(size_t(layer)); }
+
+  GPTNeoXConfig config_;
+  torch::ScalarType dtype_;
+  torch::Device device_;
+  torch::Tensor inv_freq_;
+
+ public:
+  GPTNeoXModel gpt_neox;
+  torch::Tensor embed_out;
+};
+
+}  // namespace
+
+std::unique_ptr<CausalLM> load_gpt_neox(const ConfigReader& config, const std::string& model_dir,
+                                        const LoadOptions& options) {
+  GPTNeoXConfig c = GPTNeoXConfig::read(config);
+  Checkpoint checkpoint = Checkpoint::open(model_dir);
+  WeightLoader weights(checkpoint, options.dtype, options.device);
+  auto model = std::make_unique<GPTNeoX>(c, weights);
+  checkpoint.check_all_taken({"attention.bias", "attention.masked_bias", "rotary_emb.inv_freq"});
+  return model;
+}
+
+}  // namespace memsweep

@@ -1,0 +1,48 @@
+#include "worker/model/layers.h"
+#include <limits>
+
+namespace memsweep {
+
+LinearImpl::LinearImpl(WeightLoader& weights, const std::string& prefix, int64_t in, int64_t out, bool has_bias) {
+  weight = register_parameter("weight", weights.take(prefix + "weight", {out, in}), false);
+  if (has_bias) bias = register_parameter("bias", weights.take(prefix + "bias", {out}), false);
+}
+
+LayerNormImpl::LayerNormImpl(WeightLoader& weights, const std::string& prefix, int64_t size, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", weights.take(prefix + "weight", {size}), false);
+  bias = register_parameter("bias", weights.take(prefix + "bias", {size}), false);
+}
+
+}  // namespace memsweep
+
+namespace memsweep {
+
+static double lowest_finite(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return std::numeric_limits<float>::lowest();
+    case torch::kFloat16: return std::numeric_limits<c10::Half>::lowest();
+    case torch::kBFloat16: return std::numeric_limits<c10::BFloat16>::lowest();
+    case torch::kFloat64: return std::numeric_limits<double>::lowest();
+    default: TORCH_CHECK(false, "attention mask for a non-float dtype");
+  }
+}
+
+torch::Tensor causal_attention_bias(const torch::Tensor& mask, int64_t length, torch::ScalarType dtype,
+                                    torch::Device device, int64_t window) {
+  auto query = torch::arange(length, torch::TensorOptions().dtype(torch::kInt64).device(device)).view({length, 1});
+  auto key = query.view({1, length});
+  torch::Tensor visible = key <= query;
+  if (window > 0) visible = visible & (query - key < window);
+  visible = visible.view({1, 1, length, length});
+  if (mask.defined()) visible = visible & mask.to(device, torch::kBool).view({mask.size(0), 1, 1, length});
+  return torch::zeros(visible.sizes(), torch::TensorOptions().dtype(dtype).device(device))
+      .masked_fill(visible.logical_not(), lowest_finite(dtype));
+}
+
+torch::Tensor token_positions(const torch::Tensor& mask, int64_t length, torch::Device device) {
+  if (!mask.defined()) return torch::arange(length, torch::TensorOptions().dtype(torch::kInt64).device(device)).unsqueeze(0);
+  auto real = mask.to(device, torch::kInt64);
+  return (real.cumsum(-1) - 1).clamp_min(0);
+}
+
+}  // namespace memsweep

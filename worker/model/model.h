@@ -1,0 +1,58 @@
+#pragma once
+// What every architecture offers the tasks: a causal LM whose attention can be changed per block in place,
+// without reloading. Architectures live in one file each (gpt_neox.cpp, ...) and are chosen by config.json's
+// model_type in load_causal_lm().
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace memsweep {
+
+// What a block's attention computes. Adding a kind: a value here, its name below, and one case in each
+// architecture's attention forward.
+enum class AttentionMode {
+  normal,
+  short_circuit,   // identity attention: each token attends only to itself, o_t = v_t (no Q/K/softmax work)
+  zero_attention,  // the attention sublayer's output (after its output projection and bias) is zero
+};
+const char* attention_mode_name(AttentionMode mode);
+
+struct LoadOptions {
+  torch::ScalarType dtype = torch::kFloat32;
+  torch::Device device = torch::kCPU;
+};
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+  virtual std::string architecture() const = 0;  // config.json's model_type
+  virtual int num_layers() const = 0;
+  virtual int64_t vocab_size() const = 0;  // rows of the output head (may exceed the tokenizer's ids)
+  virtual std::vector<int64_t> eos_token_ids() const = 0;
+  virtual torch::ScalarType dtype() const = 0;
+  virtual torch::Device device() const = 0;
+
+  virtual void set_attention_mode(int layer, AttentionMode mode) = 0;
+  virtual AttentionMode attention_mode(int layer) const = 0;
+  // Every block back to normal.
+  void clear_interventions();
+  // Sets `mode` on each listed block (others unchanged); Error on a block that does not exist.
+  void set_attention_mode(const std::vector<int>& layers, AttentionMode mode);
+
+  // ids [B, T] (int64) -> logits [B, T, V] in the model's dtype. `mask` [B, T] is 1 for real tokens and 0 for
+  // left padding, or undefined when no row is padded; positions are derived from it (cumsum(mask) - 1), so a
+  // padded row computes what it computes alone. Rows of padding positions are garbage.
+  virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask) = 0;
+};
+
+// Reads MODEL_DIR/config.json and the safetensors checkpoint; every tensor is checked and used.
+std::unique_ptr<CausalLM> load_causal_lm(const std::string& model_dir, const LoadOptions& options);
+
+// "float32" | "float16" | "bfloat16" -> dtype; Error otherwise.
+torch::ScalarType parse_dtype(const std::string& name);
+// "cpu" | "cuda" | "cuda:N"; Error when CUDA is asked for and not available.
+torch::Device parse_device(const std::string& name);
+
+}  // namespace memsweep

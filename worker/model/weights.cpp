@@ -1,0 +1,43 @@
+#include "worker/model/weights.h"
+
+#include "worker/base/error.h"
+
+namespace memsweep {
+namespace {
+torch::ScalarType torch_dtype(DType dtype, const std::string& where) {
+  switch (dtype) {
+    case DType::F32: return torch::kFloat32;
+    case DType::F16: return torch::kFloat16;
+    case DType::BF16: return torch::kBFloat16;
+    case DType::F64: return torch::kFloat64;
+    default: throw Error(where + " has dtype " + dtype_name(dtype) + "; model weights must be F32, F16 or BF16");
+  }
+}
+}  // namespace
+
+torch::Tensor WeightLoader::take(const std::string& name, const std::vector<int64_t>& shape) {
+  Checkpoint::Tensor source = checkpoint_.take(name);
+  const std::string where = source.file->path() + ": tensor '" + name + "'";
+  if (source.info->shape != shape)
+    throw Error(where + " has shape " + shape_string(source.info->shape) + ", expected " + shape_string(shape) +
+                " from config.json");
+  const torch::ScalarType source_dtype = torch_dtype(source.info->dtype, where);
+  const uint8_t* bytes = source.file->data(*source.info);
+  // The mapping outlives the tensor through the deleter's copy of the shared pointer.
+  auto keep_mapped = source.file->mapping();
+  torch::Tensor mapped = torch::from_blob(
+      const_cast<uint8_t*>(bytes), shape, [keep_mapped](void*) {}, torch::TensorOptions().dtype(source_dtype));
+  const bool aligned = reinterpret_cast<uintptr_t>(bytes) % torch::elementSize(source_dtype) == 0;
+  if (source_dtype == dtype_ && device_.is_cpu() && aligned) return mapped;
+  return mapped.to(device_, dtype_, /*non_blocking=*/false, /*copy=*/true);
+}
+
+torch::Tensor WeightLoader::take_first_of(const std::vector<std::string>& names, const std::vector<int64_t>& shape) {
+  for (const auto& name : names)
+    if (checkpoint_.contains(name)) return take(name, shape);
+  std::string list;
+  for (const auto& name : names) list += (list.empty() ? "'" : " or '") + name + "'";
+  throw Error(checkpoint_.directory() + ": checkpoint has no tensor " + list);
+}
+
+}  // namespace memsweep
