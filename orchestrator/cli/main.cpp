@@ -20,6 +20,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"forward", memsweep::forward_command, "run a checkpoint on token ids and write the logits (inspection)"},
+    {"info", memsweep::info_command, "libtorch version, BLAS, devices, threads and a measured matmul rate"},
 };
 
 void print_usage(std::ostream& out) {

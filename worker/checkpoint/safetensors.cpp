@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -216,8 +217,10 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error("cannot open " + path + " for writing");
+  // Written beside the target and renamed into place: a reader never sees half a file.
+  const std::string partial = path + ".partial";
+  std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+  if (!out) throw Error("cannot open " + partial + " for writing");
   uint8_t length[8];
   for (int i = 0; i < 8; ++i) length[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
   out.write(reinterpret_cast<const char*>(length), 8);
@@ -227,8 +230,12 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     for (int64_t d : t.shape) bytes *= uint64_t(d);
     out.write(static_cast<const char*>(t.data), std::streamsize(bytes));
   }
-  out.flush();
-  if (!out) throw Error("error while writing " + path + " (disk full?)");
+  out.close();
+  if (!out) {
+    std::remove(partial.c_str());
+    throw Error("error while writing " + partial + " (disk full?)");
+  }
+  if (std::rename(partial.c_str(), path.c_str()) != 0) throw Error("cannot rename " + partial + " to " + path + ": " + std::strerror(errno));
 }
 
 }  // namespace memsweep

@@ -1,0 +1,183 @@
+"""Every broken checkpoint is a clear error (exit 1, a message naming the file and the tensor or key, what
+was expected and what was found), never a crash or a silent wrong answer."""
+import json
+import shutil
+import struct
+
+import pytest
+
+from memsweep_testing import make_gpt_neox, run_memsweep, write_tokens
+
+LAYER0 = "gpt_neox.layers.0."
+
+
+def read_safetensors(path):
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + length]), data[8 + length:]
+
+
+def write_safetensors(path, header, body):
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + body)
+
+
+def edit_header(edit):
+    def corrupt(directory):
+        path = directory / "model.safetensors"
+        header, body = read_safetensors(path)
+        body = edit(header, body) or body
+        write_safetensors(path, header, body)
+    return corrupt
+
+
+def truncate(directory):
+    path = directory / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def huge_header_length(directory):
+    path = directory / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(struct.pack("<Q", len(data) * 2) + data[8:])
+
+
+def bad_json(directory):
+    path = directory / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[8] = ord("#")
+    path.write_bytes(bytes(data))
+
+
+def tiny_file(directory):
+    (directory / "model.safetensors").write_bytes(b"\x01\x02\x03")
+
+
+def shift_outside(header, body):
+    begin, end = header[LAYER0 + "input_layernorm.weight"]["data_offsets"]
+    header[LAYER0 + "input_layernorm.weight"]["data_offsets"] = [begin + len(body), end + len(body)]
+
+
+def overlap(header, body):
+    header[LAYER0 + "input_layernorm.bias"]["data_offsets"] = header[LAYER0 + "input_layernorm.weight"]["data_offsets"]
+
+
+def set_field(name, field, value):
+    def edit(header, body):
+        header[name][field] = value
+    return edit
+
+
+def remove(name):
+    def edit(header, body):
+        del header[name]
+    return edit
+
+
+def add_extra(header, body):
+    header["gpt_neox.layers.0.attention.extra_gate"] = {"dtype": "F32", "shape": [4], "data_offsets": [len(body), len(body) + 16]}
+    return body + bytes(16)
+
+
+def edit_config(key, value):
+    def corrupt(directory):
+        config = json.loads((directory / "config.json").read_text())
+        if value is None:
+            config.pop(key)
+        else:
+            config[key] = value
+        (directory / "config.json").write_text(json.dumps(config))
+    return corrupt
+
+
+def remove_shard(directory):
+    sorted(directory.glob("model-*.safetensors"))[1].unlink()
+
+
+CASES = {
+    # name: (sharded?, corruption, words the message must contain)
+    "truncated_file": (False, truncate, ["model.safetensors", "truncated"]),
+    "shorter_than_header_length": (False, tiny_file, ["model.safetensors", "fewer than the 8-byte header length"]),
+    "header_length_beyond_file": (False, huge_header_length, ["model.safetensors", "header length", "beyond the end"]),
+    "bad_json": (False, bad_json, ["model.safetensors", "not valid JSON"]),
+    "unknown_dtype": (False, edit_header(set_field(LAYER0 + "input_layernorm.weight", "dtype", "Q32")),
+                      ["unknown dtype 'Q32'", LAYER0 + "input_layernorm.weight"]),
+    "integer_dtype": (False, edit_header(set_field(LAYER0 + "input_layernorm.weight", "dtype", "I32")),
+                      ["has dtype I32", "F32, F16 or BF16", LAYER0 + "input_layernorm.weight"]),
+    "span_outside_file": (False, edit_header(shift_outside), ["data area", LAYER0 + "input_layernorm.weight"]),
+    "span_size_mismatch": (False, edit_header(set_field(LAYER0 + "input_layernorm.weight", "shape", [65])),
+                           ["shape [65] x F32 needs 260 bytes but data_offsets span 256"]),
+    "overlapping_spans": (False, edit_header(overlap), ["overlap", LAYER0 + "input_layernorm.weight", LAYER0 + "input_layernorm.bias"]),
+    "missing_tensor": (False, edit_header(remove(LAYER0 + "mlp.dense_4h_to_h.bias")),
+                       ["no tensor '" + LAYER0 + "mlp.dense_4h_to_h.bias'"]),
+    "wrong_shape": (False, edit_header(set_field("gpt_neox.embed_in.weight", "shape", [64, 97])),
+                    ["'gpt_neox.embed_in.weight' has shape [64, 97], expected [97, 64]"]),
+    "unused_extra_tensor": (False, edit_header(add_extra), ["does not use", "gpt_neox.layers.0.attention.extra_gate"]),
+    "missing_shard": (True, remove_shard, ["shard", "is missing", "model.safetensors.index.json"]),
+    "config_missing_key": (False, edit_config("hidden_size", None), ["config.json", "'hidden_size'", "missing"]),
+    "config_wrong_type": (False, edit_config("num_hidden_layers", "four"), ["config.json", "'num_hidden_layers'", "expected an integer"]),
+    "config_unknown_model": (False, edit_config("model_type", "llama"), ["config.json", "'llama' is not supported"]),
+    "config_rope_scaling": (False, edit_config("rope_parameters", {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}),
+                            ["config.json", "rope_type 'linear' is not supported"]),
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    make_gpt_neox(base / "single", seed=1)
+    make_gpt_neox(base / "sharded", seed=1, shard_size="40KB")
+    return base
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_broken_checkpoint_is_a_clear_error(models, case, tmp_path):
+    sharded, corrupt, words = CASES[case]
+    directory = tmp_path / "model"
+    shutil.copytree(models / ("sharded" if sharded else "single"), directory)
+    corrupt(directory)
+    tokens = write_tokens(tmp_path / "tokens.json", [[1, 2, 3]])
+    result = run_memsweep("forward", "--model", directory, "--tokens", tokens, "--out", tmp_path / "out.safetensors",
+                          check=False)
+    print(f"{case}: {result.stderr.strip()}")
+    assert result.returncode == 1
+    for word in words:
+        assert word in result.stderr
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_intact_copy_loads(models, tmp_path):
+    """The corruptions above are the only reason those runs fail."""
+    tokens = write_tokens(tmp_path / "tokens.json", [[1, 2, 3]])
+    for kind in ("single", "sharded"):
+        run_memsweep("forward", "--model", models / kind, "--tokens", tokens, "--out", tmp_path / f"{kind}.safetensors")
+
+
+@pytest.mark.parametrize("rows, words", [
+    ([[1, 2, 97]], ["row 0, position 2", "not a token id"]),
+    ([[1], []], ["row 1 is empty"]),
+    ([[1, "a"]], ["row 0, position 1"]),
+    ({"rows": []}, ["expected a JSON array"]),
+])
+def test_bad_token_file_is_a_clear_error(models, rows, words, tmp_path):
+    tokens = write_tokens(tmp_path / "tokens.json", rows)
+    result = run_memsweep("forward", "--model", models / "single", "--tokens", tokens, "--out", tmp_path / "o.safetensors",
+                          check=False)
+    assert result.returncode == 1, result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--short-circuit", "4"], ["block 4 does not exist", "4 blocks"]),
+    (["--short-circuit", "2-x"], ["'2-x'"]),
+    (["--short-circuit", "1", "--zero-attention", "1"], ["block 1 is listed in both"]),
+    (["--dtype", "float8"], ["unknown dtype 'float8'"]),
+])
+def test_bad_flags_are_clear_errors(models, flags, words, tmp_path):
+    tokens = write_tokens(tmp_path / "tokens.json", [[1, 2]])
+    result = run_memsweep("forward", "--model", models / "single", "--tokens", tokens, "--out", tmp_path / "o.safetensors",
+                          *flags, check=False)
+    assert result.returncode == 1, result.stderr
+    for word in words:
+        assert word in result.stderr
