@@ -10,6 +10,52 @@
 namespace fs = std::filesystem;
 
 namespace memsweep {
+namespace {
+
+std::vector<StoredTensor> safetensors_tensors(const SafetensorsFile& file) {
+  std::vector<StoredTensor> tensors;
+  for (const auto& info : file.tensors())
+    tensors.push_back({info.name, file.path(), info.dtype, info.shape, contiguous_strides(info.shape), file.data(info),
+                       file.mapping()});
+  return tensors;
+}
+
+// Shard file name -> the tensor names an index.json assigns to it.
+std::map<std::string, std::set<std::string>> read_index(const fs::path& index) {
+  std::map<std::string, std::set<std::string>> shards;
+  nlohmann::json json = read_json_file(index.string());
+  auto weight_map = json.find("weight_map");
+  if (weight_map == json.end() || !weight_map->is_object())
+    throw Error(index.string() + ": missing 'weight_map' object (tensor name -> shard file)");
+  for (const auto& [name, file] : weight_map->items()) {
+    if (!file.is_string()) throw Error(index.string() + ": weight_map entry '" + name + "' is not a file name");
+    const std::string shard = file.get<std::string>();
+    if (shard.empty() || shard.find('/') != std::string::npos)
+      throw Error(index.string() + ": weight_map entry '" + name + "' names '" + shard + "', not a file of the directory");
+    shards[shard].insert(name);
+  }
+  return shards;
+}
+
+// Each shard holds exactly the tensors the index gives it.
+void check_shard_against_index(const std::vector<StoredTensor>& tensors, const std::string& path,
+                               const std::set<std::string>& expected, const std::string& index) {
+  std::set<std::string> found;
+  for (const auto& t : tensors) {
+    if (!expected.count(t.name)) throw Error(path + ": tensor '" + t.name + "' is not assigned to this shard by " + index);
+    found.insert(t.name);
+  }
+  for (const auto& name : expected)
+    if (!found.count(name)) throw Error(index + " puts tensor '" + name + "' in " + path + ", which does not contain it");
+}
+
+}  // namespace
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t i = shape.size(); i-- > 1;) strides[i - 1] = strides[i] * std::max<int64_t>(shape[i], 1);
+  return strides;
+}
 
 Checkpoint Checkpoint::open(const std::string& model_dir) {
   Checkpoint checkpoint;
@@ -19,82 +65,63 @@ Checkpoint Checkpoint::open(const std::string& model_dir) {
   const fs::path single = dir / "model.safetensors";
   const fs::path index = dir / "model.safetensors.index.json";
 
-  // Shard file -> the names the index assigns to it.
-  std::map<std::string, std::set<std::string>> expected;
   if (fs::exists(index)) {
-    nlohmann::json json = read_json_file(index.string());
-    auto weight_map = json.find("weight_map");
-    if (weight_map == json.end() || !weight_map->is_object())
-      throw Error(index.string() + ": missing 'weight_map' object (tensor name -> shard file)");
-    for (const auto& [name, file] : weight_map->items()) {
-      if (!file.is_string()) throw Error(index.string() + ": weight_map entry '" + name + "' is not a file name");
-      const std::string shard = file.get<std::string>();
-      if (shard.find('/') != std::string::npos || shard.empty())
-        throw Error(index.string() + ": weight_map entry '" + name + "' names '" + shard + "', not a file of the directory");
-      expected[shard].insert(name);
-    }
-    for (const auto& [shard, names] : expected) {
+    for (const auto& [shard, names] : read_index(index)) {
       const fs::path path = dir / shard;
       if (!fs::exists(path))
         throw Error("shard " + path.string() + " is missing (listed in " + index.string() + " for " +
                     std::to_string(names.size()) + " tensors, e.g. '" + *names.begin() + "')");
-      checkpoint.files_.push_back(SafetensorsFile::open(path.string()));
+      auto tensors = safetensors_tensors(SafetensorsFile::open(path.string()));
+      check_shard_against_index(tensors, path.string(), names, index.string());
+      checkpoint.add(std::move(tensors));
     }
   } else if (fs::exists(single)) {
-    checkpoint.files_.push_back(SafetensorsFile::open(single.string()));
+    checkpoint.add(safetensors_tensors(SafetensorsFile::open(single.string())));
   } else if (fs::exists(dir / "pytorch_model.bin") || fs::exists(dir / "pytorch_model.bin.index.json")) {
     throw Error(model_dir + " holds pytorch_model.bin weights; memsweep reads safetensors checkpoints "
                 "(model.safetensors or model.safetensors.index.json + shards)");
   } else {
     throw Error(model_dir + " has no model.safetensors nor model.safetensors.index.json");
   }
-
-  for (const auto& file : checkpoint.files_) {
-    const std::string shard = fs::path(file.path()).filename().string();
-    auto names = expected.find(shard);
-    for (const auto& info : file.tensors()) {
-      if (!expected.empty() && (names == expected.end() || !names->second.count(info.name)))
-        throw Error(file.path() + ": tensor '" + info.name + "' is not assigned to this shard by " + index.string());
-      checkpoint.by_name_.push_back({info.name, Tensor{&file, &info}});
-    }
-    if (!expected.empty()) {
-      for (const auto& name : names->second)
-        if (!file.find(name))
-          throw Error(index.string() + " puts tensor '" + name + "' in " + file.path() + ", which does not contain it");
-    }
-  }
-  std::sort(checkpoint.by_name_.begin(), checkpoint.by_name_.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (size_t i = 1; i < checkpoint.by_name_.size(); ++i)
-    if (checkpoint.by_name_[i].first == checkpoint.by_name_[i - 1].first)
-      throw Error(model_dir + ": tensor '" + checkpoint.by_name_[i].first + "' appears in both " +
-                  checkpoint.by_name_[i - 1].second.file->path() + " and " + checkpoint.by_name_[i].second.file->path());
   return checkpoint;
 }
 
-bool Checkpoint::contains(const std::string& name) const {
-  return std::binary_search(by_name_.begin(), by_name_.end(), std::make_pair(name, Tensor{}),
-                            [](const auto& a, const auto& b) { return a.first < b.first; });
+void Checkpoint::add(std::vector<StoredTensor> tensors) {
+  for (auto& t : tensors) {
+    if (const StoredTensor* other = find(t.name))
+      throw Error(directory_ + ": tensor '" + t.name + "' appears in both " + other->file + " and " + t.file);
+    auto at = std::lower_bound(tensors_.begin(), tensors_.end(), t.name,
+                               [](const StoredTensor& s, const std::string& n) { return s.name < n; });
+    tensors_.insert(at, std::move(t));
+  }
 }
 
-Checkpoint::Tensor Checkpoint::take(const std::string& name) {
-  auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name,
-                             [](const auto& entry, const std::string& n) { return entry.first < n; });
-  if (it == by_name_.end() || it->first != name) throw Error(directory_ + ": checkpoint has no tensor '" + name + "'");
+const StoredTensor* Checkpoint::find(const std::string& name) const {
+  auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                             [](const StoredTensor& s, const std::string& n) { return s.name < n; });
+  return it != tensors_.end() && it->name == name ? &*it : nullptr;
+}
+
+bool Checkpoint::contains(const std::string& name) const { return find(name) != nullptr; }
+
+const StoredTensor& Checkpoint::take(const std::string& name) {
+  const StoredTensor* tensor = find(name);
+  if (!tensor) throw Error(directory_ + ": checkpoint has no tensor '" + name + "'");
   taken_.insert(name);
-  return it->second;
+  return *tensor;
 }
 
 void Checkpoint::check_all_taken(const std::vector<std::string>& skip_suffixes) const {
   std::string unused;
   int count = 0;
-  for (const auto& [name, tensor] : by_name_) {
+  for (const auto& tensor : tensors_) {
+    const std::string& name = tensor.name;
     if (taken_.count(name)) continue;
     bool skipped = std::any_of(skip_suffixes.begin(), skip_suffixes.end(), [&](const std::string& suffix) {
       return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
     });
     if (skipped) continue;
-    if (++count <= 10) unused += "\n  '" + name + "' " + shape_string(tensor.info->shape) + " in " + tensor.file->path();
+    if (++count <= 10) unused += "\n  '" + name + "' " + shape_string(tensor.shape) + " in " + tensor.file;
   }
   if (count)
     throw Error(directory_ + ": " + std::to_string(count) + " tensor(s) that this architecture does not use" +

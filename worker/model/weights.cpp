@@ -16,20 +16,19 @@ torch::ScalarType torch_dtype(DType dtype, const std::string& where) {
 }  // namespace
 
 torch::Tensor WeightLoader::take(const std::string& name, const std::vector<int64_t>& shape) {
-  Checkpoint::Tensor source = checkpoint_.take(name);
-  const std::string where = source.file->path() + ": tensor '" + name + "'";
-  if (source.info->shape != shape)
-    throw Error(where + " has shape " + shape_string(source.info->shape) + ", expected " + shape_string(shape) +
+  const StoredTensor& source = checkpoint_.take(name);
+  const std::string where = source.file + ": tensor '" + name + "'";
+  if (source.shape != shape)
+    throw Error(where + " has shape " + shape_string(source.shape) + ", expected " + shape_string(shape) +
                 " from config.json");
-  const torch::ScalarType source_dtype = torch_dtype(source.info->dtype, where);
-  const uint8_t* bytes = source.file->data(*source.info);
+  const torch::ScalarType source_dtype = torch_dtype(source.dtype, where);
   // The mapping outlives the tensor through the deleter's copy of the shared pointer.
-  auto keep_mapped = source.file->mapping();
-  torch::Tensor mapped = torch::from_blob(
-      const_cast<uint8_t*>(bytes), shape, [keep_mapped](void*) {}, torch::TensorOptions().dtype(source_dtype));
-  const bool aligned = reinterpret_cast<uintptr_t>(bytes) % torch::elementSize(source_dtype) == 0;
-  if (source_dtype == dtype_ && device_.is_cpu() && aligned) return mapped;
-  return mapped.to(device_, dtype_, /*non_blocking=*/false, /*copy=*/true);
+  auto keep_mapped = source.mapping;
+  torch::Tensor mapped = torch::from_blob(const_cast<uint8_t*>(source.data), shape, source.strides,
+                                          [keep_mapped](void*) {}, torch::TensorOptions().dtype(source_dtype));
+  const bool aligned = reinterpret_cast<uintptr_t>(source.data) % torch::elementSize(source_dtype) == 0;
+  if (source_dtype == dtype_ && device_.is_cpu() && aligned && mapped.is_contiguous()) return mapped;
+  return mapped.to(device_, dtype_, /*non_blocking=*/false, /*copy=*/true).contiguous();
 }
 
 torch::Tensor WeightLoader::take_first_of(const std::vector<std::string>& names, const std::vector<int64_t>& shape) {
