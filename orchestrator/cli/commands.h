@@ -10,5 +10,6 @@ using Arguments = std::vector<std::string>;
 
 int forward_command(const Arguments& args);
 int info_command(const Arguments& args);
+int generate_command(const Arguments& args);
 
 }  // namespace memsweep

@@ -20,6 +20,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"forward", memsweep::forward_command, "run a checkpoint on token ids and write the logits (inspection)"},
+    {"generate", memsweep::generate_command, "greedy continuation of token-id prompts (KV cache), printed as JSON"},
     {"info", memsweep::info_command, "libtorch version, BLAS, devices, threads and a measured matmul rate"},
 };
 

@@ -3,6 +3,7 @@ Hugging Face checkpoints, and reading memsweep's outputs."""
 import json
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,23 @@ def make_gpt_neox(directory, seed=0, shard_size=None, **overrides):
                     intermediate_size=128, max_position_embeddings=128, initializer_range=0.2,
                     use_parallel_residual=True, rotary_pct=0.25, eos_token_id=0, bos_token_id=0)
     settings.update(overrides)
+    return _save_random(GPTNeoXForCausalLM, GPTNeoXConfig(**settings), directory, seed, shard_size)
+
+
+def make_gpt_neo(directory, seed=0, shard_size=None, **overrides):
+    """A random-init GPTNeoForCausalLM (tied head, learned positions), float32 safetensors."""
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    settings = dict(vocab_size=97, hidden_size=64, num_layers=4, num_heads=4, max_position_embeddings=64,
+                    attention_types=[[["global", "local"], 2]], window_size=5, initializer_range=0.2,
+                    eos_token_id=0, bos_token_id=0)
+    settings.update(overrides)
+    return _save_random(GPTNeoForCausalLM, GPTNeoConfig(**settings), directory, seed, shard_size)
+
+
+def _save_random(model_class, config, directory, seed, shard_size):
     torch.manual_seed(seed)
-    config = GPTNeoXConfig(**settings)
-    model = GPTNeoXForCausalLM(config).eval()
+    model = model_class(config).eval()
     # LayerNorm and bias parameters start at 1 and 0; randomize them so the test sees every parameter.
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -51,6 +66,59 @@ def make_gpt_neox(directory, seed=0, shard_size=None, **overrides):
     kwargs = {"max_shard_size": shard_size} if shard_size else {}
     model.save_pretrained(directory, **kwargs)
     return model
+
+
+def attention_modules(model):
+    """The module whose output is a block's attention sublayer output, per block."""
+    if model.config.model_type == "gpt_neox":
+        return [layer.attention for layer in model.gpt_neox.layers]
+    return [block.attn for block in model.transformer.h]
+
+
+@contextmanager
+def reference_intervention(model, short_circuit=(), zero_attention=()):
+    """The paper's intervention built on transformers' own code, independent of memsweep's: short-circuited
+    blocks attend each query only to its own key (the identity pattern; in cached decoding the one-hot row on
+    the last key), zero-attention blocks have their attention module's output replaced by zeros."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.models.gpt_neox.modeling_gpt_neox import eager_attention_forward
+
+    short = set(short_circuit)
+    patched = []
+    if model.config.model_type == "gpt_neox":
+        def attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+            if module.layer_idx in short:
+                return value[:, :, -query.shape[2]:, :].transpose(1, 2).contiguous(), None
+            return eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+
+        AttentionInterface.register("memsweep_reference", attention)
+        # transformers builds no mask for an attention implementation it does not know: give it eager's.
+        AttentionMaskInterface.register("memsweep_reference", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+        model.set_attn_implementation("memsweep_reference")
+    else:  # GPT-Neo computes attention in its own _attn, as the paper's code patched it
+        for b in short:
+            module = model.transformer.h[b].attn.attention
+            module._attn = lambda query, key, value, attention_mask=None: (value[:, :, -query.shape[2]:, :], None)
+            patched.append(module)
+    modules = attention_modules(model)
+    hooks = [modules[b].register_forward_hook(
+        lambda module, inputs, output: (torch.zeros_like(output[0]),) + tuple(output[1:])) for b in zero_attention]
+    try:
+        yield model
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module in patched:
+            del module._attn
+        if model.config.model_type == "gpt_neox":
+            model.set_attn_implementation("eager")
+
+
+def reference_logits(model, rows, short_circuit=(), zero_attention=()):
+    """transformers' logits for each row alone (no padding), float32 [T, V] each."""
+    with reference_intervention(model, short_circuit, zero_attention), torch.no_grad():
+        return [model(torch.tensor([row])).logits[0].float() for row in rows]
 
 
 def load_reference(directory):

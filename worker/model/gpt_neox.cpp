@@ -5,6 +5,8 @@
 // Shapes: B batch, T tokens, d hidden, H heads, hd head size, r rotary dims, V vocabulary rows.
 #include "worker/model/gpt_neox.h"
 
+#include <tuple>
+
 #include "worker/base/error.h"
 #include "worker/model/layers.h"
 
@@ -59,10 +61,11 @@ GPTNeoXConfig GPTNeoXConfig::read(const ConfigReader& config) {
 
 namespace {
 
-// Per forward pass, shared by all layers: rotary tables and the additive attention mask.
+// Per forward pass, shared by all layers: rotary tables, the additive attention mask, the cache.
 struct AttentionInputs {
-  torch::Tensor cos, sin;  // [B or 1, T, r] in the activation dtype
-  torch::Tensor bias;      // [B or 1, 1, T, T]
+  torch::Tensor cos, sin;  // [B or 1, Tq, r] in the activation dtype
+  torch::Tensor bias;      // [B or 1, 1, Tq, Tk]
+  KVCache* cache = nullptr;
 };
 
 // "rotate half" rotary on the first r dims of each head; x [B, H, T, hd].
@@ -77,8 +80,8 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
 
 class GPTNeoXAttentionImpl : public torch::nn::Module {
  public:
-  GPTNeoXAttentionImpl(const GPTNeoXConfig& c, WeightLoader& w, const std::string& prefix)
-      : config_(c),
+  GPTNeoXAttentionImpl(const GPTNeoXConfig& c, WeightLoader& w, const std::string& prefix, int layer)
+      : config_(c), layer_(layer),
         query_key_value(register_module("query_key_value", Linear(w, prefix + "query_key_value.", c.hidden_size,
                                                                   3 * c.hidden_size, c.attention_bias))),
         dense(register_module("dense", Linear(w, prefix + "dense.", c.hidden_size, c.hidden_size, c.attention_bias))) {}
@@ -112,7 +115,8 @@ class GPTNeoXAttentionImpl : public torch::nn::Module {
       q = apply_rotary(q, in.cos, in.sin, config_.rotary_dims);
       k = apply_rotary(k, in.cos, in.sin, config_.rotary_dims);
     }
-    auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(double(hd), -0.5) + in.bias;  // [B, H, T, T]
+    if (in.cache) std::tie(k, v) = in.cache->append(layer_, k, v);
+    auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(double(hd), -0.5) + in.bias;  // [B, H, Tq, Tk]
     // Softmax accumulates in fp32 whatever the activation dtype (transformers 5.x eager does the same).
     auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
     auto heads = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H * hd});
@@ -121,6 +125,7 @@ class GPTNeoXAttentionImpl : public torch::nn::Module {
 
  private:
   GPTNeoXConfig config_;
+  int layer_;
   AttentionMode mode_ = AttentionMode::normal;
   torch::Tensor value_weight_, value_bias_;  // [d, d], [d]: only while short-circuited
 
@@ -141,12 +146,12 @@ TORCH_MODULE(GPTNeoXMLP);
 
 class GPTNeoXLayerImpl : public torch::nn::Module {
  public:
-  GPTNeoXLayerImpl(const GPTNeoXConfig& c, WeightLoader& w, const std::string& prefix)
+  GPTNeoXLayerImpl(const GPTNeoXConfig& c, WeightLoader& w, const std::string& prefix, int layer)
       : parallel_residual_(c.parallel_residual),
         input_layernorm(register_module("input_layernorm", LayerNorm(w, prefix + "input_layernorm.", c.hidden_size, c.layer_norm_eps))),
         post_attention_layernorm(register_module("post_attention_layernorm",
                                                  LayerNorm(w, prefix + "post_attention_layernorm.", c.hidden_size, c.layer_norm_eps))),
-        attention(register_module("attention", GPTNeoXAttention(c, w, prefix + "attention."))),
+        attention(register_module("attention", GPTNeoXAttention(c, w, prefix + "attention.", layer))),
         mlp(register_module("mlp", GPTNeoXMLP(c, w, prefix + "mlp."))) {}
 
   torch::Tensor forward(const torch::Tensor& h, const AttentionInputs& in) {
@@ -178,7 +183,7 @@ class GPTNeoXModelImpl : public torch::nn::Module {
         final_layer_norm(register_module("final_layer_norm",
                                          LayerNorm(w, "gpt_neox.final_layer_norm.", c.hidden_size, c.layer_norm_eps))) {
     for (int64_t i = 0; i < c.num_layers; ++i)
-      layers->push_back(GPTNeoXLayer(c, w, "gpt_neox.layers." + std::to_string(i) + "."));
+      layers->push_back(GPTNeoXLayer(c, w, "gpt_neox.layers." + std::to_string(i) + ".", int(i)));
   }
   Embedding embed_in;
   torch::nn::ModuleList layers;
@@ -217,21 +222,23 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
     return gpt_neox->layers->at<GPTNeoXLayerImpl>(size_t(layer)).attention->mode();
   }
 
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask) override {
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache) override {
     torch::InferenceMode inference;
-    const int64_t T = ids.size(1);
+    const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto input = ids.to(device_, torch::kInt64);
     AttentionInputs in;
-    in.bias = causal_attention_bias(mask, T, dtype_, device_);
+    in.cache = cache;
+    in.bias = causal_attention_bias(mask, T, past + T, dtype_, device_);
     if (config_.rotary_dims > 0) {
-      auto positions = token_positions(mask, T, device_).to(torch::kFloat32);  // [B or 1, T]
-      auto freqs = positions.unsqueeze(-1) * inv_freq_;                        // [B or 1, T, r/2]
+      auto positions = token_positions(mask, past + T, T, device_).to(torch::kFloat32);  // [B or 1, T]
+      auto freqs = positions.unsqueeze(-1) * inv_freq_;                                    // [B or 1, T, r/2]
       auto angles = torch::cat({freqs, freqs}, -1);
       in.cos = angles.cos().to(dtype_);
       in.sin = angles.sin().to(dtype_);
     }
     torch::Tensor h = gpt_neox->embed_in(input);
     for (int64_t i = 0; i < config_.num_layers; ++i) h = layer_at(int(i))->forward(h, in);
+    if (cache) cache->length += T;
     return torch::linear(gpt_neox->final_layer_norm(h), embed_out);
   }
 

@@ -27,22 +27,24 @@ static double lowest_finite(torch::ScalarType dtype) {
   }
 }
 
-torch::Tensor causal_attention_bias(const torch::Tensor& mask, int64_t length, torch::ScalarType dtype,
-                                    torch::Device device, int64_t window) {
-  auto query = torch::arange(length, torch::TensorOptions().dtype(torch::kInt64).device(device)).view({length, 1});
-  auto key = query.view({1, length});
+torch::Tensor causal_attention_bias(const torch::Tensor& mask, int64_t query_length, int64_t key_length,
+                                    torch::ScalarType dtype, torch::Device device, int64_t window) {
+  auto options = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  auto query = torch::arange(key_length - query_length, key_length, options).view({query_length, 1});
+  auto key = torch::arange(key_length, options).view({1, key_length});
   torch::Tensor visible = key <= query;
   if (window > 0) visible = visible & (query - key < window);
-  visible = visible.view({1, 1, length, length});
-  if (mask.defined()) visible = visible & mask.to(device, torch::kBool).view({mask.size(0), 1, 1, length});
+  visible = visible.view({1, 1, query_length, key_length});
+  if (mask.defined()) visible = visible & mask.to(device, torch::kBool).view({mask.size(0), 1, 1, key_length});
   return torch::zeros(visible.sizes(), torch::TensorOptions().dtype(dtype).device(device))
       .masked_fill(visible.logical_not(), lowest_finite(dtype));
 }
 
-torch::Tensor token_positions(const torch::Tensor& mask, int64_t length, torch::Device device) {
-  if (!mask.defined()) return torch::arange(length, torch::TensorOptions().dtype(torch::kInt64).device(device)).unsqueeze(0);
-  auto real = mask.to(device, torch::kInt64);
-  return (real.cumsum(-1) - 1).clamp_min(0);
+torch::Tensor token_positions(const torch::Tensor& mask, int64_t total, int64_t count, torch::Device device) {
+  auto options = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  if (!mask.defined()) return torch::arange(total - count, total, options).unsqueeze(0);
+  auto positions = (mask.to(device, torch::kInt64).cumsum(-1) - 1).clamp_min(0);
+  return positions.narrow(1, total - count, count);
 }
 
 }  // namespace memsweep

@@ -42,12 +42,14 @@ class EmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Embedding);
 
-// Additive attention mask [B or 1, 1, T, T] in `dtype`: 0 where key j may be seen from query i (j <= i, j not
-// padding, and i - j < window when window > 0), else the dtype's most negative finite value, as transformers'
-// eager attention. `mask` [B, T] (1 real, 0 padding) or undefined.
-torch::Tensor causal_attention_bias(const torch::Tensor& mask, int64_t length, torch::ScalarType dtype,
-                                    torch::Device device, int64_t window = 0);
-// Positions of each token: 0..T-1 without padding, cumsum(mask) - 1 (pads at 0) with it. int64 [B or 1, T].
-torch::Tensor token_positions(const torch::Tensor& mask, int64_t length, torch::Device device);
+// Additive attention mask [B or 1, 1, Tq, Tk] in `dtype`, for the last Tq of Tk tokens (Tk - Tq came before, in a
+// KV cache): 0 where key j may be seen from query i (j <= i, j not padding, and i - j < window when window > 0;
+// indices count from the start of the padded sequence), else the dtype's most negative finite value, as
+// transformers' eager attention. `mask` [B, Tk] (1 real, 0 padding) or undefined.
+torch::Tensor causal_attention_bias(const torch::Tensor& mask, int64_t query_length, int64_t key_length,
+                                    torch::ScalarType dtype, torch::Device device, int64_t window = 0);
+// Positions of the last `count` of `total` tokens: 0..total-1 without padding; cumsum(mask) - 1 (pads at 0) with
+// it, as transformers' generate derives them, so a left-padded row gets the positions it has alone. [B or 1, count].
+torch::Tensor token_positions(const torch::Tensor& mask, int64_t total, int64_t count, torch::Device device);
 
 }  // namespace memsweep

@@ -2,6 +2,7 @@
 
 #include "worker/base/error.h"
 #include "worker/model/config_reader.h"
+#include "worker/model/gpt_neo.h"
 #include "worker/model/gpt_neox.h"
 
 namespace memsweep {
@@ -13,6 +14,15 @@ const char* attention_mode_name(AttentionMode mode) {
     case AttentionMode::zero_attention: return "zero_attention";
   }
   return "?";
+}
+
+std::pair<torch::Tensor, torch::Tensor> KVCache::append(int layer, const torch::Tensor& k, const torch::Tensor& v) {
+  if (keys.size() <= size_t(layer)) keys.resize(size_t(layer) + 1), values.resize(size_t(layer) + 1);
+  auto& key = keys[size_t(layer)];
+  auto& value = values[size_t(layer)];
+  key = key.defined() ? torch::cat({key, k}, 2) : k;
+  value = value.defined() ? torch::cat({value, v}, 2) : v;
+  return {key, value};
 }
 
 void CausalLM::clear_interventions() {
@@ -28,11 +38,30 @@ void CausalLM::set_attention_mode(const std::vector<int>& layers, AttentionMode 
   }
 }
 
+PaddedBatch left_pad(const std::vector<std::vector<int64_t>>& rows, size_t first, size_t count) {
+  PaddedBatch batch;
+  for (size_t i = 0; i < count; ++i) {
+    if (rows[first + i].empty()) throw Error("row " + std::to_string(first + i) + " has no tokens");
+    batch.length = std::max<int64_t>(batch.length, int64_t(rows[first + i].size()));
+  }
+  batch.ids = torch::zeros({int64_t(count), batch.length}, torch::kInt64);
+  batch.mask = torch::zeros({int64_t(count), batch.length}, torch::kInt64);
+  for (size_t i = 0; i < count; ++i) {
+    const auto& row = rows[first + i];
+    const int64_t pad = batch.length - int64_t(row.size());
+    batch.padded |= pad > 0;
+    batch.ids[int64_t(i)].narrow(0, pad, int64_t(row.size())).copy_(torch::tensor(row, torch::kInt64));
+    batch.mask[int64_t(i)].narrow(0, pad, int64_t(row.size())).fill_(1);
+  }
+  return batch;
+}
+
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& model_dir, const LoadOptions& options) {
   ConfigReader config(model_dir);
   const std::string model_type = config.require_string("model_type");
   if (model_type == "gpt_neox") return load_gpt_neox(config, model_dir, options);
-  config.fail("model_type", "'" + model_type + "' is not supported (supported: gpt_neox)");
+  if (model_type == "gpt_neo") return load_gpt_neo(config, model_dir, options);
+  config.fail("model_type", "'" + model_type + "' is not supported (supported: gpt_neox, gpt_neo)");
 }
 
 torch::ScalarType parse_dtype(const std::string& name) {

@@ -24,6 +24,16 @@ struct LoadOptions {
   torch::Device device = torch::kCPU;
 };
 
+// Keys and values of the tokens seen so far, per layer, for incremental decoding. Layers whose attention is
+// short-circuited or zeroed store nothing (they never look at other tokens). Keep the attention modes fixed
+// while a cache is in use.
+struct KVCache {
+  std::vector<torch::Tensor> keys, values;  // per layer [B, H, T, hd]; undefined where a layer stores none
+  int64_t length = 0;                       // tokens seen (padding included)
+  // Adds this step's keys and values of `layer` [B, H, Tnew, hd]; returns all keys and values so far.
+  std::pair<torch::Tensor, torch::Tensor> append(int layer, const torch::Tensor& k, const torch::Tensor& v);
+};
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
@@ -41,11 +51,21 @@ class CausalLM {
   // Sets `mode` on each listed block (others unchanged); Error on a block that does not exist.
   void set_attention_mode(const std::vector<int>& layers, AttentionMode mode);
 
-  // ids [B, T] (int64) -> logits [B, T, V] in the model's dtype. `mask` [B, T] is 1 for real tokens and 0 for
-  // left padding, or undefined when no row is padded; positions are derived from it (cumsum(mask) - 1), so a
-  // padded row computes what it computes alone. Rows of padding positions are garbage.
-  virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask) = 0;
+  // ids [B, T] (int64) -> logits [B, T, V] in the model's dtype. `mask` [B, P + T] is 1 for real tokens and 0
+  // for left padding, or undefined when no row is padded; positions are derived from it (cumsum(mask) - 1), so a
+  // padded row computes what it computes alone. Rows of padding positions are garbage. With a cache, ids are
+  // the T tokens that follow the P = cache->length tokens it holds, and their keys and values are added to it.
+  virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache = nullptr) = 0;
 };
+
+// Rows [first, first + count) of `rows`, left-padded to the longest: ids and mask [count, T] (int64; mask 1 for
+// real tokens). `padded` is false when all rows have the same length (then pass no mask to forward()).
+struct PaddedBatch {
+  torch::Tensor ids, mask;
+  bool padded = false;
+  int64_t length = 0;
+};
+PaddedBatch left_pad(const std::vector<std::vector<int64_t>>& rows, size_t first, size_t count);
 
 // Reads MODEL_DIR/config.json and the safetensors checkpoint; every tensor is checked and used.
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& model_dir, const LoadOptions& options);

@@ -1,0 +1,225 @@
+// GPT-Neo in libtorch. Module and parameter names are the checkpoint's keys: transformer.wte.weight,
+// transformer.wpe.weight, transformer.h.N.{ln_1, attn.attention.{q_proj, k_proj, v_proj, out_proj}, ln_2,
+// mlp.c_fc, mlp.c_proj}.*, transformer.ln_f.*, lm_head.weight (absent when tied to wte).
+// Shapes: B batch, T tokens, d hidden, H heads, hd head size, V vocabulary rows.
+#include "worker/model/gpt_neo.h"
+
+#include <cmath>
+#include <tuple>
+
+#include "worker/base/error.h"
+#include "worker/model/layers.h"
+
+namespace memsweep {
+
+GPTNeoConfig GPTNeoConfig::read(const ConfigReader& config) {
+  GPTNeoConfig c;
+  c.vocab_size = config.require_int("vocab_size");
+  c.hidden_size = config.require_int("hidden_size");
+  c.num_layers = config.require_int("num_layers");
+  c.num_heads = config.require_int("num_heads");
+  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0)
+    config.fail("vocab_size/hidden_size/num_layers/num_heads", "must be positive");
+  if (c.hidden_size % c.num_heads != 0)
+    config.fail("num_heads", std::to_string(c.num_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
+  c.head_size = c.hidden_size / c.num_heads;
+  c.intermediate_size = config.get_int("intermediate_size", 4 * c.hidden_size);
+  c.max_positions = config.get_int("max_position_embeddings", 2048);
+  c.window_size = config.get_int("window_size", 256);
+  if (c.window_size < 1) config.fail("window_size", "must be at least 1");
+  c.layer_norm_eps = config.get_double("layer_norm_epsilon", 1e-5);
+  c.tie_word_embeddings = config.get_bool("tie_word_embeddings", true);
+  c.eos_token_ids = config.get_int_list("eos_token_id");
+  const std::string activation = config.get_string("activation_function", "gelu_new");
+  if (activation != "gelu_new") config.fail("activation_function", "'" + activation + "' is not supported (GPT-Neo uses 'gelu_new')");
+
+  // [[["global", "local"], 12]] -> global, local, global, ... : each entry's pattern repeated its count.
+  if (!config.has("attention_types")) config.fail("attention_types", "missing (a list of [pattern, repeat])");
+  const auto& types = config.json().at("attention_types");
+  const std::string expected = "a list of [[\"global\" | \"local\", ...], repeat] entries";
+  if (!types.is_array()) config.fail("attention_types", "expected " + expected);
+  for (const auto& item : types) {
+    if (!item.is_array() || item.size() != 2 || !item[0].is_array() || !item[1].is_number_unsigned())
+      config.fail("attention_types", "entry " + item.dump() + " is not [pattern, repeat]; expected " + expected);
+    for (uint64_t r = 0; r < item[1].get<uint64_t>(); ++r) {
+      for (const auto& kind : item[0]) {
+        if (kind != "global" && kind != "local") config.fail("attention_types", "unknown attention type " + kind.dump());
+        c.local_layers.push_back(kind == "local");
+      }
+    }
+  }
+  if (int64_t(c.local_layers.size()) != c.num_layers)
+    config.fail("attention_types", "expands to " + std::to_string(c.local_layers.size()) + " layers, but num_layers is " +
+                                       std::to_string(c.num_layers));
+  return c;
+}
+
+namespace {
+
+struct AttentionInputs {
+  torch::Tensor global_bias, local_bias;  // float32 [B or 1, 1, Tq, Tk]
+  KVCache* cache = nullptr;
+};
+
+// gelu_new, written as transformers' NewGELUActivation so rounding matches.
+torch::Tensor gelu_new(const torch::Tensor& x) {
+  return 0.5 * x * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * torch::pow(x, 3.0))));
+}
+
+class GPTNeoSelfAttentionImpl : public torch::nn::Module {
+ public:
+  GPTNeoSelfAttentionImpl(const GPTNeoConfig& c, WeightLoader& w, const std::string& prefix, int layer)
+      : layer_(layer), local_(c.local_layers[size_t(layer)]), heads_(c.num_heads), head_size_(c.head_size),
+        q_proj(register_module("q_proj", Linear(w, prefix + "q_proj.", c.hidden_size, c.hidden_size, false))),
+        k_proj(register_module("k_proj", Linear(w, prefix + "k_proj.", c.hidden_size, c.hidden_size, false))),
+        v_proj(register_module("v_proj", Linear(w, prefix + "v_proj.", c.hidden_size, c.hidden_size, false))),
+        out_proj(register_module("out_proj", Linear(w, prefix + "out_proj.", c.hidden_size, c.hidden_size, true))) {}
+
+  AttentionMode mode = AttentionMode::normal;
+
+  // x: ln_1 of the block input [B, T, d]. The attention sublayer's output, undefined for zero attention.
+  torch::Tensor forward(const torch::Tensor& x, const AttentionInputs& in) {
+    switch (mode) {
+      case AttentionMode::zero_attention: return {};
+      case AttentionMode::short_circuit: return out_proj(v_proj(x));  // o_t = v_t
+      case AttentionMode::normal: break;
+    }
+    const int64_t B = x.size(0), T = x.size(1);
+    auto split = [&](const torch::Tensor& t) { return t.view({B, T, heads_, head_size_}).permute({0, 2, 1, 3}); };
+    torch::Tensor q = split(q_proj(x)), k = split(k_proj(x)), v = split(v_proj(x));  // [B, H, T, hd]
+    if (in.cache) std::tie(k, v) = in.cache->append(layer_, k, v);
+    // q and k in fp32 and no 1/sqrt(hd) scaling: GPT-Neo was trained that way.
+    auto scores = torch::matmul(q.to(torch::kFloat32), k.to(torch::kFloat32).transpose(-1, -2));
+    scores = scores + (local_ ? in.local_bias : in.global_bias);
+    auto probs = torch::softmax(scores, -1).to(v.scalar_type());
+    auto heads = torch::matmul(probs, v).permute({0, 2, 1, 3}).contiguous().view({B, T, heads_ * head_size_});
+    return out_proj(heads);
+  }
+
+ private:
+  int layer_;
+  bool local_;
+  int64_t heads_, head_size_;
+
+ public:
+  Linear q_proj, k_proj, v_proj, out_proj;
+};
+TORCH_MODULE(GPTNeoSelfAttention);
+
+// transformers nests the projections one level deeper: attn.attention.q_proj.
+class GPTNeoAttentionImpl : public torch::nn::Module {
+ public:
+  GPTNeoAttentionImpl(const GPTNeoConfig& c, WeightLoader& w, const std::string& prefix, int layer)
+      : attention(register_module("attention", GPTNeoSelfAttention(c, w, prefix + "attention.", layer))) {}
+  GPTNeoSelfAttention attention;
+};
+TORCH_MODULE(GPTNeoAttention);
+
+class GPTNeoMLPImpl : public torch::nn::Module {
+ public:
+  GPTNeoMLPImpl(const GPTNeoConfig& c, WeightLoader& w, const std::string& prefix)
+      : c_fc(register_module("c_fc", Linear(w, prefix + "c_fc.", c.hidden_size, c.intermediate_size, true))),
+        c_proj(register_module("c_proj", Linear(w, prefix + "c_proj.", c.intermediate_size, c.hidden_size, true))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return c_proj(gelu_new(c_fc(x))); }
+  Linear c_fc, c_proj;
+};
+TORCH_MODULE(GPTNeoMLP);
+
+class GPTNeoBlockImpl : public torch::nn::Module {
+ public:
+  GPTNeoBlockImpl(const GPTNeoConfig& c, WeightLoader& w, const std::string& prefix, int layer)
+      : ln_1(register_module("ln_1", LayerNorm(w, prefix + "ln_1.", c.hidden_size, c.layer_norm_eps))),
+        attn(register_module("attn", GPTNeoAttention(c, w, prefix + "attn.", layer))),
+        ln_2(register_module("ln_2", LayerNorm(w, prefix + "ln_2.", c.hidden_size, c.layer_norm_eps))),
+        mlp(register_module("mlp", GPTNeoMLP(c, w, prefix + "mlp."))) {}
+
+  torch::Tensor forward(const torch::Tensor& h, const AttentionInputs& in) {
+    torch::Tensor attention = attn->attention(ln_1(h), in);
+    torch::Tensor g = attention.defined() ? attention + h : h;  // sequential residual
+    return g + mlp(ln_2(g));
+  }
+  LayerNorm ln_1;
+  GPTNeoAttention attn;
+  LayerNorm ln_2;
+  GPTNeoMLP mlp;
+};
+TORCH_MODULE(GPTNeoBlock);
+
+class GPTNeoModelImpl : public torch::nn::Module {
+ public:
+  GPTNeoModelImpl(const GPTNeoConfig& c, WeightLoader& w)
+      : wte(register_module("wte", Embedding(w, "transformer.wte.", c.vocab_size, c.hidden_size))),
+        wpe(register_module("wpe", Embedding(w, "transformer.wpe.", c.max_positions, c.hidden_size))),
+        h(register_module("h", torch::nn::ModuleList())),
+        ln_f(register_module("ln_f", LayerNorm(w, "transformer.ln_f.", c.hidden_size, c.layer_norm_eps))) {
+    for (int64_t i = 0; i < c.num_layers; ++i) h->push_back(GPTNeoBlock(c, w, "transformer.h." + std::to_string(i) + ".", int(i)));
+  }
+  Embedding wte, wpe;
+  torch::nn::ModuleList h;
+  LayerNorm ln_f;
+};
+TORCH_MODULE(GPTNeoModel);
+
+class GPTNeo : public CausalLM, public torch::nn::Module {
+ public:
+  GPTNeo(GPTNeoConfig config, WeightLoader& w)
+      : config_(std::move(config)), dtype_(w.dtype()), device_(w.device()),
+        transformer(register_module("transformer", GPTNeoModel(config_, w))) {
+    lm_head = config_.tie_word_embeddings
+                  ? transformer->wte->weight
+                  : register_parameter("lm_head", w.take("lm_head.weight", {config_.vocab_size, config_.hidden_size}), false);
+  }
+
+  std::string architecture() const override { return "gpt_neo"; }
+  int num_layers() const override { return int(config_.num_layers); }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  std::vector<int64_t> eos_token_ids() const override { return config_.eos_token_ids; }
+  torch::ScalarType dtype() const override { return dtype_; }
+  torch::Device device() const override { return device_; }
+  void set_attention_mode(int layer, AttentionMode mode) override { block(layer).attn->attention->mode = mode; }
+  AttentionMode attention_mode(int layer) const override {
+    return transformer->h->at<GPTNeoBlockImpl>(size_t(layer)).attn->attention->mode;
+  }
+
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache) override {
+    torch::InferenceMode inference;
+    const int64_t T = ids.size(1), past = cache ? cache->length : 0;
+    auto positions = token_positions(mask, past + T, T, device_);
+    if (positions.max().item<int64_t>() >= config_.max_positions)
+      throw Error("sequence of " + std::to_string(past + T) + " tokens is longer than the model's " +
+                  std::to_string(config_.max_positions) + " learned positions");
+    AttentionInputs in;
+    in.cache = cache;
+    in.global_bias = causal_attention_bias(mask, T, past + T, torch::kFloat32, device_);
+    in.local_bias = causal_attention_bias(mask, T, past + T, torch::kFloat32, device_, config_.window_size);
+    torch::Tensor h = transformer->wte(ids.to(device_, torch::kInt64)) + transformer->wpe(positions);
+    for (int64_t i = 0; i < config_.num_layers; ++i) h = block(int(i)).forward(h, in);
+    if (cache) cache->length += T;
+    return torch::linear(transformer->ln_f(h), lm_head);
+  }
+
+ private:
+  GPTNeoBlockImpl& block(int layer) { return transformer->h->at<GPTNeoBlockImpl>(size_t(layer)); }
+
+  GPTNeoConfig config_;
+  torch::ScalarType dtype_;
+  torch::Device device_;
+
+ public:
+  GPTNeoModel transformer;
+  torch::Tensor lm_head;
+};
+
+}  // namespace
+
+std::unique_ptr<CausalLM> load_gpt_neo(const ConfigReader& config, const std::string& model_dir,
+                                       const LoadOptions& options) {
+  GPTNeoConfig c = GPTNeoConfig::read(config);
+  Checkpoint checkpoint = Checkpoint::open(model_dir);
+  WeightLoader weights(checkpoint, options.dtype, options.device);
+  auto model = std::make_unique<GPTNeo>(c, weights);
+  checkpoint.check_all_taken({"attn.attention.bias", "attn.attention.masked_bias"});
+  return model;
+}
+
+}  // namespace memsweep
