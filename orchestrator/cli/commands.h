@@ -9,5 +9,6 @@ namespace memsweep {
 using Arguments = std::vector<std::string>;
 
 int forward_command(const Arguments& args);
+int tokenize_command(const Arguments& args);
 
 }  // namespace memsweep

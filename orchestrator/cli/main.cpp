@@ -20,6 +20,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"forward", memsweep::forward_command, "run a checkpoint on token ids and write the logits (inspection)"},
+    {"tokenize", memsweep::tokenize_command, "encode text to token ids, or decode ids, with a model's tokenizer"},
 };
 
 void print_usage(std::ostream& out) {
