@@ -215,3 +215,15 @@ def test_content_hash(gpt2_pair_dir):
         return value
     assert hash_of(GPT2_DIR / "tokenizer.json") == hash_of(gpt2_pair_dir) == hash_of(GPT2_DIR)
     assert hash_of(NEOX_JSON) != hash_of(GPT2_DIR)
+
+
+@pytest.mark.parametrize("pre_tokenizer", [{"add_prefix_space": True}, {"use_regex": False}])
+def test_byte_level_options(pre_tokenizer, tmp_path):
+    """The ByteLevel options the real files leave off, on a variant of GPT-2's tokenizer.json."""
+    config = json.loads((GPT2_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    config["pre_tokenizer"].update(pre_tokenizer)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    reference = tokenizers.Tokenizer.from_file(str(path))
+    texts = [t for t in HAND_PICKED if "\n" not in t]
+    assert encode_lines(path, texts) == [e.ids for e in reference.encode_batch(texts)]
