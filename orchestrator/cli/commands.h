@@ -11,5 +11,6 @@ using Arguments = std::vector<std::string>;
 int forward_command(const Arguments& args);
 int info_command(const Arguments& args);
 int generate_command(const Arguments& args);
+int tokenize_command(const Arguments& args);
 
 }  // namespace memsweep

@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"forward", memsweep::forward_command, "run a checkpoint on token ids and write the logits (inspection)"},
     {"generate", memsweep::generate_command, "greedy continuation of token-id prompts (KV cache), printed as JSON"},
     {"info", memsweep::info_command, "libtorch version, BLAS, devices, threads and a measured matmul rate"},
+    {"tokenize", memsweep::tokenize_command, "encode text to token ids, or decode ids, with a model's tokenizer"},
 };
 
 void print_usage(std::ostream& out) {

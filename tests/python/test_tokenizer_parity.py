@@ -1,0 +1,229 @@
+"""memsweep tokenize against the Hugging Face `tokenizers` package on the real GPT-NeoX-20B and GPT-2
+tokenizers: identical ids for hand-picked hard texts and every string of the PIQA and ARC-Easy files,
+decode(encode(x)) == NFC(x) or x, the documented ill-formed UTF-8 behaviour, and the content hash.
+The binary is driven with many texts per call (one per line; --whole-file only for texts with '\\n')."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import unicodedata
+
+import pytest
+
+tokenizers = pytest.importorskip("tokenizers")
+
+BIN = os.environ.get("MEMSWEEP_BIN", "")
+SHARED = pathlib.Path(os.environ.get("MEMSWEEP_SHARED_DIR", "/nonexistent"))
+NEOX_JSON = SHARED / "data/tokenizers/gpt-neox-20b/tokenizer.json"
+GPT2_DIR = SHARED / "data/tokenizers/gpt2"
+BENCHMARKS = [SHARED / "data/piqa/validation.jsonl", SHARED / "data/arc-easy/test.jsonl"]
+
+if not BIN or not os.access(BIN, os.X_OK):
+    pytest.skip(f"MEMSWEEP_BIN={BIN!r} is not an executable memsweep binary", allow_module_level=True)
+for needed in [NEOX_JSON, GPT2_DIR / "tokenizer.json", GPT2_DIR / "vocab.json", GPT2_DIR / "merges.txt"]:
+    if not needed.exists():
+        pytest.skip(f"shared tokenizer file {needed} is absent (set MEMSWEEP_SHARED_DIR)", allow_module_level=True)
+
+HAND_PICKED = [
+    "", "a", " ", "Hello, world!", "The quick brown fox jumps over the lazy dog.",
+    # NFC: decomposed é (e + U+0301), Å, Hangul jamo, already composed forms
+    "cafe\u0301", "Cafe\u0301 au lait", "A\u030a", "\u1100\u1161\u11a8", "caf\u00e9", "e\u0301\u0301",
+    "\u212b ohm \u2126",  # singletons that NFC maps to other code points
+    # scripts
+    "日本語のテキストです。", "中文字符测试", "한국어 문장", "مرحبا بالعالم", "नमस्ते दुनिया", "Привет, мир!",
+    "Ελληνικά γράμματα", "עברית", "ไทย ภาษา",
+    # digits
+    "123", "3.14159", "1,000,000", "0x1F", "٣٤٥ ١٢", "١٢٣ and 456", "²³ ½",
+    # contractions, and capitalized ones the regex does not treat as contractions
+    "it's", "don't", "we're", "they've", "I'm", "we'll", "he'd", "IT'S", "DON'T", "WE'RE", "THEY'VE",
+    "I'M", "WE'LL", "HE'D", "'s'S't'T", "rock 'n' roll", "''s",
+    # emoji, ZWJ sequences, flags, skin tones, variation selectors
+    "😀", "I ❤️ NY", "👩‍👩‍👧‍👦 family", "🇫🇷🇯🇵🇺🇸", "👍🏽 ok", "🏳️‍🌈", "a😀b😀c",
+    # special tokens inside text
+    "<|endoftext|>", "a<|endoftext|>b", "<|endoftext|><|endoftext|>", " <|endoftext|> ", "<|padding|>x",
+    "<|endoftext", "<|endoftext|>\u0301",
+    # whitespace other than spaces
+    "a\tb", "\t\t", " \t \t ", "a\rb", "line\r", "\x0b\x0c", "x\u00a0y", "x\u00a0\u00a0y", "a\u2028b",
+    "a\u3000b", "a\u200bb", "a\u180eb", "a\x1cb", " \x1c\x1c x", "a\x85b", "x \x85\x85 y", "  \x85  b",
+    "\u2003\u2003em", "\u202f\u205f", "nul\x00byte", "\x7f\x01",
+    # punctuation and symbols
+    "!!!???", "...", "—–-", "«quotes»", "(a)[b]{c}", "$100.00", "@user #tag", "http://example.com/a?b=c",
+    "€£¥", "∑∫√", "©®™", "a_b-c.d",
+]
+HAND_PICKED += [" " * n for n in range(1, 31)]
+HAND_PICKED += ["a" + " " * n + "b" for n in range(1, 31)]
+HAND_PICKED += [" " * n + "x" for n in (1, 2, 3, 23, 24, 25, 26, 48, 49)]
+HAND_PICKED += ["x" + " " * n for n in (1, 2, 3, 24, 25)]
+HAND_PICKED += [" \t" * n + "y" for n in range(1, 6)] + ["\t" + " " * n + "\t" for n in range(1, 6)]
+MULTILINE = ["a\nb", "\n", "\n\n\n", "  \n  ", "x \n y", "line one\r\nline two\r\n", "tab\t\nnext",
+             "para\n\n  indented", "<|endoftext|>\nafter", "e\u0301\ncafe\u0301\n"]
+# Ill-formed UTF-8: memsweep replaces each maximal ill-formed subpart with U+FFFD before encoding.
+INVALID_UTF8 = [b"\xff", b"abc\x80def", b"\xc3", b"\xc3(", b"\xe2\x82", b"\xe2\x82 x", b"\xed\xa0\x80",
+                b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xf0\x9f\x98", b"\xf0\x9f\x98\x80\xf0\x9f", b"\xfe\xfe\xff",
+                b"a  \xe0\x80\x80  b", b"\xf8\x88\x80\x80\x80", b"ok \xe2\x82\xac\x80 ok"]
+
+
+def benchmark_strings():
+    def strings_of(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            for item in value:
+                yield from strings_of(item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key not in ("id", "label", "answerKey", "label_id"):
+                    yield from strings_of(item)
+    texts = []
+    for path in BENCHMARKS:
+        if not path.exists():
+            pytest.skip(f"benchmark file {path} is absent (set MEMSWEEP_SHARED_DIR)")
+        for line in path.read_text(encoding="utf-8").splitlines():
+            texts.extend(strings_of(json.loads(line)))
+    return texts
+
+
+def run(args, stdin=b"", check=True):
+    result = subprocess.run([BIN, "tokenize", *args], input=stdin, capture_output=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"memsweep tokenize {args} failed: {result.stderr.decode(errors='replace')}")
+    return result
+
+
+def encode_lines(tokenizer_path, texts):
+    """One call for all texts (str or bytes), one per line: none may contain '\\n'."""
+    data = b"".join((t.encode("utf-8") if isinstance(t, str) else t) + b"\n" for t in texts)
+    out = run(["--tokenizer", str(tokenizer_path)], data).stdout.decode().split("\n")
+    assert out[-1] == "" and len(out) == len(texts) + 1, f"{len(out) - 1} output lines for {len(texts)} texts"
+    return [json.loads(line) for line in out[:-1]]
+
+
+def decode_lines(tokenizer_path, id_lists):
+    data = "".join(json.dumps(ids) + "\n" for ids in id_lists).encode()
+    out = run(["--tokenizer", str(tokenizer_path), "--decode"], data).stdout.decode("utf-8").split("\n")
+    assert out[-1] == "" and len(out) == len(id_lists) + 1
+    return [json.loads(line) for line in out[:-1]]
+
+
+@pytest.fixture(scope="module")
+def gpt2_pair_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("gpt2_pair")
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(GPT2_DIR / name, directory / name)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def gpt2_reference():
+    reference = json.loads((GPT2_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = json.loads((GPT2_DIR / "vocab.json").read_text(encoding="utf-8"))
+    merges = [line for line in (GPT2_DIR / "merges.txt").read_text(encoding="utf-8").split("\n")
+              if line and not line.startswith("#version")]
+    # The pair is the same tokenizer as tokenizer.json, whose reference therefore serves both.
+    assert reference["model"]["vocab"] == vocab and reference["model"]["merges"] == merges
+    return tokenizers.Tokenizer.from_file(str(GPT2_DIR / "tokenizer.json"))
+
+
+CASES = ["gpt-neox-20b tokenizer.json", "gpt2 tokenizer.json", "gpt2 vocab.json+merges.txt"]
+
+
+def case_setup(case, gpt2_pair_dir, gpt2_reference):
+    if case.startswith("gpt-neox"):
+        return NEOX_JSON, tokenizers.Tokenizer.from_file(str(NEOX_JSON)), True
+    if case == "gpt2 tokenizer.json":
+        return GPT2_DIR / "tokenizer.json", gpt2_reference, False
+    return gpt2_pair_dir, gpt2_reference, False
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_encode_decode_parity(case, gpt2_pair_dir, gpt2_reference, capsys):
+    path, reference, nfc = case_setup(case, gpt2_pair_dir, gpt2_reference)
+    texts = HAND_PICKED + benchmark_strings()
+    single_line = [t for t in texts if "\n" not in t]
+    multi_line = [t for t in texts if "\n" in t] + MULTILINE
+
+    expected = [e.ids for e in reference.encode_batch(single_line, add_special_tokens=True)]
+    got = encode_lines(path, single_line)
+    mismatches = [(t, e, g) for t, e, g in zip(single_line, expected, got) if e != g]
+    assert not mismatches, f"{len(mismatches)} of {len(single_line)} texts differ, first: {mismatches[:3]}"
+
+    decoded = decode_lines(path, expected)
+    for text, ids, back in zip(single_line, expected, decoded):
+        assert back == reference.decode(ids, skip_special_tokens=False), (text, ids)
+        assert back == (unicodedata.normalize("NFC", text) if nfc else text), (text, ids)
+
+    # Texts with newlines: one --whole-file call each to encode; decoding them is one call (JSON strings).
+    file = gpt2_pair_dir / f"multiline-{case.split()[0]}.txt"
+    multi_ids = []
+    for text in multi_line:
+        file.write_bytes(text.encode("utf-8"))
+        multi_ids.append(json.loads(run(["--tokenizer", str(path), "--text-file", str(file), "--whole-file"]).stdout))
+        assert multi_ids[-1] == reference.encode(text).ids, text
+    expected_back = [unicodedata.normalize("NFC", t) if nfc else t for t in multi_line]
+    assert decode_lines(path, multi_ids) == expected_back
+    # --whole-file --decode prints the raw bytes.
+    file.write_text(json.dumps(multi_ids[-1]))
+    back = run(["--tokenizer", str(path), "--text-file", str(file), "--whole-file", "--decode"]).stdout
+    assert back == expected_back[-1].encode("utf-8")
+
+    with capsys.disabled():
+        print(f"\n{case}: {len(single_line) + len(multi_line)} texts encoded and decoded identically "
+              f"({len(single_line)} one per line, {len(multi_line)} with newlines as whole files)")
+
+
+def test_gpt2_pair_matches_bpe_from_file_reference(gpt2_pair_dir):
+    """Against tokenizers' own reading of vocab.json + merges.txt (which has no special token, so texts
+    without <|endoftext|> only)."""
+    from tokenizers import decoders, models, pre_tokenizers
+    reference = tokenizers.Tokenizer(models.BPE.from_file(str(GPT2_DIR / "vocab.json"), str(GPT2_DIR / "merges.txt")))
+    reference.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    reference.decoder = decoders.ByteLevel()
+    texts = [t for t in HAND_PICKED if "\n" not in t and "<|endoftext|>" not in t]
+    assert encode_lines(gpt2_pair_dir, texts) == [e.ids for e in reference.encode_batch(texts)]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_invalid_utf8_is_replaced_like_python(case, gpt2_pair_dir, gpt2_reference):
+    path, reference, _ = case_setup(case, gpt2_pair_dir, gpt2_reference)
+    expected = [reference.encode(b.decode("utf-8", "replace")).ids for b in INVALID_UTF8]
+    assert encode_lines(path, INVALID_UTF8) == expected
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_decode_of_ids_cutting_characters(case, gpt2_pair_dir, gpt2_reference):
+    """Single ids and slices that cut multi-byte characters decode to U+FFFD where `tokenizers` does."""
+    path, reference, _ = case_setup(case, gpt2_pair_dir, gpt2_reference)
+    ids = reference.encode("日本語 😀 👩‍👩‍👧 é € <|endoftext|> Привет").ids
+    pieces = [[i] for i in ids] + [ids[a:b] for a in range(0, len(ids), 3) for b in range(a + 1, len(ids) + 1, 4)]
+    assert decode_lines(path, pieces) == [reference.decode(p, skip_special_tokens=False) for p in pieces]
+
+
+def test_errors_name_the_problem(tmp_path):
+    result = run(["--tokenizer", str(NEOX_JSON), "--decode"], b"[5, 50277]\n", check=False)
+    assert result.returncode == 1 and b"cannot decode token id 50277" in result.stderr
+    result = run(["--tokenizer", str(NEOX_JSON), "--decode"], b"[5, \n", check=False)
+    assert result.returncode == 1 and b"stdin, line 1: not valid JSON" in result.stderr
+    result = run(["--tokenizer", str(tmp_path)], b"", check=False)
+    assert result.returncode == 1 and b"must hold tokenizer.json, or vocab.json and merges.txt" in result.stderr
+
+
+def test_content_hash(gpt2_pair_dir):
+    def hash_of(path):
+        value = run(["--tokenizer", str(path), "--hash"]).stdout.decode().strip()
+        assert len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+        return value
+    assert hash_of(GPT2_DIR / "tokenizer.json") == hash_of(gpt2_pair_dir) == hash_of(GPT2_DIR)
+    assert hash_of(NEOX_JSON) != hash_of(GPT2_DIR)
+
+
+@pytest.mark.parametrize("pre_tokenizer", [{"add_prefix_space": True}, {"use_regex": False}])
+def test_byte_level_options(pre_tokenizer, tmp_path):
+    """The ByteLevel options the real files leave off, on a variant of GPT-2's tokenizer.json."""
+    config = json.loads((GPT2_DIR / "tokenizer.json").read_text(encoding="utf-8"))
+    config["pre_tokenizer"].update(pre_tokenizer)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    reference = tokenizers.Tokenizer.from_file(str(path))
+    texts = [t for t in HAND_PICKED if "\n" not in t]
+    assert encode_lines(path, texts) == [e.ids for e in reference.encode_batch(texts)]

@@ -1,0 +1,288 @@
+// Loading tokenizer.json and vocab.json + merges.txt into Tokenizer::State. Strict: a key or value that
+// would make `tokenizers` produce different ids or text than memsweep implements is an Error naming it.
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "worker/base/error.h"
+#include "worker/base/json_file.h"
+#include "worker/tokenizer/state.h"
+
+namespace memsweep {
+namespace {
+
+using nlohmann::json;
+using tokenizer_detail::AddedToken;
+
+struct Options {
+  bool nfc = false;
+  bool add_prefix_space = false;
+  bool use_regex = true;
+  bool ignore_merges = false;
+};
+
+// Error helpers: every message starts with the file and names the key path.
+[[noreturn]] void fail(const std::string& origin, const std::string& message) { throw Error(origin + ": " + message); }
+
+void check_keys(const json& object, const std::set<std::string>& known, const std::string& where, const std::string& origin) {
+  for (const auto& item : object.items())
+    if (!known.count(item.key()))
+      fail(origin, "unknown key \"" + where + item.key() + "\"; memsweep does not implement it, so it refuses the file");
+}
+
+const json& require(const json& object, const std::string& key, json::value_t type, const std::string& where,
+                    const std::string& origin) {
+  auto found = object.find(key);
+  if (found == object.end()) fail(origin, "missing key \"" + where + key + "\"");
+  bool ok = found->type() == type || (type == json::value_t::number_integer && found->is_number_unsigned());
+  if (!ok) fail(origin, "\"" + where + key + "\" must be " + json(type).type_name() + ", found " + found->type_name());
+  return *found;
+}
+
+bool optional_bool(const json& object, const std::string& key, bool fallback, const std::string& where,
+                   const std::string& origin) {
+  if (!object.contains(key)) return fallback;
+  return require(object, key, json::value_t::boolean, where, origin).get<bool>();
+}
+
+void require_false(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
+  if (optional_bool(object, key, false, where, origin))
+    fail(origin, "\"" + where + key + "\" is true; memsweep does not implement " + key);
+}
+
+void require_null_or_empty(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
+  auto found = object.find(key);
+  if (found == object.end() || found->is_null() || (found->is_string() && found->get<std::string>().empty())) return;
+  fail(origin, "\"" + where + key + "\" is " + found->dump() + "; memsweep does not implement " + key);
+}
+
+std::string type_of(const json& object, const std::string& where, const std::string& origin) {
+  if (!object.is_object()) fail(origin, "\"" + where + "\" must be an object or null, found " + object.type_name());
+  return require(object, "type", json::value_t::string, where + ".", origin).get<std::string>();
+}
+
+std::unordered_map<std::string, int32_t> read_vocab(const json& vocab, const std::string& where, const std::string& origin) {
+  if (!vocab.is_object()) fail(origin, "\"" + where + "\" must be an object of token: id, found " + vocab.type_name());
+  std::unordered_map<std::string, int32_t> result;
+  std::unordered_map<int32_t, std::string> token_of_id;
+  for (const auto& item : vocab.items()) {
+    if (!item.value().is_number_integer() || item.value().get<int64_t>() < 0 || item.value().get<int64_t>() > INT32_MAX)
+      fail(origin, "\"" + where + "\" maps \"" + item.key() + "\" to " + item.value().dump() + ", not an id");
+    int32_t id = item.value().get<int32_t>();
+    auto [previous, inserted] = token_of_id.emplace(id, item.key());
+    if (!inserted) fail(origin, "\"" + where + "\" gives id " + std::to_string(id) + " to both \"" + previous->second + "\" and \"" + item.key() + "\"");
+    result.emplace(item.key(), id);
+  }
+  return result;
+}
+
+std::pair<std::string, std::string> split_merge(const std::string& line, const std::string& where, const std::string& origin) {
+  size_t space = line.find(' ');
+  if (space == std::string::npos || space == 0 || space + 1 == line.size() || line.find(' ', space + 1) != std::string::npos)
+    fail(origin, where + " is \"" + line + "\"; expected two tokens separated by one space");
+  return {line.substr(0, space), line.substr(space + 1)};
+}
+
+std::string sha256_hex(const std::string& bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1)
+    throw Error("SHA-256 of the tokenizer's canonical form failed (OpenSSL EVP_Digest)");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) hex += {kHex[digest[i] >> 4], kHex[digest[i] & 15]};
+  return hex;
+}
+
+// Everything that decides ids and decoded bytes, nothing else (not the file layout, key order, offsets
+// options or post-processor flags): see README.md, "Identity".
+std::string canonical_form(const Tokenizer::State& state) {
+  std::vector<std::pair<int32_t, std::string>> vocab;
+  for (const auto& [token, id] : state.model->vocab()) vocab.emplace_back(id, token);
+  std::sort(vocab.begin(), vocab.end());
+  json canonical = {{"format", "memsweep.tokenizer.v1"}, {"model", "BPE, byte-level"},
+                    {"normalizer", state.nfc ? json("NFC") : json(nullptr)},
+                    {"add_prefix_space", state.add_prefix_space}, {"use_regex", state.use_regex},
+                    {"ignore_merges", state.ignore_merges}, {"vocab", json::array()}, {"merges", json::array()},
+                    {"added_tokens", json::array()}};
+  for (const auto& [id, token] : vocab) canonical["vocab"].push_back({token, id});
+  for (const auto& [left, right] : state.merges) canonical["merges"].push_back({left, right});
+  for (const AddedToken& token : state.added_tokens)
+    canonical["added_tokens"].push_back({token.id, token.content, token.special, token.normalized && state.nfc});
+  return canonical.dump();
+}
+
+std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, int32_t> vocab,
+                                              std::vector<std::pair<std::string, std::string>> merges,
+                                              std::vector<AddedToken> added_tokens, const Options& options,
+                                              const std::string& origin) {
+  auto state = std::make_shared<Tokenizer::State>();
+  state->nfc = options.nfc;
+  state->add_prefix_space = options.add_prefix_space;
+  state->use_regex = options.use_regex;
+  state->ignore_merges = options.ignore_merges;
+
+  int32_t size = 0;
+  for (const auto& [token, id] : vocab) size = std::max(size, id + 1);
+  std::sort(added_tokens.begin(), added_tokens.end(), [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
+  for (const AddedToken& token : added_tokens) {
+    // `tokenizers` would silently use the vocabulary's id; a file where they differ is refused.
+    auto in_vocab = vocab.find(token.content);
+    if (in_vocab != vocab.end() && in_vocab->second != token.id)
+      fail(origin, "added token \"" + token.content + "\" has id " + std::to_string(token.id) +
+                       " but the vocabulary gives it id " + std::to_string(in_vocab->second));
+    if (!state->added_ids.emplace(token.content, token.id).second)
+      fail(origin, "added token \"" + token.content + "\" appears twice");
+    size = std::max(size, token.id + 1);
+  }
+  state->decoded.resize(static_cast<size_t>(size));
+  // A token decodes to the bytes its characters spell in the byte-level map; one with a character
+  // outside the map (e.g. an added token made of real spaces) to its own UTF-8, as `tokenizers`' decoder.
+  auto decoded_bytes = [](const std::string& token) { return tokenizer_detail::bytes_of_symbols(token).value_or(token); };
+  for (const auto& [token, id] : vocab) state->decoded[static_cast<size_t>(id)] = decoded_bytes(token);
+  for (size_t i = 1; i < added_tokens.size(); ++i)
+    if (added_tokens[i].id == added_tokens[i - 1].id)
+      fail(origin, "added tokens \"" + added_tokens[i - 1].content + "\" and \"" + added_tokens[i].content +
+                       "\" share id " + std::to_string(added_tokens[i].id));
+  for (const AddedToken& token : added_tokens) {
+    auto& slot = state->decoded[static_cast<size_t>(token.id)];
+    if (slot && vocab.find(token.content) == vocab.end())
+      fail(origin, "added token \"" + token.content + "\" has id " + std::to_string(token.id) + ", already a vocabulary token's id");
+    slot = decoded_bytes(token.content);
+    if (token.content.empty()) continue;  // never matched, as in `tokenizers`
+    if (token.normalized && options.nfc)
+      state->normalized_matcher.add(tokenizer_detail::nfc(token.content), token.id);
+    else
+      state->raw_matcher.add(token.content, token.id);
+  }
+  state->model = std::make_unique<tokenizer_detail::BpeModel>(std::move(vocab), merges, options.ignore_merges, origin);
+  state->merges = std::move(merges);
+  state->added_tokens = std::move(added_tokens);
+  state->content_hash = sha256_hex(canonical_form(*state));
+  return state;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std::string& origin) {
+  json root = parse_json(json_text, origin);
+  if (!root.is_object()) fail(origin, "a tokenizer.json must hold an object, found " + std::string(root.type_name()));
+  check_keys(root, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model"}, "", origin);
+  for (const char* key : {"truncation", "padding"})
+    if (root.contains(key) && !root[key].is_null())
+      fail(origin, "\"" + std::string(key) + "\" is set; memsweep does not implement " + key + " (it must be null)");
+
+  Options options;
+  if (root.contains("normalizer") && !root["normalizer"].is_null()) {
+    std::string type = type_of(root["normalizer"], "normalizer", origin);
+    if (type != "NFC") fail(origin, "normalizer type \"" + type + "\" is not supported; memsweep implements only NFC or no normalizer");
+    check_keys(root["normalizer"], {"type"}, "normalizer.", origin);
+    options.nfc = true;
+  }
+
+  const json& pre_tokenizer = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json();
+  if (pre_tokenizer.is_null()) fail(origin, "\"pre_tokenizer\" is missing or null; memsweep implements only byte-level BPE (ByteLevel)");
+  std::string pre_type = type_of(pre_tokenizer, "pre_tokenizer", origin);
+  if (pre_type != "ByteLevel") fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements only ByteLevel");
+  // trim_offsets only changes offsets, which memsweep does not produce.
+  check_keys(pre_tokenizer, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "pre_tokenizer.", origin);
+  options.add_prefix_space = require(pre_tokenizer, "add_prefix_space", json::value_t::boolean, "pre_tokenizer.", origin).get<bool>();
+  options.use_regex = optional_bool(pre_tokenizer, "use_regex", true, "pre_tokenizer.", origin);
+
+  // The ByteLevel post-processor only trims offsets; any other one adds or changes ids.
+  if (root.contains("post_processor") && !root["post_processor"].is_null()) {
+    std::string type = type_of(root["post_processor"], "post_processor", origin);
+    if (type != "ByteLevel") fail(origin, "post_processor type \"" + type + "\" is not supported; memsweep implements only ByteLevel or none");
+    check_keys(root["post_processor"], {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "post_processor.", origin);
+  }
+  const json& decoder = root.contains("decoder") ? root["decoder"] : json();
+  if (decoder.is_null()) fail(origin, "\"decoder\" is missing or null; memsweep implements only the ByteLevel decoder");
+  std::string decoder_type = type_of(decoder, "decoder", origin);
+  if (decoder_type != "ByteLevel") fail(origin, "decoder type \"" + decoder_type + "\" is not supported; memsweep implements only ByteLevel");
+  check_keys(decoder, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "decoder.", origin);
+
+  const json& model = require(root, "model", json::value_t::object, "", origin);
+  std::string model_type = model.contains("type") ? require(model, "type", json::value_t::string, "model.", origin).get<std::string>() : "BPE";
+  if (model_type != "BPE") fail(origin, "model type \"" + model_type + "\" is not supported; memsweep implements only BPE");
+  check_keys(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+                     "byte_fallback", "ignore_merges", "vocab", "merges"}, "model.", origin);
+  for (const char* key : {"dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix"})
+    require_null_or_empty(model, key, "model.", origin);
+  require_false(model, "byte_fallback", "model.", origin);
+  optional_bool(model, "fuse_unk", false, "model.", origin);  // only acts on unk_token, which must be null
+  options.ignore_merges = optional_bool(model, "ignore_merges", false, "model.", origin);
+
+  auto vocab = read_vocab(require(model, "vocab", json::value_t::object, "model.", origin), "model.vocab", origin);
+  std::vector<std::pair<std::string, std::string>> merges;
+  const json& merge_list = require(model, "merges", json::value_t::array, "model.", origin);
+  for (size_t i = 0; i < merge_list.size(); ++i) {
+    const json& merge = merge_list[i];
+    std::string where = "model.merges[" + std::to_string(i) + "]";
+    if (merge.is_string()) {
+      merges.push_back(split_merge(merge.get<std::string>(), where, origin));
+    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+      merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
+    } else {
+      fail(origin, where + " must be \"left right\" or [\"left\", \"right\"], found " + merge.dump());
+    }
+  }
+
+  std::vector<AddedToken> added_tokens;
+  if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
+    const json& list = require(root, "added_tokens", json::value_t::array, "", origin);
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string where = "added_tokens[" + std::to_string(i) + "].";
+      if (!list[i].is_object()) fail(origin, "\"" + where.substr(0, where.size() - 1) + "\" must be an object");
+      check_keys(list[i], {"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special"}, where, origin);
+      for (const char* key : {"single_word", "lstrip", "rstrip"}) require_false(list[i], key, where, origin);
+      const json& id = require(list[i], "id", json::value_t::number_integer, where, origin);
+      if (id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) fail(origin, "\"" + where + "id\" is " + id.dump() + ", not an id");
+      bool special = optional_bool(list[i], "special", false, where, origin);
+      added_tokens.push_back(AddedToken{id.get<int32_t>(), require(list[i], "content", json::value_t::string, where, origin).get<std::string>(),
+                                        special, optional_bool(list[i], "normalized", !special, where, origin)});
+    }
+  }
+  return Tokenizer(build_state(std::move(vocab), std::move(merges), std::move(added_tokens), options, origin));
+}
+
+Tokenizer Tokenizer::from_vocab_and_merges(const std::string& vocab_json, const std::string& merges_txt,
+                                           const std::string& vocab_origin, const std::string& merges_origin) {
+  auto vocab = read_vocab(parse_json(vocab_json, vocab_origin), "vocab", vocab_origin);
+  std::vector<std::pair<std::string, std::string>> merges;
+  size_t start = 0, line_number = 0;
+  while (start < merges_txt.size()) {
+    size_t end = merges_txt.find('\n', start);
+    if (end == std::string::npos) end = merges_txt.size();
+    std::string line = merges_txt.substr(start, end - start);
+    start = end + 1;
+    ++line_number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();  // as Rust's lines(), which `tokenizers` uses
+    if (line.rfind("#version", 0) == 0) continue;
+    merges.push_back(split_merge(line, "line " + std::to_string(line_number), merges_origin));
+  }
+  // GPT-2's layout: transformers' GPT2Tokenizer declares <|endoftext|> its special token (never split),
+  // which is what the Hub's tokenizer.json for GPT-2 also says.
+  std::vector<AddedToken> added_tokens;
+  auto eos = vocab.find("<|endoftext|>");
+  if (eos != vocab.end()) added_tokens.push_back(AddedToken{eos->second, eos->first, true, false});
+  return Tokenizer(build_state(std::move(vocab), std::move(merges), std::move(added_tokens), Options{}, merges_origin));
+}
+
+Tokenizer Tokenizer::load(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (!fs::is_directory(path, error)) return from_tokenizer_json(read_file(path), path);
+  fs::path directory(path);
+  if (fs::exists(directory / "tokenizer.json", error)) return load((directory / "tokenizer.json").string());
+  fs::path vocab = directory / "vocab.json", merges = directory / "merges.txt";
+  if (!fs::exists(vocab, error) || !fs::exists(merges, error))
+    throw Error(path + ": a tokenizer directory must hold tokenizer.json, or vocab.json and merges.txt; found neither");
+  if (fs::exists(directory / "added_tokens.json", error))
+    throw Error((directory / "added_tokens.json").string() + ": added_tokens.json is not supported; give a tokenizer.json instead");
+  return from_vocab_and_merges(read_file(vocab.string()), read_file(merges.string()), vocab.string(), merges.string());
+}
+
+}  // namespace memsweep

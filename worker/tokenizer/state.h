@@ -1,0 +1,64 @@
+#pragma once
+// What a loaded Tokenizer holds, internal to memsweep_tokenizer (load.cpp builds it, tokenizer.cpp uses it).
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "worker/tokenizer/bpe.h"
+#include "worker/tokenizer/text.h"
+#include "worker/tokenizer/tokenizer.h"
+
+namespace memsweep {
+namespace tokenizer_detail {
+
+struct AddedToken {
+  int32_t id;
+  std::string content;
+  bool special;
+  bool normalized;  // matched on normalized text (as written in the file; see State::match_on_normalized)
+};
+
+// Finds added tokens in text, leftmost first and longest among those starting at the same byte, like
+// the Aho-Corasick LeftmostLongest search of `tokenizers`. A byte trie: added tokens are few.
+class AddedTokenMatcher {
+ public:
+  void add(const std::string& content, int32_t id);
+  bool empty() const { return nodes_.size() <= 1; }
+  // Calls on_text for each non-empty stretch between matches and on_token for each match, in order.
+  void split(std::string_view text, const std::function<void(std::string_view)>& on_text,
+             const std::function<void(int32_t)>& on_token) const;
+
+ private:
+  struct Node {
+    std::array<int32_t, 256> children;
+    int32_t id = -1;
+    Node() { children.fill(-1); }
+  };
+  std::vector<Node> nodes_{1};
+};
+
+}  // namespace tokenizer_detail
+
+struct Tokenizer::State {
+  std::unique_ptr<tokenizer_detail::BpeModel> model;
+  bool nfc = false;  // the only normalizer memsweep implements
+  bool add_prefix_space = false;
+  bool use_regex = true;
+  bool ignore_merges = false;
+  std::vector<std::pair<std::string, std::string>> merges;  // kept for the content hash
+  std::vector<tokenizer_detail::AddedToken> added_tokens;   // sorted by id
+  std::unordered_map<std::string, int32_t> added_ids;       // content -> id
+  tokenizer_detail::AddedTokenMatcher raw_matcher;          // tokens with normalized: false (or no normalizer)
+  tokenizer_detail::AddedTokenMatcher normalized_matcher;   // tokens with normalized: true, content normalized
+  tokenizer_detail::PreTokenizerRegex regex;
+  std::vector<std::optional<std::string>> decoded;          // by id: the bytes it decodes to
+  std::string content_hash;
+};
+
+}  // namespace memsweep
