@@ -1,0 +1,41 @@
+#pragma once
+// What tasks produce, without libtorch, so rank 0, the store and the reports can handle it.
+//
+// A task runs one shard of a dataset (examples [first, first + count)) under one intervention and returns, per
+// example, named numbers (exact match, token accuracy, loglikelihoods, ...) and a JSON detail, plus shard
+// totals that add up across shards: sums of per-example values and counts. Dataset-level metrics come from
+// the totals of all shards through finalize_metrics(kind, totals), so a study split into any number of
+// shards, run on any number of ranks, reports the same numbers.
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace memsweep {
+
+using Values = std::map<std::string, double>;
+
+struct ExampleRecord {
+  int64_t index = 0;    // position of the example in the dataset
+  Values values;        // per-example metrics, e.g. {"exact_match": 1, "token_accuracy": 0.97}
+  nlohmann::json detail;  // e.g. generated tokens, top-two gaps; free-form, stored as JSON
+};
+
+struct ShardResult {
+  Values totals;  // additive over shards, e.g. {"examples": 16, "exact_match": 12, "token_accuracy": 14.5}
+  std::vector<ExampleRecord> examples;
+};
+
+// Adds b's totals into a (keys of either).
+void add_totals(Values& a, const Values& b);
+
+// Dataset-level metrics of a task kind from summed totals: e.g. means (total / examples), perplexities.
+// Error for an unknown kind. Each kind registers its function in results.cpp.
+Values finalize_metrics(const std::string& kind, const Values& totals);
+
+// Serialization for the transport and the store.
+nlohmann::json to_json(const ShardResult& result);
+ShardResult shard_result_from_json(const nlohmann::json& json);  // Error naming what is malformed
+
+}  // namespace memsweep

@@ -1,0 +1,53 @@
+#pragma once
+// A dataset as something a model can be evaluated on, shard by shard, under a list of interventions.
+// Kinds (memorization, divergence, benchmark tasks) are created by open_task() from a DatasetSpec.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "worker/base/intervention.h"
+#include "worker/model/model.h"
+#include "worker/tasks/results.h"
+
+namespace memsweep {
+
+class Tokenizer;
+
+struct DatasetSpec {
+  std::string name;        // as the study names it
+  std::string kind;        // "memorization", "divergence", "piqa", ...
+  std::string path;        // the data file
+  nlohmann::json options;  // kind-specific, e.g. {"prefix": 32, "suffix": 32, "mask_eos": true}
+};
+
+struct RunOptions {
+  int batch_size = 8;      // rows per forward pass
+  // Reuse the activations below an intervention's first block across the interventions of a call.
+  bool reuse_lower_layers = true;
+};
+
+// What a task may need of the model it will run on (known before any weights load).
+struct TaskContext {
+  const Tokenizer* tokenizer = nullptr;  // for text datasets; nullptr when the model has none
+  int64_t vocab_size = 0;
+  std::vector<int64_t> eos_token_ids;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual std::string kind() const = 0;
+  virtual int64_t num_examples() const = 0;
+  // One ShardResult per intervention, in order. The model's attention modes are changed and left cleared.
+  // Grouping into batches depends only on (first, count, options), never on the number of ranks.
+  virtual std::vector<ShardResult> run(CausalLM& model, int64_t first, int64_t count,
+                                       const std::vector<Intervention>& interventions, const RunOptions& options) = 0;
+};
+
+// Reads and validates the dataset (errors name the file and line). Error for an unknown kind.
+std::unique_ptr<Task> open_task(const DatasetSpec& spec, const TaskContext& context);
+
+// Sets exactly this intervention's modes on the model (every other block normal).
+void apply_intervention(CausalLM& model, const Intervention& intervention);
+
+}  // namespace memsweep
