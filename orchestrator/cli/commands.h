@@ -12,5 +12,6 @@ int forward_command(const Arguments& args);
 int info_command(const Arguments& args);
 int generate_command(const Arguments& args);
 int tokenize_command(const Arguments& args);
+int eval_command(const Arguments& args);
 
 }  // namespace memsweep

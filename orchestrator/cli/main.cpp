@@ -19,6 +19,7 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"eval", memsweep::eval_command, "evaluate one model x intervention x dataset and print its metrics"},
     {"forward", memsweep::forward_command, "run a checkpoint on token ids and write the logits (inspection)"},
     {"generate", memsweep::generate_command, "greedy continuation of token-id prompts (KV cache), printed as JSON"},
     {"info", memsweep::info_command, "libtorch version, BLAS, devices, threads and a measured matmul rate"},
