@@ -222,7 +222,8 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
     return gpt_neox->layers->at<GPTNeoXLayerImpl>(size_t(layer)).attention->mode();
   }
 
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache) override {
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache,
+                        std::vector<torch::Tensor>* layer_outputs) override {
     torch::InferenceMode inference;
     const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto input = ids.to(device_, torch::kInt64);
@@ -237,8 +238,16 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
       in.sin = angles.sin().to(dtype_);
     }
     torch::Tensor h = gpt_neox->embed_in(input);
-    for (int64_t i = 0; i < config_.num_layers; ++i) h = layer_at(int(i))->forward(h, in);
+    for (int64_t i = 0; i < config_.num_layers; ++i) {
+      h = layer_at(int(i))->forward(h, in);
+      if (layer_outputs) layer_outputs->push_back(h);
+    }
     if (cache) cache->length += T;
+    return logits_from_residual(h);
+  }
+
+  torch::Tensor logits_from_residual(const torch::Tensor& h) override {
+    torch::InferenceMode inference;
     return torch::linear(gpt_neox->final_layer_norm(h), embed_out);
   }
 

@@ -55,7 +55,12 @@ class CausalLM {
   // for left padding, or undefined when no row is padded; positions are derived from it (cumsum(mask) - 1), so a
   // padded row computes what it computes alone. Rows of padding positions are garbage. With a cache, ids are
   // the T tokens that follow the P = cache->length tokens it holds, and their keys and values are added to it.
-  virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache = nullptr) = 0;
+  // With layer_outputs, it receives each layer's output (the residual stream after layer l, before the final
+  // layer norm), [B, T, d] each.
+  virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache = nullptr,
+                                std::vector<torch::Tensor>* layer_outputs = nullptr) = 0;
+  // Logits from a residual stream [.., d]: final layer norm, then the output head (the "logit lens" at a layer).
+  virtual torch::Tensor logits_from_residual(const torch::Tensor& h) = 0;
 };
 
 // Rows [first, first + count) of `rows`, left-padded to the longest: ids and mask [count, T] (int64; mask 1 for

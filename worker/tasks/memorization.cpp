@@ -21,40 +21,129 @@
 #include "worker/tokenizer/tokenizer.h"
 
 namespace memsweep {
-namespace {
 
-struct MemorizationOptions {
-  int64_t prefix = 32;
-  int64_t suffix = -1;  // -1: the rest of each row
-  int64_t limit = -1;
-  bool mask_eos = true;
-  bool skip_bad = false;
-
-  static MemorizationOptions read(const DatasetSpec& spec) {
-    MemorizationOptions o;
-    const std::string where = "dataset '" + spec.name + "' (memorization)";
-    if (spec.options.is_null()) return o;
-    if (!spec.options.is_object()) throw Error(where + ": options must be a table");
-    for (const auto& [key, value] : spec.options.items()) {
-      auto integer = [&](int64_t minimum) {
-        if (!value.is_number_integer() || value.get<int64_t>() < minimum)
-          throw Error(where + ": option '" + key + "' must be an integer >= " + std::to_string(minimum) + ", found " + value.dump());
-        return value.get<int64_t>();
-      };
-      auto boolean = [&] {
-        if (!value.is_boolean()) throw Error(where + ": option '" + key + "' must be true or false, found " + value.dump());
-        return value.get<bool>();
-      };
-      if (key == "prefix") o.prefix = integer(1);
-      else if (key == "suffix") o.suffix = integer(1);
-      else if (key == "limit") o.limit = integer(0);
-      else if (key == "mask_eos") o.mask_eos = boolean();
-      else if (key == "skip_bad") o.skip_bad = boolean();
-      else throw Error(where + ": unknown option '" + key + "' (prefix, suffix, limit, mask_eos, skip_bad)");
-    }
-    return o;
+MemorizationOptions MemorizationOptions::read(const DatasetSpec& spec) {
+  MemorizationOptions o;
+  const std::string where = "dataset '" + spec.name + "' (memorization)";
+  if (spec.options.is_null()) return o;
+  if (!spec.options.is_object()) throw Error(where + ": options must be a table");
+  for (const auto& [key, value] : spec.options.items()) {
+    auto integer = [&](int64_t minimum) {
+      if (!value.is_number_integer() || value.get<int64_t>() < minimum)
+        throw Error(where + ": option '" + key + "' must be an integer >= " + std::to_string(minimum) + ", found " + value.dump());
+      return value.get<int64_t>();
+    };
+    auto boolean = [&] {
+      if (!value.is_boolean()) throw Error(where + ": option '" + key + "' must be true or false, found " + value.dump());
+      return value.get<bool>();
+    };
+    if (key == "prefix") o.prefix = integer(1);
+    else if (key == "suffix") o.suffix = integer(1);
+    else if (key == "limit") o.limit = integer(0);
+    else if (key == "mask_eos") o.mask_eos = boolean();
+    else if (key == "skip_bad") o.skip_bad = boolean();
+    else throw Error(where + ": unknown option '" + key + "' (prefix, suffix, limit, mask_eos, skip_bad)");
   }
-};
+  return o;
+}
+
+void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_t>>& rows, const std::vector<int64_t>& source,
+                         int64_t start, int64_t count, const MemorizationOptions& options, ShardResult& result) {
+  torch::InferenceMode inference;
+  const std::vector<int64_t> banned = options.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{};
+  const int64_t P = options.prefix;
+  // Inputs: prefix ‖ suffix minus its last token (whose prediction nobody reads).
+  std::vector<std::vector<int64_t>> inputs, suffixes;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& row = rows[size_t(start + i)];
+    const int64_t S = options.suffix > 0 ? options.suffix : int64_t(row.size()) - P;
+    suffixes.emplace_back(row.begin() + P, row.begin() + P + S);
+    inputs.emplace_back(row.begin(), row.begin() + P + S - 1);
+  }
+  PaddedBatch batch = left_pad(inputs, 0, size_t(count));
+  torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
+  KVCache cache;
+  torch::Tensor logits = model.forward(batch.ids, mask, &cache);
+
+  // Teacher-forced predictions of each suffix position: row i, suffix j is predicted at P - 1 + j after padding.
+  int64_t longest = 0;
+  for (const auto& s : suffixes) longest = std::max<int64_t>(longest, int64_t(s.size()));
+  std::vector<int64_t> positions(static_cast<size_t>(count * longest));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t pad = batch.length - int64_t(inputs[size_t(i)].size());
+    for (int64_t j = 0; j < longest; ++j)
+      positions[size_t(i * longest + j)] = pad + P - 1 + std::min<int64_t>(j, int64_t(suffixes[size_t(i)].size()) - 1);
+  }
+  auto index = torch::tensor(positions, torch::kInt64).view({count, longest, 1}).to(logits.device());
+  torch::Tensor predicted = logits.gather(1, index.expand({count, longest, logits.size(2)})).to(torch::kFloat32);
+  if (!banned.empty()) {
+    for (int64_t id : banned)
+      if (id >= 0 && id < predicted.size(2)) predicted.select(2, id).fill_(-std::numeric_limits<float>::infinity());
+  }
+  torch::Tensor gap;
+  torch::Tensor choice = greedy_choice(predicted, {}, &gap).to(torch::kCPU);
+  auto log_p = torch::log_softmax(predicted, -1);
+  // 0 * log 0 is 0: masked ids contribute nothing.
+  torch::Tensor entropy = (-(log_p.exp() * log_p.nan_to_num(0.0, 0.0, 0.0))).sum(-1).to(torch::kCPU);
+  gap = gap.to(torch::kCPU);
+
+  // Rows whose continuation leaves the suffix before its last token need generation.
+  std::vector<int64_t> first_mismatch(static_cast<size_t>(count)), generate_rows, keep;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& suffix = suffixes[size_t(i)];
+    int64_t m = 0;
+    while (m < int64_t(suffix.size()) && choice[i][m].item<int64_t>() == suffix[size_t(m)]) ++m;
+    first_mismatch[size_t(i)] = m;
+    if (m + 1 < int64_t(suffix.size())) generate_rows.push_back(i), keep.push_back(P + m);
+  }
+  std::vector<std::vector<int64_t>> more_tokens;
+  std::vector<std::vector<float>> more_gaps;
+  if (!generate_rows.empty()) {
+    torch::Tensor kept_mask;
+    KVCache kept = keep_prefixes(cache, mask, generate_rows, keep, &kept_mask);
+    std::vector<int64_t> firsts;
+    int steps = 0;
+    for (size_t g = 0; g < generate_rows.size(); ++g) {
+      const int64_t i = generate_rows[g];
+      firsts.push_back(choice[i][first_mismatch[size_t(i)]].item<int64_t>());
+      steps = std::max<int>(steps, int(suffixes[size_t(i)].size()) - int(first_mismatch[size_t(i)]) - 1);
+    }
+    continue_greedy(model, kept, kept_mask, torch::tensor(firsts, torch::kInt64), steps, banned, more_tokens, more_gaps);
+  }
+
+  size_t generated_index = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& suffix = suffixes[size_t(i)];
+    const int64_t S = int64_t(suffix.size()), m = first_mismatch[size_t(i)];
+    std::vector<int64_t> continuation(suffix.begin(), suffix.begin() + m);
+    std::vector<float> gaps;
+    for (int64_t j = 0; j <= std::min(m, S - 1); ++j) gaps.push_back(gap[i][j].item<float>());
+    if (m < S) continuation.push_back(choice[i][m].item<int64_t>());
+    if (m + 1 < S) {
+      const auto& tokens = more_tokens[generated_index];
+      const auto& step_gaps = more_gaps[generated_index];
+      ++generated_index;
+      continuation.insert(continuation.end(), tokens.begin(), tokens.begin() + (S - m - 1));
+      gaps.insert(gaps.end(), step_gaps.begin(), step_gaps.begin() + (S - m - 1));
+    }
+    int64_t agree = 0;
+    for (int64_t j = 0; j < S; ++j) agree += continuation[size_t(j)] == suffix[size_t(j)];
+    double completion_entropy = entropy[i].narrow(0, 0, S).sum().item<double>();
+
+    ExampleRecord record;
+    record.index = start + i;
+    record.values = {{"exact_match", m == S ? 1.0 : 0.0},
+                     {"token_accuracy", double(agree) / double(S)},
+                     {"completion_entropy", completion_entropy},
+                     {"match_length", double(m)}};
+    record.detail = {{"source", source[size_t(start + i)]}, {"continuation", continuation}, {"top2_gap", gaps}};
+    for (const auto& [key, value] : record.values) result.totals[key] += value;
+    result.totals["examples"] += 1;
+    result.examples.push_back(std::move(record));
+  }
+}
+
+namespace {
 
 class MemorizationTask : public Task {
  public:
@@ -99,7 +188,7 @@ class MemorizationTask : public Task {
       apply_intervention(model, intervention);
       ShardResult result;
       for (int64_t start = first; start < first + count; start += options.batch_size)
-        evaluate_batch(model, start, std::min<int64_t>(options.batch_size, first + count - start), result);
+        evaluate_memorization(model, rows_, source_, start, std::min<int64_t>(options.batch_size, first + count - start), options_, result);
       results.push_back(std::move(result));
     }
     model.clear_interventions();
@@ -107,101 +196,6 @@ class MemorizationTask : public Task {
   }
 
  private:
-  void evaluate_batch(CausalLM& model, int64_t start, int64_t count, ShardResult& result) {
-    torch::InferenceMode inference;
-    const std::vector<int64_t> banned = options_.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{};
-    const int64_t P = options_.prefix;
-    // Inputs: prefix ‖ suffix minus its last token (whose prediction nobody reads).
-    std::vector<std::vector<int64_t>> inputs, suffixes;
-    for (int64_t i = 0; i < count; ++i) {
-      const auto& row = rows_[size_t(start + i)];
-      const int64_t S = options_.suffix > 0 ? options_.suffix : int64_t(row.size()) - P;
-      suffixes.emplace_back(row.begin() + P, row.begin() + P + S);
-      inputs.emplace_back(row.begin(), row.begin() + P + S - 1);
-    }
-    PaddedBatch batch = left_pad(inputs, 0, size_t(count));
-    torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
-    KVCache cache;
-    torch::Tensor logits = model.forward(batch.ids, mask, &cache);
-
-    // Teacher-forced predictions of each suffix position: row i, suffix j is predicted at P - 1 + j after padding.
-    int64_t longest = 0;
-    for (const auto& s : suffixes) longest = std::max<int64_t>(longest, int64_t(s.size()));
-    std::vector<int64_t> positions(static_cast<size_t>(count * longest));
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t pad = batch.length - int64_t(inputs[size_t(i)].size());
-      for (int64_t j = 0; j < longest; ++j)
-        positions[size_t(i * longest + j)] = pad + P - 1 + std::min<int64_t>(j, int64_t(suffixes[size_t(i)].size()) - 1);
-    }
-    auto index = torch::tensor(positions, torch::kInt64).view({count, longest, 1}).to(logits.device());
-    torch::Tensor predicted = logits.gather(1, index.expand({count, longest, logits.size(2)})).to(torch::kFloat32);
-    if (!banned.empty()) {
-      for (int64_t id : banned)
-        if (id >= 0 && id < predicted.size(2)) predicted.select(2, id).fill_(-std::numeric_limits<float>::infinity());
-    }
-    torch::Tensor gap;
-    torch::Tensor choice = greedy_choice(predicted, {}, &gap).to(torch::kCPU);
-    auto log_p = torch::log_softmax(predicted, -1);
-    // 0 * log 0 is 0: masked ids contribute nothing.
-    torch::Tensor entropy = (-(log_p.exp() * log_p.nan_to_num(0.0, 0.0, 0.0))).sum(-1).to(torch::kCPU);
-    gap = gap.to(torch::kCPU);
-
-    // Rows whose continuation leaves the suffix before its last token need generation.
-    std::vector<int64_t> first_mismatch(static_cast<size_t>(count)), generate_rows, keep;
-    for (int64_t i = 0; i < count; ++i) {
-      const auto& suffix = suffixes[size_t(i)];
-      int64_t m = 0;
-      while (m < int64_t(suffix.size()) && choice[i][m].item<int64_t>() == suffix[size_t(m)]) ++m;
-      first_mismatch[size_t(i)] = m;
-      if (m + 1 < int64_t(suffix.size())) generate_rows.push_back(i), keep.push_back(P + m);
-    }
-    std::vector<std::vector<int64_t>> more_tokens;
-    std::vector<std::vector<float>> more_gaps;
-    if (!generate_rows.empty()) {
-      torch::Tensor kept_mask;
-      KVCache kept = keep_prefixes(cache, mask, generate_rows, keep, &kept_mask);
-      std::vector<int64_t> firsts;
-      int steps = 0;
-      for (size_t g = 0; g < generate_rows.size(); ++g) {
-        const int64_t i = generate_rows[g];
-        firsts.push_back(choice[i][first_mismatch[size_t(i)]].item<int64_t>());
-        steps = std::max<int>(steps, int(suffixes[size_t(i)].size()) - int(first_mismatch[size_t(i)]) - 1);
-      }
-      continue_greedy(model, kept, kept_mask, torch::tensor(firsts, torch::kInt64), steps, banned, more_tokens, more_gaps);
-    }
-
-    size_t generated_index = 0;
-    for (int64_t i = 0; i < count; ++i) {
-      const auto& suffix = suffixes[size_t(i)];
-      const int64_t S = int64_t(suffix.size()), m = first_mismatch[size_t(i)];
-      std::vector<int64_t> continuation(suffix.begin(), suffix.begin() + m);
-      std::vector<float> gaps;
-      for (int64_t j = 0; j <= std::min(m, S - 1); ++j) gaps.push_back(gap[i][j].item<float>());
-      if (m < S) continuation.push_back(choice[i][m].item<int64_t>());
-      if (m + 1 < S) {
-        const auto& tokens = more_tokens[generated_index];
-        const auto& step_gaps = more_gaps[generated_index];
-        ++generated_index;
-        continuation.insert(continuation.end(), tokens.begin(), tokens.begin() + (S - m - 1));
-        gaps.insert(gaps.end(), step_gaps.begin(), step_gaps.begin() + (S - m - 1));
-      }
-      int64_t agree = 0;
-      for (int64_t j = 0; j < S; ++j) agree += continuation[size_t(j)] == suffix[size_t(j)];
-      double completion_entropy = entropy[i].narrow(0, 0, S).sum().item<double>();
-
-      ExampleRecord record;
-      record.index = start + i;
-      record.values = {{"exact_match", m == S ? 1.0 : 0.0},
-                       {"token_accuracy", double(agree) / double(S)},
-                       {"completion_entropy", completion_entropy},
-                       {"match_length", double(m)}};
-      record.detail = {{"source", source_[size_t(start + i)]}, {"continuation", continuation}, {"top2_gap", gaps}};
-      for (const auto& [key, value] : record.values) result.totals[key] += value;
-      result.totals["examples"] += 1;
-      result.examples.push_back(std::move(record));
-    }
-  }
-
   DatasetSpec spec_;
   MemorizationOptions options_;
   std::vector<std::vector<int64_t>> rows_;

@@ -19,6 +19,7 @@ struct TaskKind {
 // One line per kind; each kind's file declares its open function in kinds.h.
 const TaskKind kKinds[] = {
     {"memorization", open_memorization_task},
+    {"divergence", open_divergence_task},
 };
 }  // namespace
 
