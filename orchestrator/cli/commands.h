@@ -13,5 +13,6 @@ int info_command(const Arguments& args);
 int generate_command(const Arguments& args);
 int tokenize_command(const Arguments& args);
 int eval_command(const Arguments& args);
+int select_memorized_command(const Arguments& args);
 
 }  // namespace memsweep
