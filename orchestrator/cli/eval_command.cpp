@@ -28,15 +28,6 @@ void add_option(nlohmann::json& options, const std::string& text) {
   options[key] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
 }
 
-std::optional<Tokenizer> model_tokenizer(const std::string& model_dir, const std::string& explicit_path) {
-  if (!explicit_path.empty()) return Tokenizer::load(explicit_path);
-  namespace fs = std::filesystem;
-  if (fs::exists(fs::path(model_dir) / "tokenizer.json") ||
-      (fs::exists(fs::path(model_dir) / "vocab.json") && fs::exists(fs::path(model_dir) / "merges.txt")))
-    return Tokenizer::load(model_dir);
-  return std::nullopt;
-}
-
 }  // namespace
 
 int eval_command(const Arguments& args) {

@@ -54,21 +54,14 @@ int select_memorized_command(const Arguments& args) {
   auto model = load_model_with_interventions(model_options);
   std::vector<std::vector<int64_t>> sources;
   std::vector<int64_t> source_rows;
-  const bool stream = !format.empty() || input.size() > 4 && (input.substr(input.size() - 4) == ".u16" || input.substr(input.size() - 4) == ".u32");
+  const std::string extension = std::filesystem::path(input).extension().string();
+  const bool stream = !format.empty() || extension == ".u16" || extension == ".u32";
   if (stream) {
     sources.push_back(read_token_stream(input, format, model->vocab_size()));
     source_rows.push_back(-1);
   } else {
-    TextEncoder encode;
-    std::optional<Tokenizer> tokenizer;
-    if (std::filesystem::exists(std::filesystem::path(model_options.model_dir) / "tokenizer.json")) {
-      tokenizer = Tokenizer::load(model_options.model_dir);
-      encode = [&tokenizer](const std::string& text) {
-        auto ids = tokenizer->encode(text);
-        return std::vector<int64_t>(ids.begin(), ids.end());
-      };
-    }
-    TokenRows rows = read_token_rows_file(input, model->vocab_size(), encode, false);
+    std::optional<Tokenizer> tokenizer = model_tokenizer(model_options.model_dir, "");
+    TokenRows rows = read_token_rows_file(input, model->vocab_size(), text_encoder(tokenizer ? &*tokenizer : nullptr), false);
     sources = std::move(rows.rows);
     source_rows = std::move(rows.source);
   }

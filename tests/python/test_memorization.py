@@ -152,3 +152,36 @@ def test_npy_rows_and_results_do_not_depend_on_batch_size(checkpoint, tmp_path):
         for a, b in zip(results[0]["examples"], other["examples"]):
             assert a["detail"]["continuation"] == b["detail"]["continuation"]
             assert a["values"]["completion_entropy"] == pytest.approx(b["values"]["completion_entropy"], rel=1e-5)
+
+
+def test_text_rows_and_tokenizer_declarations(tmp_path):
+    """{"text": ...} rows go through the model's own tokenizer (the real GPT-NeoX-20B one) and score exactly as
+    the same rows given as ids; a set declared with another tokenizer is refused before any work."""
+    import shutil
+
+    from tokenizers import Tokenizer
+
+    from memsweep_testing import shared_file
+
+    neox_tokenizer = shared_file("tokenizers/gpt-neox-20b/tokenizer.json")
+    gpt2_tokenizer = shared_file("tokenizers/gpt2/tokenizer.json")
+    directory = tmp_path / "model"
+    make_gpt_neox(directory, seed=2, vocab_size=50304, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                  num_hidden_layers=2)
+    shutil.copy(neox_tokenizer, directory / "tokenizer.json")
+    texts = ["The quick brown fox jumps over the lazy dog again and again.", "Résumé   of 2024: émigré café, naïve — ok!"]
+    reference = Tokenizer.from_file(str(neox_tokenizer))
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    (tmp_path / "ids.jsonl").write_text("".join(json.dumps({"tokens": reference.encode(t).ids}) + "\n" for t in texts))
+    results = []
+    for name in ("text", "ids"):
+        out = tmp_path / f"{name}.json"
+        run_memsweep("eval", "--model", directory, "--task", f"memorization:{tmp_path / (name + '.jsonl')}",
+                     "--option", "prefix=4", "--out", out, "--dataset-tokenizer", neox_tokenizer)
+        results.append(json.loads(out.read_text())["examples"])
+    assert results[0] == results[1]
+
+    refused = run_memsweep("eval", "--model", directory, "--task", f"memorization:{tmp_path / 'ids.jsonl'}",
+                           "--option", "prefix=4", "--dataset-tokenizer", gpt2_tokenizer, check=False)
+    assert refused.returncode == 1
+    assert "was made with tokenizer" in refused.stderr and "silently wrong" in refused.stderr

@@ -221,14 +221,8 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
 
 }  // namespace
 
-std::unique_ptr<CausalLM> load_gpt_neo(const ConfigReader& config, const std::string& model_dir,
-                                       const LoadOptions& options) {
-  GPTNeoConfig c = GPTNeoConfig::read(config);
-  Checkpoint checkpoint = Checkpoint::open(model_dir);
-  WeightLoader weights(checkpoint, options.dtype, options.device);
-  auto model = std::make_unique<GPTNeo>(c, weights);
-  checkpoint.check_all_taken({"attn.attention.bias", "attn.attention.masked_bias"});
-  return model;
+std::unique_ptr<CausalLM> build_gpt_neo(const ConfigReader& config, WeightLoader& weights) {
+  return std::make_unique<GPTNeo>(GPTNeoConfig::read(config), weights);
 }
 
 }  // namespace memsweep

@@ -266,14 +266,8 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
 
 }  // namespace
 
-std::unique_ptr<CausalLM> load_gpt_neox(const ConfigReader& config, const std::string& model_dir,
-                                        const LoadOptions& options) {
-  GPTNeoXConfig c = GPTNeoXConfig::read(config);
-  Checkpoint checkpoint = Checkpoint::open(model_dir);
-  WeightLoader weights(checkpoint, options.dtype, options.device);
-  auto model = std::make_unique<GPTNeoX>(c, weights);
-  checkpoint.check_all_taken({"attention.bias", "attention.masked_bias", "rotary_emb.inv_freq"});
-  return model;
+std::unique_ptr<CausalLM> build_gpt_neox(const ConfigReader& config, WeightLoader& weights) {
+  return std::make_unique<GPTNeoX>(GPTNeoXConfig::read(config), weights);
 }
 
 }  // namespace memsweep

@@ -12,7 +12,6 @@
 #include "worker/base/error.h"
 #include "worker/tasks/kinds.h"
 #include "worker/tasks/token_rows.h"
-#include "worker/tokenizer/tokenizer.h"
 
 namespace memsweep {
 namespace {
@@ -37,15 +36,7 @@ class DivergenceTask : public Task {
                          " is not one of limit (integer >= 0), skip_bad (true/false)");
       }
     }
-    TextEncoder encode;
-    if (context.tokenizer) {
-      const Tokenizer* tokenizer = context.tokenizer;
-      encode = [tokenizer](const std::string& text) {
-        auto ids = tokenizer->encode(text);
-        return std::vector<int64_t>(ids.begin(), ids.end());
-      };
-    }
-    TokenRows data = read_token_rows_file(spec.path, context.vocab_size, encode, skip_bad, limit);
+    TokenRows data = read_token_rows_file(spec.path, context.vocab_size, text_encoder(context.tokenizer), skip_bad, limit);
     for (size_t i = 0; i < data.rows.size(); ++i)
       if (data.rows[i].empty()) throw Error(spec.path + ": row from line/row " + std::to_string(data.source[i]) + " is empty");
     rows_ = std::move(data.rows);

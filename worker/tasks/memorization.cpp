@@ -18,7 +18,6 @@
 #include "worker/model/generate.h"
 #include "worker/tasks/kinds.h"
 #include "worker/tasks/token_rows.h"
-#include "worker/tokenizer/tokenizer.h"
 
 namespace memsweep {
 
@@ -148,15 +147,7 @@ namespace {
 class MemorizationTask : public Task {
  public:
   MemorizationTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec), options_(MemorizationOptions::read(spec)) {
-    TextEncoder encode;
-    if (context.tokenizer) {
-      const Tokenizer* tokenizer = context.tokenizer;
-      encode = [tokenizer](const std::string& text) {
-        auto ids = tokenizer->encode(text);
-        return std::vector<int64_t>(ids.begin(), ids.end());
-      };
-    }
-    TokenRows data = read_token_rows_file(spec.path, context.vocab_size, encode, options_.skip_bad, options_.limit);
+    TokenRows data = read_token_rows_file(spec.path, context.vocab_size, text_encoder(context.tokenizer), options_.skip_bad, options_.limit);
     for (size_t i = 0; i < data.rows.size(); ++i) {
       const int64_t length = int64_t(data.rows[i].size());
       const int64_t needed = options_.prefix + (options_.suffix > 0 ? options_.suffix : 1);

@@ -7,6 +7,7 @@
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
 #include "worker/checkpoint/safetensors.h"
+#include "worker/tokenizer/tokenizer.h"
 
 namespace memsweep {
 namespace {
@@ -130,6 +131,14 @@ TokenRows read_jsonl(const std::string& path, int64_t vocab_size, const TextEnco
 }
 
 }  // namespace
+
+TextEncoder text_encoder(const Tokenizer* tokenizer) {
+  if (!tokenizer) return {};
+  return [tokenizer](const std::string& text) {
+    auto ids = tokenizer->encode(text);
+    return std::vector<int64_t>(ids.begin(), ids.end());
+  };
+}
 
 TokenRows read_token_rows_file(const std::string& path, int64_t vocab_size, const TextEncoder& encode, bool skip_bad,
                                int64_t limit) {

@@ -21,8 +21,12 @@ struct TokenRows {
   std::vector<std::string> skip_reasons;  // the first few, for the log
 };
 
+class Tokenizer;
+
 // Encodes text to ids (the model's tokenizer); empty when the dataset has no text rows.
 using TextEncoder = std::function<std::vector<int64_t>(const std::string&)>;
+// The encoder of a tokenizer, or an empty one for nullptr (text rows are then an error naming the line).
+TextEncoder text_encoder(const Tokenizer* tokenizer);
 
 // Reads rows from a .npy or .jsonl file (by extension). Every id must be in [0, vocab_size).
 // `limit` >= 0 stops after that many rows.
