@@ -64,9 +64,11 @@ void continue_greedy(CausalLM& model, KVCache& cache, torch::Tensor mask, const 
     torch::Tensor gap;
     torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap).to(torch::kCPU);
     gap = gap.to(torch::kCPU);
+    auto next_at = next.accessor<int64_t, 1>();
+    auto gap_at = gap.accessor<float, 1>();
     for (int64_t i = 0; i < count; ++i) {
-      tokens[size_t(i)].push_back(next[i].item<int64_t>());
-      gaps[size_t(i)].push_back(gap[i].item<float>());
+      tokens[size_t(i)].push_back(next_at[i]);
+      gaps[size_t(i)].push_back(gap_at[i]);
     }
     step_input = next.view({count, 1});
   }

@@ -85,13 +85,17 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
   // 0 * log 0 is 0: masked ids contribute nothing.
   torch::Tensor entropy = (-(log_p.exp() * log_p.nan_to_num(0.0, 0.0, 0.0))).sum(-1).to(torch::kCPU);
   gap = gap.to(torch::kCPU);
+  entropy = entropy.to(torch::kFloat64);
+  auto chosen = choice.accessor<int64_t, 2>();
+  auto gap_at = gap.accessor<float, 2>();
+  auto entropy_at = entropy.accessor<double, 2>();
 
   // Rows whose continuation leaves the suffix before its last token need generation.
   std::vector<int64_t> first_mismatch(static_cast<size_t>(count)), generate_rows, keep;
   for (int64_t i = 0; i < count; ++i) {
     const auto& suffix = suffixes[size_t(i)];
     int64_t m = 0;
-    while (m < int64_t(suffix.size()) && choice[i][m].item<int64_t>() == suffix[size_t(m)]) ++m;
+    while (m < int64_t(suffix.size()) && chosen[i][m] == suffix[size_t(m)]) ++m;
     first_mismatch[size_t(i)] = m;
     if (m + 1 < int64_t(suffix.size())) generate_rows.push_back(i), keep.push_back(P + m);
   }
@@ -104,7 +108,7 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
     int steps = 0;
     for (size_t g = 0; g < generate_rows.size(); ++g) {
       const int64_t i = generate_rows[g];
-      firsts.push_back(choice[i][first_mismatch[size_t(i)]].item<int64_t>());
+      firsts.push_back(chosen[i][first_mismatch[size_t(i)]]);
       steps = std::max<int>(steps, int(suffixes[size_t(i)].size()) - int(first_mismatch[size_t(i)]) - 1);
     }
     continue_greedy(model, kept, kept_mask, torch::tensor(firsts, torch::kInt64), steps, banned, more_tokens, more_gaps);
@@ -116,8 +120,8 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
     const int64_t S = int64_t(suffix.size()), m = first_mismatch[size_t(i)];
     std::vector<int64_t> continuation(suffix.begin(), suffix.begin() + m);
     std::vector<float> gaps;
-    for (int64_t j = 0; j <= std::min(m, S - 1); ++j) gaps.push_back(gap[i][j].item<float>());
-    if (m < S) continuation.push_back(choice[i][m].item<int64_t>());
+    for (int64_t j = 0; j <= std::min(m, S - 1); ++j) gaps.push_back(gap_at[i][j]);
+    if (m < S) continuation.push_back(chosen[i][m]);
     if (m + 1 < S) {
       const auto& tokens = more_tokens[generated_index];
       const auto& step_gaps = more_gaps[generated_index];
@@ -127,7 +131,8 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
     }
     int64_t agree = 0;
     for (int64_t j = 0; j < S; ++j) agree += continuation[size_t(j)] == suffix[size_t(j)];
-    double completion_entropy = entropy[i].narrow(0, 0, S).sum().item<double>();
+    double completion_entropy = 0;
+    for (int64_t j = 0; j < S; ++j) completion_entropy += entropy_at[i][j];
 
     ExampleRecord record;
     record.index = start + i;
