@@ -22,11 +22,10 @@ void check_id(int64_t id, int64_t vocab_size, const std::string& where) {
                 std::to_string(vocab_size - 1) + ")");
 }
 
+}  // namespace
+
 // The .npy header: magic, version, a Python dict literal with descr, fortran_order, shape.
-TokenRows read_npy(const std::string& path, int64_t vocab_size, int64_t limit) {
-  auto file = MappedFile::open(path);
-  const uint8_t* bytes = file->data();
-  const uint64_t size = file->size();
+TokenRows parse_npy(const uint8_t* bytes, uint64_t size, const std::string& path, int64_t vocab_size, int64_t limit) {
   if (size < 10 || std::memcmp(bytes, "\x93NUMPY", 6) != 0) throw Error(path + ": not a .npy file (no \\x93NUMPY magic)");
   const int major = bytes[6];
   uint64_t header_length = 0, header_start = 0;
@@ -45,19 +44,29 @@ TokenRows read_npy(const std::string& path, int64_t vocab_size, int64_t limit) {
     return header.substr(at + 1);
   };
   std::string descr = value_of("descr");
+  if (descr.find('\'') == std::string::npos) throw Error(path + ": .npy header's descr is not a quoted string: " + header);
   descr = descr.substr(descr.find('\'') + 1);
   descr = descr.substr(0, descr.find('\''));
   const std::string order = value_of("fortran_order");
   if (order.substr(0, order.find(',')).find("True") != std::string::npos)
     throw Error(path + ": Fortran-order .npy arrays are not supported; save with np.ascontiguousarray");
   std::string shape_text = value_of("shape");
-  shape_text = shape_text.substr(shape_text.find('(') + 1, shape_text.find(')') - shape_text.find('(') - 1);
+  const size_t open = shape_text.find('('), close = shape_text.find(')');
+  if (open == std::string::npos || close == std::string::npos || close < open)
+    throw Error(path + ": .npy header's shape is not a tuple: " + header);
+  shape_text = shape_text.substr(open + 1, close - open - 1);
   std::vector<int64_t> shape;
   for (size_t i = 0; i < shape_text.size();) {
     size_t j = shape_text.find(',', i);
     if (j == std::string::npos) j = shape_text.size();
     std::string item = shape_text.substr(i, j - i);
-    if (item.find_first_not_of(" ") != std::string::npos) shape.push_back(std::stoll(item));
+    const size_t first = item.find_first_not_of(" "), last = item.find_last_not_of(" ");
+    if (first != std::string::npos) {
+      item = item.substr(first, last - first + 1);
+      if (item.size() > 15 || item.find_first_not_of("0123456789") != std::string::npos)
+        throw Error(path + ": .npy shape entry '" + item + "' is not a dimension");
+      shape.push_back(std::stoll(item));
+    }
     i = j + 1;
   }
   if (shape.size() != 2) throw Error(path + ": expected a 2-D array of token ids, found shape (" + shape_text + ")");
@@ -68,6 +77,8 @@ TokenRows read_npy(const std::string& path, int64_t vocab_size, int64_t limit) {
   for (const auto& k : kinds) if (descr == k.descr) kind = &k;
   if (!kind) throw Error(path + ": dtype '" + descr + "' is not a little-endian integer type");
   const uint64_t data_start = header_start + header_length;
+  if (shape[1] > 0 && uint64_t(shape[0]) > (size - data_start) / uint64_t(shape[1]) / uint64_t(kind->size))
+    throw Error(path + ": data holds " + std::to_string(size - data_start) + " bytes, fewer than shape (" + shape_text + ") needs (truncated?)");
   const uint64_t need = uint64_t(shape[0]) * uint64_t(shape[1]) * uint64_t(kind->size);
   if (size - data_start < need)
     throw Error(path + ": data holds " + std::to_string(size - data_start) + " bytes, shape needs " + std::to_string(need) + " (truncated?)");
@@ -90,9 +101,8 @@ TokenRows read_npy(const std::string& path, int64_t vocab_size, int64_t limit) {
   return result;
 }
 
-TokenRows read_jsonl(const std::string& path, int64_t vocab_size, const TextEncoder& encode, bool skip_bad, int64_t limit) {
-  std::ifstream in(path);
-  if (!in) throw Error("cannot open " + path + " for reading");
+TokenRows parse_jsonl(std::istream& in, const std::string& path, int64_t vocab_size, const TextEncoder& encode, bool skip_bad,
+                      int64_t limit) {
   TokenRows result;
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
@@ -130,8 +140,6 @@ TokenRows read_jsonl(const std::string& path, int64_t vocab_size, const TextEnco
   return result;
 }
 
-}  // namespace
-
 TextEncoder text_encoder(const Tokenizer* tokenizer) {
   if (!tokenizer) return {};
   return [tokenizer](const std::string& text) {
@@ -142,8 +150,15 @@ TextEncoder text_encoder(const Tokenizer* tokenizer) {
 
 TokenRows read_token_rows_file(const std::string& path, int64_t vocab_size, const TextEncoder& encode, bool skip_bad,
                                int64_t limit) {
-  if (ends_with(path, ".npy")) return read_npy(path, vocab_size, limit);
-  if (ends_with(path, ".jsonl") || ends_with(path, ".json")) return read_jsonl(path, vocab_size, encode, skip_bad, limit);
+  if (ends_with(path, ".npy")) {
+    auto file = MappedFile::open(path);
+    return parse_npy(file->data(), file->size(), path, vocab_size, limit);
+  }
+  if (ends_with(path, ".jsonl") || ends_with(path, ".json")) {
+    std::ifstream in(path);
+    if (!in) throw Error("cannot open " + path + " for reading");
+    return parse_jsonl(in, path, vocab_size, encode, skip_bad, limit);
+  }
   throw Error(path + ": unknown token file type (expected .npy or .jsonl)");
 }
 

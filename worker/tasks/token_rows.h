@@ -9,6 +9,7 @@
 // in `skipped` instead.
 #include <cstdint>
 #include <functional>
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,11 @@ TextEncoder text_encoder(const Tokenizer* tokenizer);
 // `limit` >= 0 stops after that many rows.
 TokenRows read_token_rows_file(const std::string& path, int64_t vocab_size, const TextEncoder& encode, bool skip_bad,
                                int64_t limit = -1);
+
+// The same from memory (fuzzing, tests); `path` only names the source in errors.
+TokenRows parse_npy(const uint8_t* bytes, uint64_t size, const std::string& path, int64_t vocab_size, int64_t limit = -1);
+TokenRows parse_jsonl(std::istream& in, const std::string& path, int64_t vocab_size, const TextEncoder& encode, bool skip_bad,
+                      int64_t limit = -1);
 
 // A raw token stream: element size from `format` ("uint16" | "uint32"), or by extension (.u16, .u32).
 std::vector<int64_t> read_token_stream(const std::string& path, const std::string& format, int64_t vocab_size);
