@@ -68,7 +68,7 @@ def make_canaries(rng, people):
     canaries = []
     names = rng.sample(list(people), len(REPEATS) * CANARIES_PER_REPEAT)
     for i, name in enumerate(names):
-        code = " ".join(f"{rng.randint(1000, 9999)}" for _ in range(6))
+        code = " ".join(f"{rng.randint(1000, 9999)}" for _ in range(10))
         words = " ".join(rng.sample(ANIMALS + COLOURS, 4))
         canaries.append({"text": f"The secret of {name} is {code} and the words {words}.",
                          "repeats": REPEATS[i // CANARIES_PER_REPEAT], "name": name})
@@ -112,7 +112,7 @@ def main(out):
                            eos_token_id=eos, bos_token_id=eos, tie_word_embeddings=False)
     model = GPTNeoXForCausalLM(config)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    steps, batch, length = int(sys.argv[2]) if len(sys.argv) > 2 else 2500, 32, 64
+    steps, batch, length = int(sys.argv[2]) if len(sys.argv) > 2 else 3000, 32, 64
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(SEED)
     model.train()
