@@ -1,5 +1,5 @@
-// memsweep eval: one model × intervention × dataset without the orchestrator. Prints the dataset-level
-// metrics as JSON and writes per-example results.
+// memsweep eval: one model × dataset under one or several interventions, without the orchestrator. Prints the
+// dataset-level metrics as JSON and writes per-example results.
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -33,7 +33,12 @@ void add_option(nlohmann::json& options, const std::string& text) {
 int eval_command(const Arguments& args) {
   const CommandSpec spec{
       "eval", "--model DIR --task KIND:PATH [options]",
-      "Evaluates one model under one intervention on one dataset and prints the dataset-level metrics as JSON.\n"
+      "Evaluates one model on one dataset under one or more interventions and prints, per intervention, the\n"
+      "dataset-level metrics as JSON: {\"results\": [{\"intervention\": NAME, \"metrics\": {...}}, ...]}.\n"
+      "Interventions: --short-circuit/--zero-attention give one; each --intervention NAME adds one\n"
+      "(baseline, short_circuit:3, short_circuit:18-23, zero_attention:0, short_circuit:1;zero_attention:2);\n"
+      "--sweep adds the baseline and every block short-circuited alone. Several interventions share the layers\n"
+      "below each one's first block (computed once per batch) unless --no-reuse; results are the same.\n"
       "Kinds: memorization (PATH: .npy of token ids, or .jsonl rows {\"tokens\": [...]} or {\"text\": ...};\n"
       "options prefix=32, suffix=<rest>, mask_eos=true, limit, skip_bad). The model's tokenizer is\n"
       "DIR/tokenizer.json (or vocab.json + merges.txt) unless --tokenizer says otherwise; with\n"
@@ -45,7 +50,7 @@ int eval_command(const Arguments& args) {
   ModelOptions model_options;
   add_model_options(options, model_options);
   std::string task_text, out_path, tokenizer_path, dataset_tokenizer;
-  std::vector<std::string> option_texts;
+  std::vector<std::string> option_texts, intervention_names;
   int64_t limit = -1;
   int batch_size = 8;
   options.add_options()
@@ -55,6 +60,9 @@ int eval_command(const Arguments& args) {
       ("skip-bad", "skip (and count) rows with bad data instead of failing")
       ("tokenizer", po::value(&tokenizer_path), "the model's tokenizer, if not in the model directory")
       ("dataset-tokenizer", po::value(&dataset_tokenizer), "the tokenizer the dataset was made with (path or content hash)")
+      ("intervention", po::value(&intervention_names)->composing(), "add an intervention by name (repeatable)")
+      ("sweep", "add the baseline and every single block short-circuited")
+      ("no-reuse", "compute every layer for every intervention")
       ("batch-size", po::value(&batch_size)->default_value(8), "rows per forward pass")
       ("out", po::value(&out_path), "write metrics and per-example results to this JSON file");
   po::variables_map values;
@@ -81,24 +89,36 @@ int eval_command(const Arguments& args) {
   }
 
   auto model = load_model_with_interventions(model_options);
-  Intervention intervention;
+  std::vector<Intervention> interventions;
+  Intervention from_flags;
   for (int layer = 0; layer < model->num_layers(); ++layer) {
-    if (model->attention_mode(layer) == AttentionMode::short_circuit) intervention.short_circuit.push_back(layer);
-    if (model->attention_mode(layer) == AttentionMode::zero_attention) intervention.zero_attention.push_back(layer);
+    if (model->attention_mode(layer) == AttentionMode::short_circuit) from_flags.short_circuit.push_back(layer);
+    if (model->attention_mode(layer) == AttentionMode::zero_attention) from_flags.zero_attention.push_back(layer);
+  }
+  if (!from_flags.is_baseline() || (intervention_names.empty() && !values.count("sweep"))) interventions.push_back(from_flags);
+  for (const auto& name : intervention_names) interventions.push_back(Intervention::parse(name, model->num_layers()));
+  if (values.count("sweep")) {
+    interventions.push_back(Intervention());
+    for (int layer = 0; layer < model->num_layers(); ++layer) interventions.push_back(Intervention{{layer}, {}});
   }
   TaskContext context{tokenizer ? &*tokenizer : nullptr, model->vocab_size(), model->eos_token_ids()};
   auto task = open_task(dataset, context);
   RunOptions run_options;
   run_options.batch_size = batch_size;
-  log_info("evaluating " + std::to_string(task->num_examples()) + " examples of " + dataset.path + " under " + intervention.name());
-  ShardResult result = task->run(*model, 0, task->num_examples(), {intervention}, run_options).at(0);
+  run_options.reuse_lower_layers = !values.count("no-reuse");
+  log_info("evaluating " + std::to_string(task->num_examples()) + " examples of " + dataset.path + " under " +
+           std::to_string(interventions.size()) + " intervention(s)");
+  std::vector<ShardResult> results = task->run(*model, 0, task->num_examples(), interventions, run_options);
 
   nlohmann::json summary = {{"model", model_options.model_dir}, {"dataset", dataset.path}, {"kind", dataset.kind},
-                            {"intervention", intervention.name()}, {"metrics", finalize_metrics(dataset.kind, result.totals)}};
+                            {"results", nlohmann::json::array()}};
+  for (size_t k = 0; k < interventions.size(); ++k)
+    summary["results"].push_back({{"intervention", interventions[k].name()},
+                                  {"metrics", finalize_metrics(dataset.kind, results[k].totals)}});
   std::cout << summary.dump(2) << "\n";
   if (!out_path.empty()) {
     nlohmann::json full = summary;
-    full["examples"] = to_json(result)["examples"];
+    for (size_t k = 0; k < interventions.size(); ++k) full["results"][k]["examples"] = to_json(results[k])["examples"];
     std::ofstream out(out_path + ".partial");
     out << full.dump() << "\n";
     out.close();

@@ -64,7 +64,7 @@ def test_memorization_metrics(checkpoint, intervention, mask_eos, tmp_path):
     summary = json.loads(run_memsweep("eval", "--model", directory, "--task", f"memorization:{data}", "--option",
                                       f"prefix={PREFIX}", "--option", f"mask_eos={'true' if mask_eos else 'false'}",
                                       "--batch-size", 3, "--out", out, *flags).stdout)
-    examples = json.loads(out.read_text())["examples"]
+    examples = json.loads(out.read_text())["results"][0]["examples"]
     assert len(examples) == len(PLANTED)
 
     # 1. The shortcut against plain greedy generation of the whole suffix.
@@ -108,11 +108,11 @@ def test_memorization_metrics(checkpoint, intervention, mask_eos, tmp_path):
             print(f"transformers differs at step {first_difference}: our gap {gaps[first_difference]:.3g}")
             assert gaps[first_difference] < EPSILON
             disagreements += 1
-    print(f"{directory.name} {intervention} mask_eos={mask_eos}: EM {summary['metrics']['exact_match']:.3f} "
-          f"TA {summary['metrics']['token_accuracy']:.3f}; CE max rel diff vs transformers {worst_ce:.2g}; "
+    print(f"{directory.name} {intervention} mask_eos={mask_eos}: EM {summary['results'][0]['metrics']['exact_match']:.3f} "
+          f"TA {summary['results'][0]['metrics']['token_accuracy']:.3f}; CE max rel diff vs transformers {worst_ce:.2g}; "
           f"{disagreements} near-tie disagreements")
     assert worst_ce <= 1e-5
-    assert summary["metrics"]["examples"] == len(PLANTED)
+    assert summary["results"][0]["metrics"]["examples"] == len(PLANTED)
     unplanted = [e["values"]["exact_match"] for e, p in zip(examples, PLANTED) if p is None]
     assert all(em == 1.0 for em in unplanted)  # the model's own continuation is memorized by construction
 
@@ -133,7 +133,7 @@ def test_bad_rows_are_errors_or_counted_skips(checkpoint, line, words, tmp_path)
     for word in words:
         assert word.replace("\\", "") in failed.stderr, failed.stderr
     summary = json.loads(run_memsweep(*args, "--skip-bad").stdout)
-    assert summary["metrics"]["examples"] == 1
+    assert summary["results"][0]["metrics"]["examples"] == 1
 
 
 def test_npy_rows_and_results_do_not_depend_on_batch_size(checkpoint, tmp_path):
@@ -147,7 +147,7 @@ def test_npy_rows_and_results_do_not_depend_on_batch_size(checkpoint, tmp_path):
         out = tmp_path / f"r{batch}.json"
         run_memsweep("eval", "--model", directory, "--task", f"memorization:{tmp_path / 'rows.npy'}", "--option", "prefix=8",
                      "--batch-size", batch, "--out", out)
-        results.append(json.loads(out.read_text()))
+        results.append(json.loads(out.read_text())["results"][0])
     for other in results[1:]:
         for a, b in zip(results[0]["examples"], other["examples"]):
             assert a["detail"]["continuation"] == b["detail"]["continuation"]
@@ -178,10 +178,37 @@ def test_text_rows_and_tokenizer_declarations(tmp_path):
         out = tmp_path / f"{name}.json"
         run_memsweep("eval", "--model", directory, "--task", f"memorization:{tmp_path / (name + '.jsonl')}",
                      "--option", "prefix=4", "--out", out, "--dataset-tokenizer", neox_tokenizer)
-        results.append(json.loads(out.read_text())["examples"])
+        results.append(json.loads(out.read_text())["results"][0]["examples"])
     assert results[0] == results[1]
 
     refused = run_memsweep("eval", "--model", directory, "--task", f"memorization:{tmp_path / 'ids.jsonl'}",
                            "--option", "prefix=4", "--dataset-tokenizer", gpt2_tokenizer, check=False)
     assert refused.returncode == 1
     assert "was made with tokenizer" in refused.stderr and "silently wrong" in refused.stderr
+
+
+def test_sweep_reuses_lower_layers_without_changing_results(checkpoint, tmp_path):
+    """A sweep (baseline + every block short-circuited, plus a zero-attention and a two-block case) computes the
+    layers below each intervention's first block once per batch; results must be identical to computing every
+    layer for every intervention, and to running each intervention alone."""
+    directory, model = checkpoint
+    rows = torch.randint(1, 97, (6, 20), generator=torch.Generator().manual_seed(12)).tolist()
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"tokens": r}) + "\n" for r in rows))
+    base = ["eval", "--model", directory, "--task", f"memorization:{data}", "--option", "prefix=8", "--batch-size", 4,
+            "--sweep", "--intervention", "zero_attention:2", "--intervention", "short_circuit:1,3"]
+    outputs = {}
+    for name, extra in (("reuse", []), ("no_reuse", ["--no-reuse"])):
+        run_memsweep(*base, *extra, "--out", tmp_path / f"{name}.json")
+        outputs[name] = json.loads((tmp_path / f"{name}.json").read_text())["results"]
+    names = [r["intervention"] for r in outputs["reuse"]]
+    layers = model.config.num_hidden_layers
+    assert names == ["zero_attention:2", "short_circuit:1,3", "baseline"] + [f"short_circuit:{b}" for b in range(layers)]
+    assert outputs["reuse"] == outputs["no_reuse"]
+    alone = json.loads(run_memsweep("eval", "--model", directory, "--task", f"memorization:{data}", "--option", "prefix=8",
+                                    "--batch-size", 4, "--intervention", "short_circuit:3", "--out",
+                                    tmp_path / "alone.json").stdout)
+    swept = next(r for r in outputs["reuse"] if r["intervention"] == "short_circuit:3")
+    assert json.loads((tmp_path / "alone.json").read_text())["results"][0]["examples"] == swept["examples"]
+    ems = {r["intervention"]: r["metrics"]["exact_match"] for r in outputs["reuse"]}
+    print(f"{directory.name}: sweep of {len(names)} interventions, reuse == no reuse == alone; EM {ems}")

@@ -45,7 +45,7 @@ def test_select_memorized_keeps_exactly_the_reproduced_windows(checkpoint, tmp_p
                              for o in range(0, len(stream), PREFIX + SUFFIX)))
     out = tmp_path / "eval.json"
     run_memsweep("eval", "--model", directory, "--task", f"memorization:{every}", "--option", f"prefix={PREFIX}", "--out", out)
-    exact = [e["values"]["exact_match"] for e in json.loads(out.read_text())["examples"]]
+    exact = [e["values"]["exact_match"] for e in json.loads(out.read_text())["results"][0]["examples"]]
     kept_offsets = {w["offset"] for w in kept}
     for index, em in enumerate(exact):
         assert (index * (PREFIX + SUFFIX) in kept_offsets) == (em == 1.0)
@@ -62,7 +62,7 @@ def test_divergence_matches_transformers(checkpoint, flags, tmp_path):
     data.write_text("".join(json.dumps({"tokens": r}) + "\n" for r in rows))
     summary = json.loads(run_memsweep("eval", "--model", directory, "--task", f"divergence:{data}", "--batch-size", 2,
                                       *flags).stdout)
-    metrics = summary["metrics"]
+    metrics = summary["results"][0]["metrics"]
     blocks = [int(b) for b in flags[1].replace("-", ",").split(",")]
     short = blocks if flags[0] == "--short-circuit" else []
     zero = blocks if flags[0] == "--zero-attention" else []

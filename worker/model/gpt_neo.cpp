@@ -182,7 +182,7 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
   }
 
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache,
-                        std::vector<torch::Tensor>* layer_outputs) override {
+                        std::vector<torch::Tensor>* layer_outputs, const ForwardStart& start) override {
     torch::InferenceMode inference;
     const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto positions = token_positions(mask, past + T, T, device_);
@@ -193,8 +193,9 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
     in.cache = cache;
     in.global_bias = causal_attention_bias(mask, T, past + T, torch::kFloat32, device_);
     in.local_bias = causal_attention_bias(mask, T, past + T, torch::kFloat32, device_, config_.window_size);
-    torch::Tensor h = transformer->wte(ids.to(device_, torch::kInt64)) + transformer->wpe(positions);
-    for (int64_t i = 0; i < config_.num_layers; ++i) {
+    torch::Tensor h = start.layer > 0 ? start.hidden.to(device_)
+                                      : transformer->wte(ids.to(device_, torch::kInt64)) + transformer->wpe(positions);
+    for (int64_t i = start.layer; i < config_.num_layers; ++i) {
       h = block(int(i)).forward(h, in);
       if (layer_outputs) layer_outputs->push_back(h);
     }

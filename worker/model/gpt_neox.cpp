@@ -223,7 +223,7 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
   }
 
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache,
-                        std::vector<torch::Tensor>* layer_outputs) override {
+                        std::vector<torch::Tensor>* layer_outputs, const ForwardStart& start) override {
     torch::InferenceMode inference;
     const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto input = ids.to(device_, torch::kInt64);
@@ -237,8 +237,8 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
       in.cos = angles.cos().to(dtype_);
       in.sin = angles.sin().to(dtype_);
     }
-    torch::Tensor h = gpt_neox->embed_in(input);
-    for (int64_t i = 0; i < config_.num_layers; ++i) {
+    torch::Tensor h = start.layer > 0 ? start.hidden.to(device_) : gpt_neox->embed_in(input);
+    for (int64_t i = start.layer; i < config_.num_layers; ++i) {
       h = layer_at(int(i))->forward(h, in);
       if (layer_outputs) layer_outputs->push_back(h);
     }

@@ -46,23 +46,43 @@ MemorizationOptions MemorizationOptions::read(const DatasetSpec& spec) {
   return o;
 }
 
-void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_t>>& rows, const std::vector<int64_t>& source,
-                         int64_t start, int64_t count, const MemorizationOptions& options, ShardResult& result) {
-  torch::InferenceMode inference;
-  const std::vector<int64_t> banned = options.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{};
-  const int64_t P = options.prefix;
-  // Inputs: prefix ‖ suffix minus its last token (whose prediction nobody reads).
+namespace {
+
+// A batch of rows cut into the teacher-forced input (prefix ‖ suffix minus its last token, whose prediction
+// nobody reads) and the suffix to reproduce.
+struct MemorizationBatch {
+  int64_t start = 0, count = 0;
   std::vector<std::vector<int64_t>> inputs, suffixes;
+  PaddedBatch padded;
+  torch::Tensor mask;  // undefined when no row is padded
+};
+
+MemorizationBatch cut_batch(const std::vector<std::vector<int64_t>>& rows, int64_t start, int64_t count,
+                            const MemorizationOptions& options) {
+  MemorizationBatch batch;
+  batch.start = start;
+  batch.count = count;
   for (int64_t i = 0; i < count; ++i) {
     const auto& row = rows[size_t(start + i)];
-    const int64_t S = options.suffix > 0 ? options.suffix : int64_t(row.size()) - P;
-    suffixes.emplace_back(row.begin() + P, row.begin() + P + S);
-    inputs.emplace_back(row.begin(), row.begin() + P + S - 1);
+    const int64_t S = options.suffix > 0 ? options.suffix : int64_t(row.size()) - options.prefix;
+    batch.suffixes.emplace_back(row.begin() + options.prefix, row.begin() + options.prefix + S);
+    batch.inputs.emplace_back(row.begin(), row.begin() + options.prefix + S - 1);
   }
-  PaddedBatch batch = left_pad(inputs, 0, size_t(count));
-  torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
-  KVCache cache;
-  torch::Tensor logits = model.forward(batch.ids, mask, &cache);
+  batch.padded = left_pad(batch.inputs, 0, size_t(count));
+  if (batch.padded.padded) batch.mask = batch.padded.mask;
+  return batch;
+}
+
+// Scores a batch from its teacher-forced logits and cache under the model's current attention modes.
+void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const torch::Tensor& logits, const KVCache& cache,
+                 const std::vector<int64_t>& source, const MemorizationOptions& options, ShardResult& result) {
+  torch::InferenceMode inference;
+  const std::vector<int64_t> banned = options.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{};
+  const int64_t P = options.prefix, start = batch_rows.start, count = batch_rows.count;
+  const auto& inputs = batch_rows.inputs;
+  const auto& suffixes = batch_rows.suffixes;
+  const PaddedBatch& batch = batch_rows.padded;
+  const torch::Tensor& mask = batch_rows.mask;
 
   // Teacher-forced predictions of each suffix position: row i, suffix j is predicted at P - 1 + j after padding.
   int64_t longest = 0;
@@ -147,6 +167,17 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
   }
 }
 
+}  // namespace
+
+void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_t>>& rows, const std::vector<int64_t>& source,
+                           int64_t start, int64_t count, const MemorizationOptions& options, ShardResult& result) {
+  torch::InferenceMode inference;
+  MemorizationBatch batch = cut_batch(rows, start, count, options);
+  KVCache cache;
+  torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache);
+  score_batch(model, batch, logits, cache, source, options, result);
+}
+
 namespace {
 
 class MemorizationTask : public Task {
@@ -179,13 +210,39 @@ class MemorizationTask : public Task {
     if (first < 0 || count < 0 || first + count > num_examples())
       throw Error("dataset '" + spec_.name + "': shard [" + std::to_string(first) + ", " + std::to_string(first + count) +
                   ") is outside its " + std::to_string(num_examples()) + " rows");
-    std::vector<ShardResult> results;
-    for (const auto& intervention : interventions) {
-      apply_intervention(model, intervention);
-      ShardResult result;
-      for (int64_t start = first; start < first + count; start += options.batch_size)
-        evaluate_memorization(model, rows_, source_, start, std::min<int64_t>(options.batch_size, first + count - start), options_, result);
-      results.push_back(std::move(result));
+    torch::InferenceMode inference;
+    std::vector<ShardResult> results(interventions.size());
+    for (int64_t start = first; start < first + count; start += options.batch_size) {
+      MemorizationBatch batch = cut_batch(rows_, start, std::min<int64_t>(options.batch_size, first + count - start), options_);
+      // Below an intervention's first block every layer computes what the baseline computes: one baseline pass
+      // per batch keeps each layer's output and its keys and values, and each intervention runs only the layers
+      // from its first block on.
+      const bool reuse = options.reuse_lower_layers && interventions.size() > 1;
+      KVCache base_cache;
+      std::vector<torch::Tensor> base_outputs;
+      torch::Tensor base_logits;
+      if (reuse) {
+        model.clear_interventions();
+        base_logits = model.forward(batch.padded.ids, batch.mask, &base_cache, &base_outputs);
+      }
+      for (size_t k = 0; k < interventions.size(); ++k) {
+        apply_intervention(model, interventions[k]);
+        const int first_block = interventions[k].first_block();
+        if (reuse && first_block < 0) {
+          score_batch(model, batch, base_logits, base_cache, source_, options_, results[k]);
+        } else if (reuse && first_block > 0) {
+          KVCache cache;  // the baseline's keys and values below the first block (no copy: tensors are shared)
+          cache.keys.assign(base_cache.keys.begin(), base_cache.keys.begin() + first_block);
+          cache.values.assign(base_cache.values.begin(), base_cache.values.begin() + first_block);
+          torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr,
+                                               ForwardStart{first_block, base_outputs[size_t(first_block - 1)]});
+          score_batch(model, batch, logits, cache, source_, options_, results[k]);
+        } else {
+          KVCache cache;
+          torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache);
+          score_batch(model, batch, logits, cache, source_, options_, results[k]);
+        }
+      }
     }
     model.clear_interventions();
     return results;
