@@ -1,6 +1,6 @@
 """Until the orchestrator lands: a single-block short-circuit sweep of the embedded demo model with
-`memsweep eval` — baseline, then each block's attention short-circuited — on the memorized canaries, the
-never-seen controls and held-out world text (divergence at the output). Prints one table.
+`memsweep eval --sweep` — baseline, then each block's attention short-circuited — on the memorized canaries,
+the never-seen controls and held-out world text (divergence at the output). Prints one table.
 Usage: quick_sweep.py MEMSWEEP [DEMO_DIR]"""
 import json
 import subprocess
@@ -12,23 +12,22 @@ demo = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).parent
 layers = json.loads((demo / "config.json").read_text())["num_hidden_layers"]
 
 
-def evaluate(kind, data, flags, options=()):
-    args = [memsweep, "eval", "--model", str(demo), "--task", f"{kind}:{demo / data}", "--batch-size", "16", *flags]
+def sweep(kind, data, *options):
+    args = [memsweep, "eval", "--model", str(demo), "--task", f"{kind}:{demo / data}", "--batch-size", "16", "--sweep"]
     for option in options:
         args += ["--option", option]
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"memsweep eval failed:\n{result.stderr}")
-    return json.loads(result.stdout)["results"][0]["metrics"]
+    return {r["intervention"]: r["metrics"] for r in json.loads(result.stdout)["results"]}
 
 
-print(f"demo model {demo} ({layers} blocks); canaries: 16-token prefix, 16-token suffix, EOS masked")
+canaries = sweep("memorization", "canaries.jsonl", "prefix=16")
+controls = sweep("memorization", "controls.jsonl", "prefix=16")
+divergence = sweep("divergence", "divergence.jsonl")
+print(f"demo model {demo} ({layers} blocks); canaries and controls: 16-token prefix, 16-token suffix, EOS masked")
 print(f"{'intervention':<18}{'canary EM':>10}{'canary TA':>10}{'canary CE':>10}{'control EM':>11}{'KL at output':>13}")
-for block in [None] + list(range(layers)):
-    flags = [] if block is None else ["--short-circuit", str(block)]
-    canaries = evaluate("memorization", "canaries.jsonl", flags, ["prefix=16"])
-    controls = evaluate("memorization", "controls.jsonl", flags, ["prefix=16"])
-    kl = "" if block is None else f"{evaluate('divergence', 'divergence.jsonl', flags)[f'kl.{layers - 1:02d}']:.3f}"
-    name = "baseline" if block is None else f"short_circuit:{block}"
-    print(f"{name:<18}{canaries['exact_match']:>10.3f}{canaries['token_accuracy']:>10.3f}"
-          f"{canaries['completion_entropy']:>10.2f}{controls['exact_match']:>11.3f}{kl:>13}")
+for name, metrics in canaries.items():
+    kl = divergence[name].get(f"kl.{layers - 1:02d}")
+    print(f"{name:<18}{metrics['exact_match']:>10.3f}{metrics['token_accuracy']:>10.3f}{metrics['completion_entropy']:>10.2f}"
+          f"{controls[name]['exact_match']:>11.3f}{'' if kl is None else f'{kl:.3f}':>13}")
