@@ -5,6 +5,7 @@ Usage: quick_sweep.py MEMSWEEP [DEMO_DIR]"""
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 memsweep = sys.argv[1]
@@ -23,9 +24,20 @@ def sweep(kind, data, *options):
 
 
 canaries = sweep("memorization", "canaries.jsonl", "prefix=16")
+# Baseline exact match by how often each canary was repeated in training (the "repeats" field of the set).
+with tempfile.TemporaryDirectory() as work:
+    subprocess.run([memsweep, "eval", "--model", str(demo), "--task", f"memorization:{demo / 'canaries.jsonl'}", "--option",
+                    "prefix=16", "--out", f"{work}/baseline.json"], capture_output=True, text=True, check=True)
+    examples = json.loads(Path(f"{work}/baseline.json").read_text())["results"][0]["examples"]
+repeats = [json.loads(line)["repeats"] for line in (demo / "canaries.jsonl").read_text().splitlines()]
+by_repeats = {}
+for example in examples:
+    by_repeats.setdefault(repeats[example["index"]], []).append(example["values"]["exact_match"])
 controls = sweep("memorization", "controls.jsonl", "prefix=16")
 divergence = sweep("divergence", "divergence.jsonl")
 print(f"demo model {demo} ({layers} blocks); canaries and controls: 16-token prefix, 16-token suffix, EOS masked")
+print("baseline EM by training repetitions: " +
+      ", ".join(f"{r}x {sum(v) / len(v):.2f}" for r, v in sorted(by_repeats.items())) + " (never seen: controls below)")
 print(f"{'intervention':<18}{'canary EM':>10}{'canary TA':>10}{'canary CE':>10}{'control EM':>11}{'KL at output':>13}")
 for name, metrics in canaries.items():
     kl = divergence[name].get(f"kl.{layers - 1:02d}")
