@@ -237,19 +237,21 @@ void score_batch(const PlannedBatch& batch, const std::vector<TokenRequest>& req
   auto index = torch::tensor(order, torch::kInt64).to(log_p.device());
   auto target = torch::tensor(targets, torch::kInt64).to(log_p.device());
   auto ordered = log_p.index_select(0, index);
-  auto token_log_p = ordered.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU).to(torch::kFloat64);
+  auto token_log_p = ordered.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU);
   auto greedy = (ordered.argmax(-1) == target).to(torch::kCPU);
   auto top2 = std::get<0>(ordered.topk(2, -1));
   auto gap = (top2.select(1, 0) - top2.select(1, 1)).to(torch::kCPU).to(torch::kFloat64);
-  auto lp = token_log_p.accessor<double, 1>();
+
   auto is_greedy = greedy.accessor<bool, 1>();
   auto gaps = gap.accessor<double, 1>();
   int64_t at = 0;
   for (size_t c = 0; c < batch.requests.size(); ++c)
     for (size_t r : batch.requests[c]) {
-      LoglikelihoodResult result{0, true, std::numeric_limits<double>::infinity()};
-      for (size_t j = 0; j < requests[r].continuation.size(); ++j, ++at) {
-        result.loglikelihood += lp[at];
+      const int64_t m = int64_t(requests[r].continuation.size());
+      // A float32 torch sum, as the harness's float(logits.sum()): the same rounding of long sums.
+      LoglikelihoodResult result{double(token_log_p.narrow(0, at, m).sum().item<float>()), true,
+                                 std::numeric_limits<double>::infinity()};
+      for (int64_t j = 0; j < m; ++j, ++at) {
         result.is_greedy = result.is_greedy && is_greedy[at];
         result.min_top2_gap = std::min(result.min_top2_gap, gaps[at]);
       }
