@@ -101,7 +101,8 @@ int eval_command(const Arguments& args) {
     interventions.push_back(Intervention());
     for (int layer = 0; layer < model->num_layers(); ++layer) interventions.push_back(Intervention{{layer}, {}});
   }
-  TaskContext context{tokenizer ? &*tokenizer : nullptr, model->vocab_size(), model->eos_token_ids()};
+  TaskContext context{tokenizer ? &*tokenizer : nullptr, model->vocab_size(), model->eos_token_ids(),
+                      harness_max_length(model_options.model_dir)};
   auto task = open_task(dataset, context);
   RunOptions run_options;
   run_options.batch_size = batch_size;

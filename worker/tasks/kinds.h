@@ -23,5 +23,9 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
 
 std::unique_ptr<Task> open_memorization_task(const DatasetSpec& spec, const TaskContext& context);
 std::unique_ptr<Task> open_divergence_task(const DatasetSpec& spec, const TaskContext& context);
+// The zero-shot benchmarks (worker/tasks/benchmarks/README.md): piqa, arc_easy, ..., multiple_choice, ...
+std::unique_ptr<Task> open_benchmark_task(const DatasetSpec& spec, const TaskContext& context);
+// A benchmark dataset's tag, "language" or "reasoning": its option 'tag' or the kind's documented default.
+std::string benchmark_tag(const DatasetSpec& spec);
 
 }  // namespace memsweep

@@ -1,5 +1,7 @@
 #include "worker/tasks/results.h"
 
+#include <cmath>
+
 #include "worker/base/error.h"
 
 namespace memsweep {
@@ -31,6 +33,26 @@ Values position_means(const Values& totals) {
   return metrics;
 }
 
+// LAMBADA (lambada_openai): acc is the mean of is-greedy; perplexity = exp(-mean loglikelihood) over documents.
+Values lambada_metrics(const Values& totals) {
+  Values metrics = means(totals);
+  metrics["perplexity"] = std::exp(-metrics["loglikelihood"]);
+  return metrics;
+}
+
+// Rolling loglikelihood: the harness's weighted perplexities, sums of loglikelihoods over sums of words or bytes.
+Values rolling_metrics(const Values& totals) {
+  auto total = [&](const char* key) {
+    auto at = totals.find(key);
+    return at == totals.end() ? 0.0 : at->second;
+  };
+  const double loglikelihood = total("loglikelihood"), words = total("words"), bytes = total("bytes");
+  return {{"examples", total("examples")},
+          {"word_perplexity", std::exp(-loglikelihood / words)},
+          {"byte_perplexity", std::exp(-loglikelihood / bytes)},
+          {"bits_per_byte", -loglikelihood / bytes / std::log(2.0)}};
+}
+
 struct Finalizer {
   const char* kind;
   Values (*finalize)(const Values&);
@@ -38,6 +60,17 @@ struct Finalizer {
 const Finalizer kFinalizers[] = {
     {"memorization", means},
     {"divergence", position_means},
+    {"piqa", means},
+    {"arc_easy", means},
+    {"arc_challenge", means},
+    {"hellaswag", means},
+    {"winogrande", means},
+    {"sciq", means},
+    {"openbookqa", means},
+    {"boolq", means},
+    {"multiple_choice", means},
+    {"lambada_openai", lambada_metrics},
+    {"rolling_loglikelihood", rolling_metrics},
 };
 }  // namespace
 

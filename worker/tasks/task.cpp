@@ -20,6 +20,17 @@ struct TaskKind {
 const TaskKind kKinds[] = {
     {"memorization", open_memorization_task},
     {"divergence", open_divergence_task},
+    {"piqa", open_benchmark_task},
+    {"arc_easy", open_benchmark_task},
+    {"arc_challenge", open_benchmark_task},
+    {"hellaswag", open_benchmark_task},
+    {"winogrande", open_benchmark_task},
+    {"sciq", open_benchmark_task},
+    {"openbookqa", open_benchmark_task},
+    {"boolq", open_benchmark_task},
+    {"lambada_openai", open_benchmark_task},
+    {"multiple_choice", open_benchmark_task},
+    {"rolling_loglikelihood", open_benchmark_task},
 };
 }  // namespace
 

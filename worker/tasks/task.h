@@ -31,7 +31,14 @@ struct TaskContext {
   const Tokenizer* tokenizer = nullptr;  // for text datasets; nullptr when the model has none
   int64_t vocab_size = 0;
   std::vector<int64_t> eos_token_ids;
+  // The model's context length in tokens as lm-evaluation-harness resolves it (harness_max_length); 0: unknown,
+  // the harness's default 2048. Benchmarks truncate their inputs from the left to it.
+  int64_t max_length = 0;
 };
+
+// lm-evaluation-harness's max length of a model directory: config.json's n_positions, max_position_embeddings or
+// n_ctx, else tokenizer_config.json's model_max_length (unless unset), else 2048.
+int64_t harness_max_length(const std::string& model_dir);
 
 class Task {
  public:

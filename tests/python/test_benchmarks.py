@@ -1,0 +1,223 @@
+"""Benchmark tasks against lm-evaluation-harness (pip-installed, HF backend, fully offline): the harness runs its own
+installed task YAMLs (each test YAML `include:`s the harness's file and overrides only the data files) on a
+random-init tiny GPT-NeoX with the real GPT-NeoX-20B tokenizer; memsweep evaluates the same files through
+`memsweep eval`. Per document: loglikelihoods within 1e-4, the same is-greedy, acc and acc_norm; per task the same
+metrics, at batch sizes 1 and 16 on both sides. Data: the first 40 rows of the real PIQA and ARC-Easy files in
+../shared/data and the small hand-written files of tests/data/benchmarks (HF schema).
+
+Also: grouping (shared context passes, batches, token budget, below-block reuse across interventions) never changes
+a score, and bad data is an error naming the file and line."""
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from memsweep_testing import make_gpt_neox, run_memsweep, shared_file
+
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
+ROWS = 40  # of each real file, for CI time
+BATCH_SIZES = (1, 16)
+MAX_LENGTH = 128  # the tiny model's max_position_embeddings: long documents are truncated / rolled in windows
+
+
+def harness_tasks_dir():
+    import lm_eval
+
+    return Path(lm_eval.__file__).resolve().parent / "tasks"
+
+
+# memsweep kind -> (harness YAML to include or None, data file, split, memsweep options, extra YAML keys)
+GENERIC_OPTIONS = {"context": "Question: {{question}}\nAnswer: ", "choices": "choices.text", "label": "answerKey",
+                   "label_keys": "choices.label", "delimiter": ""}
+CASES = {
+    "piqa": ("piqa/piqa.yaml", "piqa.jsonl", "validation", {}, {}),
+    "arc_easy": ("arc/arc_easy.yaml", "arc_easy.jsonl", "test", {}, {"tag": []}),
+    "arc_challenge": ("arc/arc_challenge.yaml", DATA / "arc_challenge.jsonl", "test", {}, {"tag": []}),
+    "hellaswag": ("hellaswag/hellaswag.yaml", DATA / "hellaswag.jsonl", "validation", {}, {"tag": []}),
+    "winogrande": ("winogrande/default.yaml", DATA / "winogrande.jsonl", "validation", {}, {}),
+    "sciq": ("sciq/sciq.yaml", DATA / "sciq.jsonl", "test", {}, {}),
+    "openbookqa": ("openbookqa/openbookqa.yaml", DATA / "openbookqa.jsonl", "test", {}, {}),
+    "boolq": ("super_glue/boolq/default.yaml", DATA / "boolq.jsonl", "validation", {}, {"tag": []}),
+    "lambada_openai": ("lambada/lambada_openai.yaml", DATA / "lambada.jsonl", "test", {}, {"tag": []}),
+    # Not harness tasks: YAMLs written here with the same prompt as the memsweep options.
+    "multiple_choice": (None, "arc_easy.jsonl", "test", GENERIC_OPTIONS, {
+        "output_type": "multiple_choice", "doc_to_text": GENERIC_OPTIONS["context"],
+        "doc_to_choice": "{{choices.text}}", "doc_to_target": "{{choices.label.index(answerKey)}}",
+        "target_delimiter": "", "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]}),
+    "rolling_loglikelihood": (None, DATA / "rolling.jsonl", "test", {}, {
+        "output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "text",
+        "metric_list": [{"metric": "word_perplexity"}, {"metric": "byte_perplexity"}, {"metric": "bits_per_byte"}]}),
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """The tiny model (with the real tokenizer), the data files, and the harness's results at each batch size."""
+    tokenizer = shared_file("tokenizers/gpt-neox-20b/tokenizer.json")
+    piqa, arc = shared_file("piqa/validation.jsonl"), shared_file("arc-easy/test.jsonl")
+    pytest.importorskip("lm_eval", reason="lm-eval is not installed (tests/python/requirements.txt)")
+    root = tmp_path_factory.mktemp("benchmarks")
+    model_dir = root / "model"
+    make_gpt_neox(model_dir, vocab_size=50304, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=MAX_LENGTH)
+    shutil.copy(tokenizer, model_dir / "tokenizer.json")
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>"}))
+    for source, name in ((piqa, "piqa.jsonl"), (arc, "arc_easy.jsonl")):
+        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)[:ROWS]
+        (root / name).write_text("".join(lines), encoding="utf-8")
+
+    yaml_dir = root / "tasks"
+    yaml_dir.mkdir()
+    files = {}
+    for kind, (include, data, split, _, extra) in CASES.items():
+        files[kind] = Path(data) if Path(data).is_absolute() else root / data
+        config = {"task": f"memsweep_{kind}", "dataset_path": "json", "dataset_name": None,
+                  "dataset_kwargs": {"data_files": {split: str(files[kind])}},
+                  "training_split": None, "validation_split": split if split == "validation" else None,
+                  "test_split": split if split == "test" else None, "fewshot_split": None, **extra}
+        if include:
+            config = {"include": str(harness_tasks_dir() / include), **config}
+        (yaml_dir / f"memsweep_{kind}.yaml").write_text(json.dumps(config))  # JSON is YAML
+
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    os.environ["HF_DATASETS_CACHE"] = str(root / "datasets-cache")
+    harness = {}
+    for batch_size in BATCH_SIZES:
+        output = lm_eval.simple_evaluate(
+            model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=[f"memsweep_{k}" for k in CASES],
+            task_manager=TaskManager(include_path=str(yaml_dir)), batch_size=batch_size, device="cpu",
+            log_samples=True)
+        harness[batch_size] = output
+    return {"root": root, "model": model_dir, "files": files, "harness": harness}
+
+
+def memsweep_eval(setup, kind, *args, options=None):
+    out = setup["root"] / f"out-{kind}-{abs(hash(args + tuple(sorted((options or {}).items()))))}.json"
+    option_args = []
+    for key, value in {**CASES[kind][3], **(options or {})}.items():
+        option_args += ["--option", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    run_memsweep("eval", "--model", setup["model"], "--task", f"{kind}:{setup['files'][kind]}", *option_args, *args,
+                 "--out", out)
+    return json.loads(out.read_text())
+
+
+def harness_documents(output, kind):
+    """Per document (in file order): the (loglikelihood, is_greedy) of each request, or the rolling loglikelihood."""
+    samples = sorted(output["samples"][f"memsweep_{kind}"], key=lambda s: s["doc_id"])
+    return [[tuple(r) if isinstance(r, (list, tuple)) else (r, None) for r in s["filtered_resps"]] for s in samples]
+
+
+def harness_metrics(output, kind):
+    return {key.split(",")[0]: value for key, value in output["results"][f"memsweep_{kind}"].items()
+            if key.endswith(",none") and "stderr" not in key}
+
+
+@pytest.mark.parametrize("batch_size", BATCH_SIZES)
+@pytest.mark.parametrize("kind", list(CASES))
+def test_same_numbers_as_the_harness(setup, kind, batch_size):
+    ours = memsweep_eval(setup, kind, "--batch-size", batch_size)["results"][0]
+    theirs_docs = harness_documents(setup["harness"][batch_size], kind)
+    examples = ours["examples"]
+    assert len(examples) == len(theirs_docs) > 0
+    worst = worst_relative = 0.0
+    for example, theirs in zip(examples, theirs_docs):
+        detail = example["detail"]
+        if kind == "rolling_loglikelihood":
+            ours_lls, ours_greedy = [example["values"]["loglikelihood"]], None
+        elif kind == "lambada_openai":
+            ours_lls, ours_greedy = [detail["loglikelihood"]], [detail["is_greedy"]]
+        else:
+            ours_lls, ours_greedy = detail["loglikelihoods"], detail["is_greedy"]
+        their_lls = [ll for ll, _ in theirs]
+        assert len(ours_lls) == len(their_lls), f"document {example['index']}: {len(ours_lls)} vs {len(their_lls)} requests"
+        worst = max(worst, max(abs(a - b) for a, b in zip(ours_lls, their_lls)))
+        worst_relative = max(worst_relative, max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(ours_lls, their_lls)))
+        if ours_greedy is not None:
+            assert ours_greedy == [bool(g) for _, g in theirs], f"document {example['index']}: is_greedy differs"
+    print(f"{kind} batch {batch_size}: {len(examples)} documents, max |loglikelihood difference| {worst:.3g} "
+          f"(relative {worst_relative:.3g})")
+    # 1e-4, or one part in 1e6 for long sums: a float32 sum near -1400 (a 128-token rolling window) moves in steps
+    # of 1.2e-4, and the harness's own results differ by one such step between batch sizes.
+    assert worst <= 1e-4 or worst_relative <= 1e-6
+
+    theirs = harness_metrics(setup["harness"][batch_size], kind)
+    metrics = ours["metrics"]
+    for name, value in theirs.items():
+        assert name in metrics, f"{kind}: the harness reports {name}, memsweep does not"
+        if name in ("acc", "acc_norm"):
+            assert metrics[name] == pytest.approx(value, abs=1e-12), f"{kind} {name}: {metrics[name]} vs {value}"
+        else:
+            assert metrics[name] == pytest.approx(value, rel=1e-5), f"{kind} {name}: {metrics[name]} vs {value}"
+    print(f"{kind} batch {batch_size}: {json.dumps({k: metrics[k] for k in theirs})}")
+
+
+@pytest.mark.parametrize("kind", ["piqa", "hellaswag", "sciq", "lambada_openai", "rolling_loglikelihood"])
+def test_grouping_never_changes_a_score(setup, kind):
+    """Shared contexts, batches of 16 under a small token budget and below-block reuse across interventions
+    against every request alone in batches of 1 and every layer computed per intervention."""
+    grouped = memsweep_eval(setup, kind, "--batch-size", 16, "--sweep", options={"token_budget": 600})
+    alone = memsweep_eval(setup, kind, "--batch-size", 1, "--sweep", "--no-reuse", options={"share_contexts": False})
+    pairs = []
+    for a, b in zip(grouped["results"], alone["results"]):
+        assert a["intervention"] == b["intervention"]
+        for x, y in zip(a["examples"], b["examples"]):
+            for key, value in x["values"].items():
+                if key in ("acc", "acc_norm"):
+                    assert value == y["values"][key], f"{a['intervention']} document {x['index']}: {key} differs"
+                else:
+                    pairs.append((value, y["values"][key]))
+            if "loglikelihoods" in x["detail"]:
+                pairs += zip(x["detail"]["loglikelihoods"], y["detail"]["loglikelihoods"])
+                assert x["detail"]["is_greedy"] == y["detail"]["is_greedy"]
+    worst = max(abs(p - q) for p, q in pairs)
+    worst_relative = max(abs(p - q) / max(abs(q), 1e-30) for p, q in pairs)
+    print(f"{kind}: {len(grouped['results'])} interventions, max |difference| grouped vs alone {worst:.3g} "
+          f"(relative {worst_relative:.3g})")
+    # Only float32 rounding may differ: a sum near -500 moves in steps of 6e-5.
+    assert all(abs(p - q) <= max(1e-5, 1e-6 * abs(q)) for p, q in pairs)
+
+
+BAD_DATA = [
+    ("piqa", '{"goal": "g", "sol1": "a", "sol2": "b", "label": 0}\n{"goal": "g", "sol1": "a"\n', "line 2", "JSON"),
+    ("piqa", '{"goal": "g", "sol1": "a", "label": 0}\n', "line 1", "missing field 'sol2'"),
+    ("piqa", '\n{"goal": "g", "sol1": "a", "sol2": "b", "label": 2}\n', "line 2", "invalid label"),
+    ("arc_easy", '{"question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"}\n',
+     "line 1", "invalid label"),
+    ("winogrande", '{"sentence": "no blank", "option1": "a", "option2": "b", "answer": "1"}\n', "line 1", "'_'"),
+    ("hellaswag", '{"activity_label": "x", "ctx_a": "a", "ctx_b": "b", "endings": ["1", "2"], "label": "7"}\n',
+     "line 1", "invalid label"),
+    ("lambada_openai", '[1, 2]\n', "line 1", "JSON object"),
+    ("boolq", '{"passage": "p", "question": 3, "label": 1}\n', "line 1", "must be a string"),
+]
+
+
+@pytest.mark.parametrize("kind,text,line,problem", BAD_DATA)
+def test_bad_data_names_file_and_line(setup, tmp_path, kind, text, line, problem):
+    path = tmp_path / f"bad-{kind}.jsonl"
+    path.write_text(text)
+    result = run_memsweep("eval", "--model", setup["model"], "--task", f"{kind}:{path}", check=False)
+    assert result.returncode != 0
+    assert f"{path}, {line}" in result.stderr and problem in result.stderr, result.stderr
+
+
+def test_bad_options_are_errors(setup):
+    result = run_memsweep("eval", "--model", setup["model"], "--task", f"piqa:{setup['files']['piqa']}",
+                          "--option", "tag=maths", check=False)
+    assert result.returncode != 0 and "'tag' must be" in result.stderr, result.stderr
+    result = run_memsweep("eval", "--model", setup["model"], "--task", f"piqa:{setup['files']['piqa']}",
+                          "--option", "prefix=3", check=False)
+    assert result.returncode != 0 and "unknown option 'prefix'" in result.stderr, result.stderr
+    result = run_memsweep("eval", "--model", setup["model"], "--task",
+                          f"multiple_choice:{setup['files']['multiple_choice']}", check=False)
+    assert result.returncode != 0 and "needs the options context, choices and label" in result.stderr, result.stderr

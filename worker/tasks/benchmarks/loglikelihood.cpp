@@ -1,0 +1,296 @@
+#include "worker/tasks/benchmarks/loglikelihood.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+
+#include "worker/base/error.h"
+#include "worker/tasks/benchmarks/python_text.h"
+#include "worker/tasks/task.h"
+#include "worker/tokenizer/tokenizer.h"
+
+namespace memsweep {
+
+TokenRequest encode_request(const Tokenizer& tokenizer, const std::string& context, const std::string& continuation, int64_t eot) {
+  auto encode = [&](const std::string& text) {
+    auto ids = tokenizer.encode(text);
+    return std::vector<int64_t>(ids.begin(), ids.end());
+  };
+  TokenRequest request;
+  if (context.empty()) {
+    request.continuation = encode(continuation);
+    if (!request.continuation.empty() && request.continuation.front() == eot) {
+      request.context = {eot};
+      request.continuation.erase(request.continuation.begin());
+    } else {
+      request.context = {eot};
+    }
+  } else {
+    const std::string kept = python_rstrip(context);
+    const std::string moved = context.substr(kept.size()) + continuation;
+    const std::vector<int64_t> whole = encode(kept + moved);
+    request.context = encode(kept);
+    if (request.context.empty() || whole.size() < request.context.size())
+      throw Error("the context encodes to no token or to more tokens than context + continuation");
+    request.continuation.assign(whole.begin() + int64_t(request.context.size()), whole.end());
+  }
+  if (request.continuation.empty()) throw Error("the continuation '" + continuation + "' encodes to no token");
+  return request;
+}
+
+TokenRequest fit_to_length(const TokenRequest& request, int64_t max_length) {
+  const int64_t m = int64_t(request.continuation.size());
+  if (m > max_length)
+    throw Error("the continuation has " + std::to_string(m) + " tokens, more than the model's length " + std::to_string(max_length));
+  const int64_t keep = std::min<int64_t>(int64_t(request.context.size()), max_length + 1 - m);
+  return {std::vector<int64_t>(request.context.end() - keep, request.context.end()), request.continuation};
+}
+
+std::vector<TokenRequest> rolling_windows(const std::vector<int64_t>& tokens, int64_t prefix, int64_t max_length) {
+  std::vector<TokenRequest> windows;
+  if (tokens.empty()) return windows;
+  const int64_t n = int64_t(tokens.size());
+  auto slice = [&](int64_t from, int64_t to) { return std::vector<int64_t>(tokens.begin() + from, tokens.begin() + to); };
+  const int64_t first = std::min(max_length, n);
+  windows.push_back({{prefix}, slice(0, first)});
+  // Later windows predict up to max_length tokens each, conditioned on the token before them (the disjoint
+  // context of a window that ends at `end` is tokens[end - max_length - 1, end - predicted)).
+  for (int64_t predicted = first; predicted < n;) {
+    const int64_t count = std::min(n - predicted, max_length), end = predicted + count;
+    windows.push_back({slice(end - max_length - 1, end - count), slice(end - count, end)});
+    predicted = end;
+  }
+  return windows;
+}
+
+std::vector<PlannedBatch> plan_batches(const std::vector<TokenRequest>& requests, const LoglikelihoodOptions& options) {
+  struct Group {
+    const std::vector<int64_t>* context;
+    std::vector<size_t> requests;
+    int64_t fed_continuation = 0;  // longest continuation minus its last token
+  };
+  std::vector<Group> groups;
+  std::map<std::vector<int64_t>, size_t> by_context;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    size_t g = groups.size();
+    if (options.share_contexts) {
+      auto [at, inserted] = by_context.emplace(requests[r].context, groups.size());
+      g = at->second;
+      if (inserted) groups.push_back({&requests[r].context, {}, 0});
+    } else {
+      groups.push_back({&requests[r].context, {}, 0});
+    }
+    groups[g].requests.push_back(r);
+    groups[g].fed_continuation = std::max<int64_t>(groups[g].fed_continuation, int64_t(requests[r].continuation.size()) - 1);
+  }
+  std::vector<size_t> order(groups.size());
+  for (size_t g = 0; g < order.size(); ++g) order[g] = g;
+  auto length = [&](size_t g) { return int64_t(groups[g].context->size()) + groups[g].fed_continuation; };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return length(a) > length(b); });
+
+  std::vector<PlannedBatch> batches;
+  int64_t longest_context = 0, longest_continuation = 0, continuation_rows = 0;
+  for (size_t g : order) {
+    const Group& group = groups[g];
+    int64_t rows = 0;
+    for (size_t r : group.requests) rows += requests[r].continuation.size() > 1;
+    const int64_t context_length = std::max<int64_t>(longest_context, int64_t(group.context->size()));
+    const int64_t continuation_length = std::max(longest_continuation, group.fed_continuation);
+    const bool fits = !batches.empty() && int64_t(batches.back().contexts.size()) < options.batch_size &&
+                      int64_t(batches.back().contexts.size() + 1) * context_length + (continuation_rows + rows) * continuation_length <=
+                          options.token_budget;
+    if (!fits) {
+      batches.emplace_back();
+      longest_context = longest_continuation = continuation_rows = 0;
+    }
+    batches.back().contexts.push_back(*group.context);
+    batches.back().requests.push_back(group.requests);
+    longest_context = std::max<int64_t>(longest_context, int64_t(group.context->size()));
+    longest_continuation = std::max(longest_continuation, group.fed_continuation);
+    continuation_rows += rows;
+  }
+  return batches;
+}
+
+namespace {
+
+// A planned batch as tensors: the contexts left-padded; the continuations (without their last token) of the
+// requests with two or more continuation tokens, right-padded (the padding comes after every real token, so
+// causal attention never lets a real token see it), each row after its context's keys and values.
+struct BatchInputs {
+  torch::Tensor context_ids, context_mask;  // [C, Tc]; mask undefined when no context is padded
+  torch::Tensor continuation_ids, continuation_mask, continuation_context;  // [R, L], [R, Tc + L], [R]
+  int64_t rows = 0, fed_length = 0;
+  std::vector<int64_t> row_of_request;  // per request of the batch (in plan order): its continuation row or -1
+};
+
+BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, torch::Device device) {
+  BatchInputs in;
+  PaddedBatch contexts = left_pad(batch.contexts, 0, batch.contexts.size());
+  in.context_ids = contexts.ids.to(device);
+  if (contexts.padded) in.context_mask = contexts.mask.to(device);
+  std::vector<int64_t> ids, context_of_row;
+  for (size_t c = 0; c < batch.requests.size(); ++c)
+    for (size_t r : batch.requests[c]) {
+      const int64_t fed = int64_t(requests[r].continuation.size()) - 1;
+      in.row_of_request.push_back(fed > 0 ? in.rows++ : -1);
+      if (fed > 0) context_of_row.push_back(int64_t(c)), in.fed_length = std::max(in.fed_length, fed);
+    }
+  if (in.rows == 0) return in;
+  ids.assign(size_t(in.rows * in.fed_length), 0);
+  int64_t row = 0;
+  for (size_t c = 0; c < batch.requests.size(); ++c)
+    for (size_t r : batch.requests[c]) {
+      const auto& continuation = requests[r].continuation;
+      if (continuation.size() < 2) continue;
+      std::copy(continuation.begin(), continuation.end() - 1, ids.begin() + row * in.fed_length);
+      ++row;
+    }
+  in.continuation_ids = torch::tensor(ids, torch::kInt64).view({in.rows, in.fed_length}).to(device);
+  in.continuation_context = torch::tensor(context_of_row, torch::kInt64).to(device);
+  if (in.context_mask.defined())
+    in.continuation_mask = torch::cat({in.context_mask.index_select(0, in.continuation_context),
+                                       torch::ones({in.rows, in.fed_length}, in.context_mask.options())}, 1);
+  return in;
+}
+
+// What a baseline pass keeps so that an intervention can start at its first block.
+struct Activations {
+  KVCache context_cache, continuation_cache;
+  std::vector<torch::Tensor> context_outputs, continuation_outputs;
+};
+
+KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
+  KVCache out;
+  out.length = cache.length;
+  out.keys.resize(cache.keys.size());
+  out.values.resize(cache.values.size());
+  for (size_t l = 0; l < cache.keys.size(); ++l)
+    if (cache.keys[l].defined()) out.keys[l] = cache.keys[l].index_select(0, rows), out.values[l] = cache.values[l].index_select(0, rows);
+  return out;
+}
+
+struct PassLogits {
+  torch::Tensor context, continuation;  // [C, Tc, V], [R, L, V] (undefined without rows)
+};
+
+// The batch under the model's current modes. With `base` and first_block > 0, the layers below first_block are
+// the baseline's (kept in `base`); with `keep`, this (baseline) pass keeps its activations there.
+PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, const Activations* base, Activations* keep) {
+  PassLogits logits;
+  KVCache cache;
+  ForwardStart start;
+  if (base && first_block > 0) {
+    cache.keys.assign(base->context_cache.keys.begin(), base->context_cache.keys.begin() + first_block);
+    cache.values.assign(base->context_cache.values.begin(), base->context_cache.values.begin() + first_block);
+    start = {first_block, base->context_outputs[size_t(first_block - 1)]};
+  }
+  logits.context = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start);
+  if (in.rows > 0) {
+    KVCache expanded = select_rows(cache, in.continuation_context);
+    ForwardStart continuation_start;
+    if (base && first_block > 0) {
+      for (int l = 0; l < first_block; ++l)
+        expanded.keys[size_t(l)] = base->continuation_cache.keys[size_t(l)], expanded.values[size_t(l)] = base->continuation_cache.values[size_t(l)];
+      continuation_start = {first_block, base->continuation_outputs[size_t(first_block - 1)]};
+    }
+    logits.continuation = model.forward(in.continuation_ids, in.continuation_mask, &expanded,
+                                        keep ? &keep->continuation_outputs : nullptr, continuation_start);
+    if (keep) keep->continuation_cache = std::move(expanded);
+  }
+  if (keep) keep->context_cache = std::move(cache);
+  return logits;
+}
+
+// Every continuation token's log-probability, argmax and top-two gap from the pass's logits; adds them up per
+// request into `results` (indexed by the request list).
+void score_batch(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, const BatchInputs& in,
+                 const PassLogits& logits, std::vector<LoglikelihoodResult>& results) {
+  const int64_t vocab = logits.context.size(2), context_length = logits.context.size(1);
+  std::vector<int64_t> context_positions, continuation_positions, targets;
+  size_t k = 0;
+  for (size_t c = 0; c < batch.requests.size(); ++c)
+    for (size_t r : batch.requests[c]) {
+      const auto& continuation = requests[r].continuation;
+      context_positions.push_back(int64_t(c) * context_length + context_length - 1);
+      for (size_t j = 1; j < continuation.size(); ++j) continuation_positions.push_back(in.row_of_request[k] * in.fed_length + int64_t(j) - 1);
+      ++k;
+    }
+  auto pick = [&](const torch::Tensor& all, const std::vector<int64_t>& positions) {
+    return all.reshape({-1, vocab}).index_select(0, torch::tensor(positions, torch::kInt64).to(all.device())).to(torch::kFloat32);
+  };
+  torch::Tensor first = pick(logits.context, context_positions);  // [requests, V]
+  torch::Tensor rest = in.rows > 0 ? pick(logits.continuation, continuation_positions) : first.narrow(0, 0, 0);
+  // The harness takes argmax of the log_softmax (not of the logits): the same here, so ties round alike.
+  auto log_p = torch::log_softmax(torch::cat({first, rest}, 0), -1);  // first tokens, then the others
+  std::vector<int64_t> order;  // row of log_p per continuation token, request by request
+  size_t rest_at = 0;
+  k = 0;
+  for (size_t c = 0; c < batch.requests.size(); ++c)
+    for (size_t r : batch.requests[c]) {
+      order.push_back(int64_t(k));
+      targets.push_back(requests[r].continuation[0]);
+      for (size_t j = 1; j < requests[r].continuation.size(); ++j)
+        order.push_back(int64_t(context_positions.size() + rest_at++)), targets.push_back(requests[r].continuation[j]);
+      ++k;
+    }
+  auto index = torch::tensor(order, torch::kInt64).to(log_p.device());
+  auto target = torch::tensor(targets, torch::kInt64).to(log_p.device());
+  auto ordered = log_p.index_select(0, index);
+  auto token_log_p = ordered.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU);
+  auto greedy = (ordered.argmax(-1) == target).to(torch::kCPU);
+  auto top2 = std::get<0>(ordered.topk(2, -1));
+  auto gap = (top2.select(1, 0) - top2.select(1, 1)).to(torch::kCPU).to(torch::kFloat64);
+
+  auto is_greedy = greedy.accessor<bool, 1>();
+  auto gaps = gap.accessor<double, 1>();
+  int64_t at = 0;
+  for (size_t c = 0; c < batch.requests.size(); ++c)
+    for (size_t r : batch.requests[c]) {
+      const int64_t m = int64_t(requests[r].continuation.size());
+      // A float32 torch sum, as the harness's float(logits.sum()): the same rounding of long sums.
+      LoglikelihoodResult result{double(token_log_p.narrow(0, at, m).sum().item<float>()), true,
+                                 std::numeric_limits<double>::infinity()};
+      for (int64_t j = 0; j < m; ++j, ++at) {
+        result.is_greedy = result.is_greedy && is_greedy[at];
+        result.min_top2_gap = std::min(result.min_top2_gap, gaps[at]);
+      }
+      results[r] = result;
+    }
+}
+
+}  // namespace
+
+std::vector<std::vector<LoglikelihoodResult>> score_requests(CausalLM& model, const std::vector<TokenRequest>& requests,
+                                                             const std::vector<Intervention>& interventions,
+                                                             const LoglikelihoodOptions& options) {
+  torch::InferenceMode inference;
+  for (const auto& request : requests)
+    if (request.context.empty() || request.continuation.empty()) throw Error("a loglikelihood request has an empty context or continuation");
+  std::vector<std::vector<LoglikelihoodResult>> results(interventions.size(), std::vector<LoglikelihoodResult>(requests.size()));
+  const bool reuse = options.reuse_lower_layers && interventions.size() > 1;
+  for (const PlannedBatch& batch : plan_batches(requests, options)) {
+    const BatchInputs in = batch_inputs(batch, requests, model.device());
+    // Below an intervention's first block every layer computes what the baseline computes: one baseline pass
+    // keeps those activations and each intervention runs only from its first block on.
+    Activations base;
+    PassLogits base_logits;
+    if (reuse) {
+      model.clear_interventions();
+      base_logits = run_batch(model, in, 0, nullptr, &base);
+    }
+    for (size_t k = 0; k < interventions.size(); ++k) {
+      const int first_block = interventions[k].first_block();
+      if (reuse && first_block < 0) {
+        score_batch(batch, requests, in, base_logits, results[k]);
+        continue;
+      }
+      apply_intervention(model, interventions[k]);
+      score_batch(batch, requests, in, run_batch(model, in, first_block, reuse ? &base : nullptr, nullptr), results[k]);
+    }
+  }
+  model.clear_interventions();
+  return results;
+}
+
+}  // namespace memsweep
