@@ -11,6 +11,8 @@
 #include "orchestrator/cli/options.h"
 #include "worker/base/error.h"
 #include "worker/base/log.h"
+#include "worker/tasks/benchmarks/documents.h"
+#include "worker/tasks/kinds.h"
 #include "worker/tasks/task.h"
 #include "worker/tokenizer/tokenizer.h"
 
@@ -113,6 +115,7 @@ int eval_command(const Arguments& args) {
 
   nlohmann::json summary = {{"model", model_options.model_dir}, {"dataset", dataset.path}, {"kind", dataset.kind},
                             {"results", nlohmann::json::array()}};
+  if (find_benchmark_kind(dataset.kind)) summary["tag"] = benchmark_tag(dataset);  // "language" or "reasoning"
   for (size_t k = 0; k < interventions.size(); ++k)
     summary["results"].push_back({{"intervention", interventions[k].name()},
                                   {"metrics", finalize_metrics(dataset.kind, results[k].totals)}});
