@@ -12,6 +12,8 @@ int forward_command(const Arguments& args);
 int info_command(const Arguments& args);
 int generate_command(const Arguments& args);
 int tokenize_command(const Arguments& args);
+int eval_command(const Arguments& args);
+int select_memorized_command(const Arguments& args);
 int run_command(const Arguments& args);
 int plan_command(const Arguments& args);
 int status_command(const Arguments& args);

@@ -19,8 +19,8 @@ namespace memsweep {
 int forward_command(const Arguments& args) {
   const CommandSpec spec{
       "forward", "--model DIR --tokens FILE.json --out FILE.safetensors [options]",
-      "Runs the checkpoint in DIR (config.json + model.safetensors, or sharded safetensors with\n"
-      "model.safetensors.index.json) on every row of FILE.json, a JSON array of token-id arrays of any lengths,\n"
+      "Runs the checkpoint in DIR (config.json + model.safetensors or pytorch_model.bin, or their sharded forms\n"
+      "with an .index.json) on every row of FILE.json, a JSON array of token-id arrays of any lengths,\n"
       "and writes one float32 tensor 'logits.<i>' of shape [T_i, V] per row i to the output safetensors file.\n"
       "Rows are batched with left padding; positions come from the padding mask, so a row's logits do not depend\n"
       "on the batch it ran in. Blocks are numbered from 0; lists look like 3,7-9."};

@@ -1,4 +1,5 @@
 // The memsweep binary: one subcommand per task. Errors are caught here once, printed, exit code 1.
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -19,11 +20,13 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"eval", memsweep::eval_command, "evaluate one model x intervention x dataset and print its metrics"},
     {"forward", memsweep::forward_command, "run a checkpoint on token ids and write the logits (inspection)"},
     {"generate", memsweep::generate_command, "greedy continuation of token-id prompts (KV cache), printed as JSON"},
     {"info", memsweep::info_command, "libtorch version, BLAS, devices, threads and a measured matmul rate"},
     {"plan", memsweep::plan_command, "check a study file and print its grid and what its store already holds"},
     {"run", memsweep::run_command, "run a study (alone or under mpirun), resuming what its store holds"},
+    {"select-memorized", memsweep::select_memorized_command, "keep the windows of a token corpus the model reproduces exactly"},
     {"status", memsweep::status_command, "progress of a study's store: per model and dataset, failures, rate, ETA"},
     {"tokenize", memsweep::tokenize_command, "encode text to token ids, or decode ids, with a model's tokenizer"},
 };
@@ -32,7 +35,7 @@ void print_usage(std::ostream& out) {
   out << "memsweep " << MEMSWEEP_VERSION << " (" << MEMSWEEP_GIT_COMMIT << ")\n"
       << "Which transformer blocks make a language model memorize: short-circuit attention, measure.\n\n"
       << "usage: memsweep COMMAND [options]   (memsweep COMMAND --help for a command's options)\n\ncommands:\n";
-  for (const Command& c : kCommands) out << "  " << c.name << std::string(12 - std::strlen(c.name), ' ') << c.summary << "\n";
+  for (const Command& c : kCommands) out << "  " << c.name << std::string(std::max<size_t>(2, 18 - std::strlen(c.name)), ' ') << c.summary << "\n";
 }
 
 }  // namespace

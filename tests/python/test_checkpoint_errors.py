@@ -181,3 +181,42 @@ def test_bad_flags_are_clear_errors(models, flags, words, tmp_path):
     assert result.returncode == 1, result.stderr
     for word in words:
         assert word in result.stderr
+
+
+def test_rotary_settings_are_read_in_both_spellings(models, tmp_path):
+    """rope_parameters (5.x) and rotary_pct / rotary_emb_base (4.x) with the same non-default values give the
+    same logits, and different ones from the defaults: both spellings are read, not ignored."""
+    from memsweep_testing import read_logits
+
+    tokens = write_tokens(tmp_path / "tokens.json", [[1, 2, 3, 4, 5, 6, 7, 8]])
+    logits = {}
+    for spelling in ("default", "5.x", "4.x"):
+        directory = tmp_path / spelling
+        shutil.copytree(models / "single", directory)
+        config = json.loads((directory / "config.json").read_text())
+        if spelling == "5.x":
+            config["rope_parameters"] = {"rope_type": "default", "partial_rotary_factor": 0.5, "rope_theta": 500.0}
+        elif spelling == "4.x":
+            config.pop("rope_parameters")
+            config["rotary_pct"], config["rotary_emb_base"] = 0.5, 500
+        (directory / "config.json").write_text(json.dumps(config))
+        run_memsweep("forward", "--model", directory, "--tokens", tokens, "--out", tmp_path / f"{spelling}.safetensors")
+        logits[spelling] = read_logits(tmp_path / f"{spelling}.safetensors", 1)[0]
+    assert (logits["5.x"] == logits["4.x"]).all()
+    assert (logits["5.x"] - logits["default"]).abs().max() > 1e-3
+
+
+def test_head_may_be_called_lm_head(models, tmp_path):
+    """transformers >= 5.14 calls the GPT-NeoX head lm_head in memory; a file may carry either name."""
+    from memsweep_testing import read_logits
+
+    directory = tmp_path / "model"
+    shutil.copytree(models / "single", directory)
+    path = directory / "model.safetensors"
+    header, body = read_safetensors(path)
+    header["lm_head.weight"] = header.pop("embed_out.weight")
+    write_safetensors(path, header, body)
+    tokens = write_tokens(tmp_path / "tokens.json", [[1, 2, 3, 4, 5, 6]])
+    run_memsweep("forward", "--model", models / "single", "--tokens", tokens, "--out", tmp_path / "a.safetensors")
+    run_memsweep("forward", "--model", directory, "--tokens", tokens, "--out", tmp_path / "b.safetensors")
+    assert (read_logits(tmp_path / "a.safetensors", 1)[0] == read_logits(tmp_path / "b.safetensors", 1)[0]).all()

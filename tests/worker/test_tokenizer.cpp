@@ -168,11 +168,13 @@ BOOST_AUTO_TEST_CASE(decode_gives_bytes) {
 BOOST_AUTO_TEST_CASE(decode_refuses_unknown_ids) {
   Tokenizer tokenizer = small();
   BOOST_TEST(tokenizer.vocab_size() == 301);
-  for (auto [id, message] : {std::pair{301, "cannot decode token id 301: the tokenizer has no such id (ids are 0..300)"},
-                             std::pair{-1, "cannot decode token id -1: the tokenizer has no such id (ids are 0..300)"},
-                             std::pair{280, "cannot decode token id 280: the tokenizer has no such id (ids are 0..300)"}})
-    BOOST_CHECK_EXCEPTION(tokenizer.decode({'a', id}), memsweep::Error,
+  for (const auto& item : {std::pair{301, "cannot decode token id 301: the tokenizer has no such id (ids are 0..300)"},
+                           std::pair{-1, "cannot decode token id -1: the tokenizer has no such id (ids are 0..300)"},
+                           std::pair{280, "cannot decode token id 280: the tokenizer has no such id (ids are 0..300)"}}) {
+    const std::string message = item.second;
+    BOOST_CHECK_EXCEPTION(tokenizer.decode({'a', item.first}), memsweep::Error,
                           [&](const memsweep::Error& e) { return std::string(e.what()) == message; });
+  }
 }
 
 BOOST_AUTO_TEST_CASE(lookups) {

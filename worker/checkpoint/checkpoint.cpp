@@ -6,6 +6,7 @@
 
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
+#include "worker/checkpoint/torch_bin.h"
 
 namespace fs = std::filesystem;
 
@@ -62,28 +63,41 @@ Checkpoint Checkpoint::open(const std::string& model_dir) {
   checkpoint.directory_ = model_dir;
   const fs::path dir(model_dir);
   if (!fs::is_directory(dir)) throw Error("model directory " + model_dir + " does not exist or is not a directory");
-  const fs::path single = dir / "model.safetensors";
-  const fs::path index = dir / "model.safetensors.index.json";
 
-  if (fs::exists(index)) {
-    for (const auto& [shard, names] : read_index(index)) {
-      const fs::path path = dir / shard;
-      if (!fs::exists(path))
-        throw Error("shard " + path.string() + " is missing (listed in " + index.string() + " for " +
-                    std::to_string(names.size()) + " tensors, e.g. '" + *names.begin() + "')");
-      auto tensors = safetensors_tensors(SafetensorsFile::open(path.string()));
-      check_shard_against_index(tensors, path.string(), names, index.string());
-      checkpoint.add(std::move(tensors));
+  // Safetensors first: when a repository carries both, they hold the same weights and safetensors is the
+  // format that needs no unpickling.
+  struct Format {
+    const char* single;
+    const char* index;
+    std::vector<StoredTensor> (*read)(const std::string& path);
+  };
+  const Format formats[] = {
+      {"model.safetensors", "model.safetensors.index.json",
+       [](const std::string& path) { return safetensors_tensors(SafetensorsFile::open(path)); }},
+      {"pytorch_model.bin", "pytorch_model.bin.index.json", read_torch_bin},
+  };
+  for (const auto& format : formats) {
+    const fs::path single = dir / format.single;
+    const fs::path index = dir / format.index;
+    if (fs::exists(index)) {
+      for (const auto& [shard, names] : read_index(index)) {
+        const fs::path path = dir / shard;
+        if (!fs::exists(path))
+          throw Error("shard " + path.string() + " is missing (listed in " + index.string() + " for " +
+                      std::to_string(names.size()) + " tensors, e.g. '" + *names.begin() + "')");
+        auto tensors = format.read(path.string());
+        check_shard_against_index(tensors, path.string(), names, index.string());
+        checkpoint.add(std::move(tensors));
+      }
+      return checkpoint;
     }
-  } else if (fs::exists(single)) {
-    checkpoint.add(safetensors_tensors(SafetensorsFile::open(single.string())));
-  } else if (fs::exists(dir / "pytorch_model.bin") || fs::exists(dir / "pytorch_model.bin.index.json")) {
-    throw Error(model_dir + " holds pytorch_model.bin weights; memsweep reads safetensors checkpoints "
-                "(model.safetensors or model.safetensors.index.json + shards)");
-  } else {
-    throw Error(model_dir + " has no model.safetensors nor model.safetensors.index.json");
+    if (fs::exists(single)) {
+      checkpoint.add(format.read(single.string()));
+      return checkpoint;
+    }
   }
-  return checkpoint;
+  throw Error(model_dir + " has no model.safetensors, model.safetensors.index.json, pytorch_model.bin nor "
+              "pytorch_model.bin.index.json");
 }
 
 void Checkpoint::add(std::vector<StoredTensor> tensors) {

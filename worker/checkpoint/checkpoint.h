@@ -1,7 +1,10 @@
 #pragma once
 // A model directory as published on the Hub: config.json + model.safetensors, or sharded
-// model-0000k-of-0000n.safetensors + model.safetensors.index.json. Strict: a model takes each tensor by
-// name (take()); at the end, check_all_taken() fails on any tensor nobody used that is not on the skip list.
+// model-0000k-of-0000n.safetensors + model.safetensors.index.json; failing those, the same layout in
+// torch.save's format (pytorch_model.bin, or pytorch_model-0000k-of-0000n.bin + pytorch_model.bin.index.json,
+// read by torch_bin.h without unpickling arbitrary objects). Safetensors win when both are present.
+// Strict: a model takes each tensor by name (take()); at the end, check_all_taken() fails on any tensor
+// nobody used that is not on the skip list.
 #include <memory>
 #include <set>
 #include <string>

@@ -1,5 +1,6 @@
 #include "worker/model/generate.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "worker/base/error.h"
@@ -20,6 +21,59 @@ torch::Tensor greedy_choice(const torch::Tensor& logits, const std::vector<int64
   return scores.argmax(-1);  // first maximal index: ties go to the lowest id
 }
 
+KVCache keep_prefixes(const KVCache& cache, const torch::Tensor& mask, const std::vector<int64_t>& rows,
+                      const std::vector<int64_t>& keep, torch::Tensor* kept_mask) {
+  const int64_t T = cache.length, R = int64_t(rows.size());
+  const int64_t L = *std::max_element(keep.begin(), keep.end());
+  std::vector<int64_t> source(size_t(R * L), 0);
+  auto new_mask = torch::zeros({R, L}, torch::kInt64);
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t row = rows[size_t(r)];
+    const int64_t real = mask.defined() ? mask[row].sum().item<int64_t>() : T;
+    const int64_t pad_before = T - real;  // left padding of the row in the old cache
+    const int64_t pad_after = L - keep[size_t(r)];
+    for (int64_t j = 0; j < keep[size_t(r)]; ++j) source[size_t(r * L + pad_after + j)] = pad_before + j;
+    new_mask[r].narrow(0, pad_after, keep[size_t(r)]).fill_(1);
+  }
+  KVCache kept;
+  kept.length = L;
+  kept.keys.resize(cache.keys.size());
+  kept.values.resize(cache.values.size());
+  for (size_t layer = 0; layer < cache.keys.size(); ++layer) {
+    if (!cache.keys[layer].defined()) continue;
+    const auto& k = cache.keys[layer];
+    auto row_index = torch::tensor(rows, torch::kInt64).to(k.device());
+    auto index = torch::tensor(source, torch::kInt64).view({R, 1, L, 1}).to(k.device()).expand({R, k.size(1), L, k.size(3)});
+    kept.keys[layer] = k.index_select(0, row_index).gather(2, index);
+    kept.values[layer] = cache.values[layer].index_select(0, row_index).gather(2, index);
+  }
+  *kept_mask = new_mask;
+  return kept;
+}
+
+void continue_greedy(CausalLM& model, KVCache& cache, torch::Tensor mask, const torch::Tensor& first, int steps,
+                     const std::vector<int64_t>& banned, std::vector<std::vector<int64_t>>& tokens,
+                     std::vector<std::vector<float>>& gaps) {
+  const int64_t count = first.size(0);
+  tokens.assign(size_t(count), {});
+  gaps.assign(size_t(count), {});
+  torch::Tensor step_input = first.to(torch::kCPU, torch::kInt64).view({count, 1});
+  for (int step = 0; step < steps; ++step) {
+    if (mask.defined()) mask = torch::cat({mask, torch::ones({count, 1}, torch::kInt64)}, 1);
+    torch::Tensor logits = model.forward(step_input, mask, &cache);
+    torch::Tensor gap;
+    torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap).to(torch::kCPU);
+    gap = gap.to(torch::kCPU);
+    auto next_at = next.accessor<int64_t, 1>();
+    auto gap_at = gap.accessor<float, 1>();
+    for (int64_t i = 0; i < count; ++i) {
+      tokens[size_t(i)].push_back(next_at[i]);
+      gaps[size_t(i)].push_back(gap_at[i]);
+    }
+    step_input = next.view({count, 1});
+  }
+}
+
 std::vector<GreedyRow> greedy_generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
                                        const GreedyOptions& options) {
   if (options.new_tokens < 1) throw Error("the number of new tokens must be at least 1");
@@ -27,22 +81,23 @@ std::vector<GreedyRow> greedy_generate(CausalLM& model, const std::vector<std::v
   std::vector<GreedyRow> rows(prompts.size());
   const size_t batch_size = size_t(std::max(1, options.batch_size));
   for (size_t first = 0; first < prompts.size(); first += batch_size) {
-    const int64_t count = int64_t(std::min(batch_size, prompts.size() - first));
-    PaddedBatch batch = left_pad(prompts, first, size_t(count));
-    torch::Tensor mask = batch.mask;
+    const size_t count = std::min(batch_size, prompts.size() - first);
+    PaddedBatch batch = left_pad(prompts, first, count);
+    torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
     KVCache cache;
-    torch::Tensor step_input = batch.ids;
-    for (int step = 0; step < options.new_tokens; ++step) {
-      torch::Tensor logits = model.forward(step_input, batch.padded ? mask : torch::Tensor(), &cache);
-      torch::Tensor gap;
-      torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap).to(torch::kCPU);
-      gap = gap.to(torch::kCPU);
-      for (int64_t i = 0; i < count; ++i) {
-        rows[first + size_t(i)].tokens.push_back(next[i].item<int64_t>());
-        rows[first + size_t(i)].top2_gap.push_back(gap[i].item<float>());
-      }
-      step_input = next.view({count, 1});
-      if (batch.padded) mask = torch::cat({mask, torch::ones({count, 1}, torch::kInt64)}, 1);
+    torch::Tensor logits = model.forward(batch.ids, mask, &cache);
+    torch::Tensor gap;
+    torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap).to(torch::kCPU);
+    gap = gap.to(torch::kCPU);
+    std::vector<std::vector<int64_t>> tokens;
+    std::vector<std::vector<float>> gaps;
+    continue_greedy(model, cache, mask, next, options.new_tokens - 1, banned, tokens, gaps);
+    for (size_t i = 0; i < count; ++i) {
+      GreedyRow& row = rows[first + i];
+      row.tokens.push_back(next[int64_t(i)].item<int64_t>());
+      row.top2_gap.push_back(gap[int64_t(i)].item<float>());
+      row.tokens.insert(row.tokens.end(), tokens[i].begin(), tokens[i].end());
+      row.top2_gap.insert(row.top2_gap.end(), gaps[i].begin(), gaps[i].end());
     }
   }
   return rows;

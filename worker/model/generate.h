@@ -31,3 +31,19 @@ std::vector<GreedyRow> greedy_generate(CausalLM& model, const std::vector<std::v
 torch::Tensor greedy_choice(const torch::Tensor& logits, const std::vector<int64_t>& banned, torch::Tensor* gap);
 
 }  // namespace memsweep
+
+namespace memsweep {
+
+// A cache cut down to some rows, each keeping only its first keep[i] real tokens, left-padded again to the
+// longest: what a row's cache would be had it seen only those tokens. `mask` [B, T] is the cache's padding mask
+// (undefined: no padding). Returns the new cache and sets *kept_mask [rows, L].
+KVCache keep_prefixes(const KVCache& cache, const torch::Tensor& mask, const std::vector<int64_t>& rows,
+                      const std::vector<int64_t>& keep, torch::Tensor* kept_mask);
+
+// Greedy decoding of `steps` tokens after `first` [B] (already chosen, fed first), continuing from `cache` and its
+// padding `mask` [B, cache.length]. Fills tokens and gaps [B][steps] (the first token excluded).
+void continue_greedy(CausalLM& model, KVCache& cache, torch::Tensor mask, const torch::Tensor& first, int steps,
+                     const std::vector<int64_t>& banned, std::vector<std::vector<int64_t>>& tokens,
+                     std::vector<std::vector<float>>& gaps);
+
+}  // namespace memsweep

@@ -181,7 +181,8 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
     return transformer->h->at<GPTNeoBlockImpl>(size_t(layer)).attn->attention->mode;
   }
 
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache) override {
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache,
+                        std::vector<torch::Tensor>* layer_outputs, const ForwardStart& start) override {
     torch::InferenceMode inference;
     const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto positions = token_positions(mask, past + T, T, device_);
@@ -192,9 +193,18 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
     in.cache = cache;
     in.global_bias = causal_attention_bias(mask, T, past + T, torch::kFloat32, device_);
     in.local_bias = causal_attention_bias(mask, T, past + T, torch::kFloat32, device_, config_.window_size);
-    torch::Tensor h = transformer->wte(ids.to(device_, torch::kInt64)) + transformer->wpe(positions);
-    for (int64_t i = 0; i < config_.num_layers; ++i) h = block(int(i)).forward(h, in);
+    torch::Tensor h = start.layer > 0 ? start.hidden.to(device_)
+                                      : transformer->wte(ids.to(device_, torch::kInt64)) + transformer->wpe(positions);
+    for (int64_t i = start.layer; i < config_.num_layers; ++i) {
+      h = block(int(i)).forward(h, in);
+      if (layer_outputs) layer_outputs->push_back(h);
+    }
     if (cache) cache->length += T;
+    return logits_from_residual(h);
+  }
+
+  torch::Tensor logits_from_residual(const torch::Tensor& h) override {
+    torch::InferenceMode inference;
     return torch::linear(transformer->ln_f(h), lm_head);
   }
 
@@ -212,14 +222,8 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
 
 }  // namespace
 
-std::unique_ptr<CausalLM> load_gpt_neo(const ConfigReader& config, const std::string& model_dir,
-                                       const LoadOptions& options) {
-  GPTNeoConfig c = GPTNeoConfig::read(config);
-  Checkpoint checkpoint = Checkpoint::open(model_dir);
-  WeightLoader weights(checkpoint, options.dtype, options.device);
-  auto model = std::make_unique<GPTNeo>(c, weights);
-  checkpoint.check_all_taken({"attn.attention.bias", "attn.attention.masked_bias"});
-  return model;
+std::unique_ptr<CausalLM> build_gpt_neo(const ConfigReader& config, WeightLoader& weights) {
+  return std::make_unique<GPTNeo>(GPTNeoConfig::read(config), weights);
 }
 
 }  // namespace memsweep

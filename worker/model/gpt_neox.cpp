@@ -222,7 +222,8 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
     return gpt_neox->layers->at<GPTNeoXLayerImpl>(size_t(layer)).attention->mode();
   }
 
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache) override {
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache,
+                        std::vector<torch::Tensor>* layer_outputs, const ForwardStart& start) override {
     torch::InferenceMode inference;
     const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto input = ids.to(device_, torch::kInt64);
@@ -236,9 +237,17 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
       in.cos = angles.cos().to(dtype_);
       in.sin = angles.sin().to(dtype_);
     }
-    torch::Tensor h = gpt_neox->embed_in(input);
-    for (int64_t i = 0; i < config_.num_layers; ++i) h = layer_at(int(i))->forward(h, in);
+    torch::Tensor h = start.layer > 0 ? start.hidden.to(device_) : gpt_neox->embed_in(input);
+    for (int64_t i = start.layer; i < config_.num_layers; ++i) {
+      h = layer_at(int(i))->forward(h, in);
+      if (layer_outputs) layer_outputs->push_back(h);
+    }
     if (cache) cache->length += T;
+    return logits_from_residual(h);
+  }
+
+  torch::Tensor logits_from_residual(const torch::Tensor& h) override {
+    torch::InferenceMode inference;
     return torch::linear(gpt_neox->final_layer_norm(h), embed_out);
   }
 
@@ -257,14 +266,8 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
 
 }  // namespace
 
-std::unique_ptr<CausalLM> load_gpt_neox(const ConfigReader& config, const std::string& model_dir,
-                                        const LoadOptions& options) {
-  GPTNeoXConfig c = GPTNeoXConfig::read(config);
-  Checkpoint checkpoint = Checkpoint::open(model_dir);
-  WeightLoader weights(checkpoint, options.dtype, options.device);
-  auto model = std::make_unique<GPTNeoX>(c, weights);
-  checkpoint.check_all_taken({"attention.bias", "attention.masked_bias", "rotary_emb.inv_freq"});
-  return model;
+std::unique_ptr<CausalLM> build_gpt_neox(const ConfigReader& config, WeightLoader& weights) {
+  return std::make_unique<GPTNeoX>(GPTNeoXConfig::read(config), weights);
 }
 
 }  // namespace memsweep

@@ -7,6 +7,7 @@
 
 #include "worker/model/config_reader.h"
 #include "worker/model/model.h"
+#include "worker/model/weights.h"
 
 namespace memsweep {
 
@@ -30,7 +31,7 @@ struct GPTNeoXConfig {
   static GPTNeoXConfig read(const ConfigReader& config);
 };
 
-std::unique_ptr<CausalLM> load_gpt_neox(const ConfigReader& config, const std::string& model_dir,
-                                        const LoadOptions& options);
+// The model, its weights taken from `weights` (load_causal_lm checks that every tensor was used).
+std::unique_ptr<CausalLM> build_gpt_neox(const ConfigReader& config, WeightLoader& weights);
 
 }  // namespace memsweep

@@ -56,12 +56,33 @@ PaddedBatch left_pad(const std::vector<std::vector<int64_t>>& rows, size_t first
   return batch;
 }
 
+namespace {
+// One line per architecture: config.json's model_type, its builder, the buffers older files carry that it skips.
+struct Architecture {
+  const char* model_type;
+  std::unique_ptr<CausalLM> (*build)(const ConfigReader&, WeightLoader&);
+  std::vector<std::string> skipped_suffixes;
+};
+const Architecture kArchitectures[] = {
+    {"gpt_neox", build_gpt_neox, {"attention.bias", "attention.masked_bias", "rotary_emb.inv_freq"}},
+    {"gpt_neo", build_gpt_neo, {"attn.attention.bias", "attn.attention.masked_bias"}},
+};
+}  // namespace
+
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& model_dir, const LoadOptions& options) {
   ConfigReader config(model_dir);
   const std::string model_type = config.require_string("model_type");
-  if (model_type == "gpt_neox") return load_gpt_neox(config, model_dir, options);
-  if (model_type == "gpt_neo") return load_gpt_neo(config, model_dir, options);
-  config.fail("model_type", "'" + model_type + "' is not supported (supported: gpt_neox, gpt_neo)");
+  std::string known;
+  for (const auto& architecture : kArchitectures) {
+    known += (known.empty() ? "" : ", ") + std::string(architecture.model_type);
+    if (model_type != architecture.model_type) continue;
+    Checkpoint checkpoint = Checkpoint::open(model_dir);
+    WeightLoader weights(checkpoint, options.dtype, options.device);
+    auto model = architecture.build(config, weights);
+    checkpoint.check_all_taken(architecture.skipped_suffixes);
+    return model;
+  }
+  config.fail("model_type", "'" + model_type + "' is not supported (supported: " + known + ")");
 }
 
 torch::ScalarType parse_dtype(const std::string& name) {

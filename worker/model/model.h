@@ -34,6 +34,12 @@ struct KVCache {
   std::pair<torch::Tensor, torch::Tensor> append(int layer, const torch::Tensor& k, const torch::Tensor& v);
 };
 
+// Where a forward pass starts (see CausalLM::forward): the embeddings, or layer `layer` entered by `hidden`.
+struct ForwardStart {
+  int layer = 0;
+  torch::Tensor hidden;
+};
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
@@ -55,7 +61,17 @@ class CausalLM {
   // for left padding, or undefined when no row is padded; positions are derived from it (cumsum(mask) - 1), so a
   // padded row computes what it computes alone. Rows of padding positions are garbage. With a cache, ids are
   // the T tokens that follow the P = cache->length tokens it holds, and their keys and values are added to it.
-  virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache = nullptr) = 0;
+  // With layer_outputs, it receives the output of each layer run (the residual stream after it, before the
+  // final layer norm), [B, T, d] each.
+  // `start` skips the layers below start.layer: start.hidden is the residual stream entering that layer, from an
+  // earlier pass on the same ids and mask whose layers below computed what this model's do (below an
+  // intervention's first block, the baseline's); a cache must then already hold those layers' keys and values
+  // for these T tokens.
+  virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache = nullptr,
+                                std::vector<torch::Tensor>* layer_outputs = nullptr,
+                                const ForwardStart& start = ForwardStart()) = 0;
+  // Logits from a residual stream [.., d]: final layer norm, then the output head (the "logit lens" at a layer).
+  virtual torch::Tensor logits_from_residual(const torch::Tensor& h) = 0;
 };
 
 // Rows [first, first + count) of `rows`, left-padded to the longest: ids and mask [count, T] (int64; mask 1 for

@@ -21,13 +21,23 @@ Values means(const Values& totals) {
   return metrics;
 }
 
+// Divergence totals are sums over token positions: divide by the number of positions.
+Values position_means(const Values& totals) {
+  Values metrics;
+  auto positions = totals.find("positions");
+  const double count = positions == totals.end() ? 0.0 : positions->second;
+  for (const auto& [key, value] : totals)
+    metrics[key] = (key == "examples" || key == "positions" || count == 0) ? value : value / count;
+  return metrics;
+}
+
 struct Finalizer {
   const char* kind;
   Values (*finalize)(const Values&);
 };
 const Finalizer kFinalizers[] = {
     {"memorization", means},
-    {"divergence", means},
+    {"divergence", position_means},
 };
 }  // namespace
 

@@ -1,6 +1,7 @@
 #include "worker/tasks/task.h"
 
 #include "worker/base/error.h"
+#include "worker/tasks/kinds.h"
 
 namespace memsweep {
 
@@ -17,14 +18,14 @@ struct TaskKind {
 };
 // One line per kind; each kind's file declares its open function in kinds.h.
 const TaskKind kKinds[] = {
-    {nullptr, nullptr},
+    {"memorization", open_memorization_task},
+    {"divergence", open_divergence_task},
 };
 }  // namespace
 
 std::unique_ptr<Task> open_task(const DatasetSpec& spec, const TaskContext& context) {
   std::string known;
   for (const auto& k : kKinds) {
-    if (!k.kind) continue;
     if (spec.kind == k.kind) return k.open(spec, context);
     known += (known.empty() ? "" : ", ") + std::string(k.kind);
   }

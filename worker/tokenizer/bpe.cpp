@@ -18,7 +18,9 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
   }
   merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [left, right] = merges[rank];
+    // Named references, not a structured binding: C++17 lambdas cannot capture bindings.
+    const std::string& left = merges[rank].first;
+    const std::string& right = merges[rank].second;
     auto id_of = [&](const std::string& part) {
       auto found = vocab_.find(part);
       if (found == vocab_.end())

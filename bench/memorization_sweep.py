@@ -1,0 +1,118 @@
+"""Benchmark, workload (1) of the performance issue: a full single-block memorization sweep — baseline, then each
+block's attention short-circuited — with EM/TA/CE on 32 + 32-token rows built from the model's own greedy
+continuations (like the paper's filtered GPT-Neo set: baseline EM = 1), run in one go by
+  - the reference pipeline, written the way the paper's code works: transformers (eager, float32) with the
+    attention of block b patched to the identity, `generate(do_sample=False, min_new_tokens=32,
+    max_new_tokens=32)` for EM/TA and a teacher-forced forward for CE, batch by batch;
+  - memsweep: `memsweep eval --task memorization:... --sweep` (one process, lower layers reused).
+It checks both produced the same metrics, then prints wall time, tokens/s, peak RSS and the ratio.
+Usage: bench/memorization_sweep.py [--shape pythia-70m|tiny] [--rows 64] [--repeats 5] [--memsweep build/memsweep]
+On demand, outside CI."""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+from memsweep_testing import reference_intervention  # noqa: E402
+
+SHAPES = {
+    "pythia-70m": dict(vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
+    "pythia-160m": dict(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "tiny": dict(vocab_size=512, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256),
+}
+PREFIX = SUFFIX = 32
+EOS = 0
+
+
+def reference_sweep(model, rows, batch):
+    """The paper's way: per configuration, generate the suffix from the prefix, then one forward for CE."""
+    layers = model.config.num_hidden_layers
+    metrics = {}
+    for block in [None] + list(range(layers)):
+        short = () if block is None else (block,)
+        em = ta = ce = 0.0
+        with reference_intervention(model, short), torch.no_grad():
+            for start in range(0, len(rows), batch):
+                chunk = torch.tensor(rows[start:start + batch])
+                prefix, suffix = chunk[:, :PREFIX], chunk[:, PREFIX:]
+                generated = model.generate(prefix, attention_mask=torch.ones_like(prefix), do_sample=False,
+                                           min_new_tokens=SUFFIX, max_new_tokens=SUFFIX, pad_token_id=EOS)[:, PREFIX:]
+                em += (generated == suffix).all(-1).sum().item()
+                ta += (generated == suffix).float().mean(-1).sum().item()
+                logits = model(chunk[:, :-1]).logits[:, PREFIX - 1:].float()
+                logits[..., EOS] = float("-inf")
+                log_p = torch.log_softmax(logits, -1)
+                ce += -(log_p.exp() * torch.nan_to_num(log_p, neginf=0.0)).sum((-1, -2)).sum().item()
+        name = "baseline" if block is None else f"short_circuit:{block}"
+        metrics[name] = dict(exact_match=em / len(rows), token_accuracy=ta / len(rows), completion_entropy=ce / len(rows))
+    return metrics
+
+
+def peak_rss_mb(children=False):
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", default="pythia-70m", choices=list(SHAPES))
+    parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memsweep", default=str(ROOT / "build" / "memsweep"))
+    args = parser.parse_args()
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+
+    work = Path(tempfile.mkdtemp(prefix="memsweep-bench-"))
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(**SHAPES[args.shape], max_position_embeddings=2048, rotary_pct=0.25, eos_token_id=EOS,
+                           bos_token_id=EOS)
+    GPTNeoXForCausalLM(config).save_pretrained(work / "model")
+    model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=torch.float32, attn_implementation="eager").eval()
+    prefixes = torch.randint(1, config.vocab_size, (args.rows, PREFIX), generator=torch.Generator().manual_seed(1)).tolist()
+    (work / "prefixes.json").write_text(json.dumps(prefixes))
+    out = subprocess.run([args.memsweep, "generate", "--model", work / "model", "--tokens", work / "prefixes.json",
+                          "--new-tokens", str(SUFFIX), "--no-eos", "--batch-size", str(args.batch)],
+                         capture_output=True, text=True, check=True)
+    rows = [p + s for p, s in zip(prefixes, json.loads(out.stdout))]
+    (work / "set.jsonl").write_text("".join(json.dumps({"tokens": r}) + "\n" for r in rows))
+
+    threads = torch.get_num_threads()
+    reference_times, memsweep_times = [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        reference = reference_sweep(model, rows, args.batch)
+        reference_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        out = subprocess.run([args.memsweep, "eval", "--model", work / "model", "--task", f"memorization:{work / 'set.jsonl'}",
+                              "--option", f"prefix={PREFIX}", "--batch-size", str(args.batch), "--sweep"],
+                             capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        memsweep_times.append(time.perf_counter() - start)
+        ours = {r["intervention"]: r["metrics"] for r in json.loads(out.stdout)["results"]}
+        for name, theirs in reference.items():
+            for key in ("exact_match", "token_accuracy"):
+                assert abs(ours[name][key] - theirs[key]) < 1e-9, (name, key, ours[name][key], theirs[key])
+            assert abs(ours[name]["completion_entropy"] - theirs["completion_entropy"]) <= 1e-5 * abs(theirs["completion_entropy"])
+    configs = config.num_hidden_layers + 1
+    tokens = configs * args.rows * (PREFIX + SUFFIX)
+    ref, ms = statistics.median(reference_times), statistics.median(memsweep_times)
+    print(f"shape {args.shape}, {args.rows} rows x {PREFIX}+{SUFFIX} tokens, {configs} configurations, {threads} threads, "
+          f"median of {args.repeats}")
+    print(f"EM per configuration: " + ", ".join(f"{k}={v['exact_match']:.2f}" for k, v in reference.items()))
+    print(f"reference (transformers + generate): {ref:.2f} s, {tokens / ref:.0f} tokens/s, peak RSS {peak_rss_mb():.0f} MB")
+    print(f"memsweep eval --sweep:               {ms:.2f} s, {tokens / ms:.0f} tokens/s, peak RSS {peak_rss_mb(True):.0f} MB")
+    print(f"ratio memsweep / reference: {ms / ref:.3f} (target <= 0.2); same metrics: yes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+// memsweep eval: one model × dataset under one or several interventions, without the orchestrator. Prints the
+// dataset-level metrics as JSON and writes per-example results.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "orchestrator/cli/commands.h"
+#include "orchestrator/cli/model_options.h"
+#include "orchestrator/cli/options.h"
+#include "worker/base/error.h"
+#include "worker/base/log.h"
+#include "worker/tasks/task.h"
+#include "worker/tokenizer/tokenizer.h"
+
+namespace po = boost::program_options;
+
+namespace memsweep {
+namespace {
+
+// "key=value": the value as JSON when it parses (numbers, true/false, quoted strings), else as a string.
+void add_option(nlohmann::json& options, const std::string& text) {
+  const size_t equals = text.find('=');
+  if (equals == std::string::npos || equals == 0) throw Error("--option '" + text + "' is not KEY=VALUE");
+  const std::string key = text.substr(0, equals), value = text.substr(equals + 1);
+  nlohmann::json parsed = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
+  options[key] = parsed.is_discarded() ? nlohmann::json(value) : parsed;
+}
+
+}  // namespace
+
+int eval_command(const Arguments& args) {
+  const CommandSpec spec{
+      "eval", "--model DIR --task KIND:PATH [options]",
+      "Evaluates one model on one dataset under one or more interventions and prints, per intervention, the\n"
+      "dataset-level metrics as JSON: {\"results\": [{\"intervention\": NAME, \"metrics\": {...}}, ...]}.\n"
+      "Interventions: --short-circuit/--zero-attention give one; each --intervention NAME adds one\n"
+      "(baseline, short_circuit:3, short_circuit:18-23, zero_attention:0, short_circuit:1;zero_attention:2);\n"
+      "--sweep adds the baseline and every block short-circuited alone. Several interventions share the layers\n"
+      "below each one's first block (computed once per batch) unless --no-reuse; results are the same.\n"
+      "Kinds: memorization (PATH: .npy of token ids, or .jsonl rows {\"tokens\": [...]} or {\"text\": ...};\n"
+      "options prefix=32, suffix=<rest>, mask_eos=true, limit, skip_bad). The model's tokenizer is\n"
+      "DIR/tokenizer.json (or vocab.json + merges.txt) unless --tokenizer says otherwise; with\n"
+      "--dataset-tokenizer (a tokenizer path or its content hash, as `memsweep tokenize --hash` prints) a\n"
+      "mismatch with the model's tokenizer is an error before any work. Bad data (a line that is not JSON, a\n"
+      "missing field, an id beyond the vocabulary, a row shorter than prefix + 1) is an error naming file and\n"
+      "line; with --skip-bad such rows are skipped and counted."};
+  po::options_description options("options");
+  ModelOptions model_options;
+  add_model_options(options, model_options);
+  std::string task_text, out_path, tokenizer_path, dataset_tokenizer;
+  std::vector<std::string> option_texts, intervention_names;
+  int64_t limit = -1;
+  int batch_size = 8;
+  options.add_options()
+      ("task", po::value(&task_text)->required(), "KIND:PATH, e.g. memorization:data/pythia-1.4b.jsonl")
+      ("option", po::value(&option_texts)->composing(), "dataset option KEY=VALUE (repeatable), e.g. prefix=32")
+      ("limit", po::value(&limit), "evaluate only the first N examples")
+      ("skip-bad", "skip (and count) rows with bad data instead of failing")
+      ("tokenizer", po::value(&tokenizer_path), "the model's tokenizer, if not in the model directory")
+      ("dataset-tokenizer", po::value(&dataset_tokenizer), "the tokenizer the dataset was made with (path or content hash)")
+      ("intervention", po::value(&intervention_names)->composing(), "add an intervention by name (repeatable)")
+      ("sweep", "add the baseline and every single block short-circuited")
+      ("no-reuse", "compute every layer for every intervention")
+      ("batch-size", po::value(&batch_size)->default_value(8), "rows per forward pass")
+      ("out", po::value(&out_path), "write metrics and per-example results to this JSON file");
+  po::variables_map values;
+  if (!parse_command_line(spec, options, args, values)) return 0;
+  if (batch_size < 1) throw Error("--batch-size must be at least 1");
+
+  const size_t colon = task_text.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == task_text.size())
+    throw Error("--task '" + task_text + "' is not KIND:PATH");
+  DatasetSpec dataset{std::filesystem::path(task_text.substr(colon + 1)).filename().string(), task_text.substr(0, colon),
+                      task_text.substr(colon + 1), nlohmann::json::object()};
+  for (const auto& text : option_texts) add_option(dataset.options, text);
+  if (values.count("limit")) dataset.options["limit"] = limit;
+  if (values.count("skip-bad")) dataset.options["skip_bad"] = true;
+
+  auto tokenizer = model_tokenizer(model_options.model_dir, tokenizer_path);
+  if (!dataset_tokenizer.empty()) {
+    if (!tokenizer) throw Error("--dataset-tokenizer given, but the model has no tokenizer to compare with (use --tokenizer)");
+    const bool is_hash = dataset_tokenizer.size() == 64 && dataset_tokenizer.find_first_not_of("0123456789abcdef") == std::string::npos;
+    const std::string expected = is_hash ? dataset_tokenizer : Tokenizer::load(dataset_tokenizer).content_hash();
+    if (expected != tokenizer->content_hash())
+      throw Error("dataset " + dataset.path + " was made with tokenizer " + expected + ", but the model's tokenizer is " +
+                  tokenizer->content_hash() + ": its ids would be silently wrong");
+  }
+
+  auto model = load_model_with_interventions(model_options);
+  std::vector<Intervention> interventions;
+  Intervention from_flags;
+  for (int layer = 0; layer < model->num_layers(); ++layer) {
+    if (model->attention_mode(layer) == AttentionMode::short_circuit) from_flags.short_circuit.push_back(layer);
+    if (model->attention_mode(layer) == AttentionMode::zero_attention) from_flags.zero_attention.push_back(layer);
+  }
+  if (!from_flags.is_baseline() || (intervention_names.empty() && !values.count("sweep"))) interventions.push_back(from_flags);
+  for (const auto& name : intervention_names) interventions.push_back(Intervention::parse(name, model->num_layers()));
+  if (values.count("sweep")) {
+    interventions.push_back(Intervention());
+    for (int layer = 0; layer < model->num_layers(); ++layer) interventions.push_back(Intervention{{layer}, {}});
+  }
+  TaskContext context{tokenizer ? &*tokenizer : nullptr, model->vocab_size(), model->eos_token_ids()};
+  auto task = open_task(dataset, context);
+  RunOptions run_options;
+  run_options.batch_size = batch_size;
+  run_options.reuse_lower_layers = !values.count("no-reuse");
+  log_info("evaluating " + std::to_string(task->num_examples()) + " examples of " + dataset.path + " under " +
+           std::to_string(interventions.size()) + " intervention(s)");
+  std::vector<ShardResult> results = task->run(*model, 0, task->num_examples(), interventions, run_options);
+
+  nlohmann::json summary = {{"model", model_options.model_dir}, {"dataset", dataset.path}, {"kind", dataset.kind},
+                            {"results", nlohmann::json::array()}};
+  for (size_t k = 0; k < interventions.size(); ++k)
+    summary["results"].push_back({{"intervention", interventions[k].name()},
+                                  {"metrics", finalize_metrics(dataset.kind, results[k].totals)}});
+  std::cout << summary.dump(2) << "\n";
+  if (!out_path.empty()) {
+    nlohmann::json full = summary;
+    for (size_t k = 0; k < interventions.size(); ++k) full["results"][k]["examples"] = to_json(results[k])["examples"];
+    std::ofstream out(out_path + ".partial");
+    out << full.dump() << "\n";
+    out.close();
+    if (!out) throw Error("error while writing " + out_path + ".partial");
+    std::filesystem::rename(out_path + ".partial", out_path);
+  }
+  return 0;
+}
+
+}  // namespace memsweep

@@ -1,0 +1,113 @@
+// Divergence diagnostics: how far an intervention moves the model, layer by layer — the measurable side of the
+// paper's claim that a change early in the network is amplified by later blocks while a late one stays local
+// (../shared/reference/method.md). For an intervention whose first intervened block is b, and every layer
+// l >= b, over the real (non-pad) token positions of the dataset:
+//   relative_change.L  mean of ||h_l - h'_l||_2 / ||h_l||_2, h_l the residual stream after layer l (before the
+//                      final layer norm) of the baseline, h'_l under the intervention;
+//   kl.L               mean of KL(p_l || p'_l), p_l = softmax(head(final_norm(h_l))) — at the last layer the model's
+//                      next-token distribution, at earlier layers its logit lens.
+// Layers below b compute exactly what the baseline computes and are not recorded. L is zero-padded to 2 digits.
+#include <cstdio>
+
+#include "worker/base/error.h"
+#include "worker/tasks/kinds.h"
+#include "worker/tasks/token_rows.h"
+
+namespace memsweep {
+namespace {
+
+std::string layer_key(const char* metric, int layer) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%s.%02d", metric, layer);
+  return text;
+}
+
+class DivergenceTask : public Task {
+ public:
+  DivergenceTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec) {
+    int64_t limit = -1;
+    bool skip_bad = false;
+    if (!spec.options.is_null()) {
+      if (!spec.options.is_object()) throw Error("dataset '" + spec.name + "' (divergence): options must be a table");
+      for (const auto& [key, value] : spec.options.items()) {
+        if (key == "limit" && value.is_number_integer() && value.get<int64_t>() >= 0) limit = value.get<int64_t>();
+        else if (key == "skip_bad" && value.is_boolean()) skip_bad = value.get<bool>();
+        else throw Error("dataset '" + spec.name + "' (divergence): option '" + key + "' = " + value.dump() +
+                         " is not one of limit (integer >= 0), skip_bad (true/false)");
+      }
+    }
+    TokenRows data = read_token_rows_file(spec.path, context.vocab_size, text_encoder(context.tokenizer), skip_bad, limit);
+    for (size_t i = 0; i < data.rows.size(); ++i)
+      if (data.rows[i].empty()) throw Error(spec.path + ": row from line/row " + std::to_string(data.source[i]) + " is empty");
+    rows_ = std::move(data.rows);
+  }
+
+  std::string kind() const override { return "divergence"; }
+  int64_t num_examples() const override { return int64_t(rows_.size()); }
+
+  std::vector<ShardResult> run(CausalLM& model, int64_t first, int64_t count, const std::vector<Intervention>& interventions,
+                               const RunOptions& options) override {
+    if (first < 0 || count < 0 || first + count > num_examples())
+      throw Error("dataset '" + spec_.name + "': shard outside its " + std::to_string(num_examples()) + " rows");
+    torch::InferenceMode inference;
+    std::vector<ShardResult> results(interventions.size());
+    for (int64_t start = first; start < first + count; start += options.batch_size) {
+      const int64_t size = std::min<int64_t>(options.batch_size, first + count - start);
+      PaddedBatch batch = left_pad(rows_, size_t(start), size_t(size));
+      torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
+      auto real = batch.mask.to(model.device(), torch::kBool);  // [B, T]
+      model.clear_interventions();
+      std::vector<torch::Tensor> base;
+      model.forward(batch.ids, mask, nullptr, &base);
+      std::vector<torch::Tensor> base_log_p(base.size());
+      for (size_t l = 0; l < base.size(); ++l)
+        base_log_p[l] = torch::log_softmax(model.logits_from_residual(base[l]).to(torch::kFloat32), -1);
+      for (size_t k = 0; k < interventions.size(); ++k) {
+        const Intervention& intervention = interventions[k];
+        ShardResult& result = results[k];
+        std::vector<ExampleRecord> records(static_cast<size_t>(size));
+        for (int64_t i = 0; i < size; ++i) {
+          records[size_t(i)].index = start + i;
+          result.totals["positions"] += double(rows_[size_t(start + i)].size());
+        }
+        result.totals["examples"] += double(size);
+        const int b = intervention.first_block();
+        if (b >= 0) {
+          apply_intervention(model, intervention);
+          std::vector<torch::Tensor> changed;
+          model.forward(batch.ids, mask, nullptr, &changed);
+          for (size_t l = size_t(b); l < changed.size(); ++l) {
+            auto h = base[l].to(torch::kFloat32), g = changed[l].to(torch::kFloat32);
+            auto relative = ((h - g).norm(2, -1) / h.norm(2, -1)).masked_fill(real.logical_not(), 0.0);  // [B, T]
+            auto log_q = torch::log_softmax(model.logits_from_residual(changed[l]).to(torch::kFloat32), -1);
+            auto kl = (base_log_p[l].exp() * (base_log_p[l] - log_q)).sum(-1).masked_fill(real.logical_not(), 0.0);
+            auto relative_sum = relative.sum(-1).to(torch::kCPU), kl_sum = kl.sum(-1).to(torch::kCPU);
+            const std::string relative_key = layer_key("relative_change", int(l)), kl_key = layer_key("kl", int(l));
+            for (int64_t i = 0; i < size; ++i) {
+              const double n = double(rows_[size_t(start + i)].size());
+              records[size_t(i)].values[relative_key] = relative_sum[i].item<double>() / n;
+              records[size_t(i)].values[kl_key] = kl_sum[i].item<double>() / n;
+              result.totals[relative_key] += relative_sum[i].item<double>();
+              result.totals[kl_key] += kl_sum[i].item<double>();
+            }
+          }
+        }
+        for (auto& record : records) result.examples.push_back(std::move(record));
+      }
+    }
+    model.clear_interventions();
+    return results;
+  }
+
+ private:
+  DatasetSpec spec_;
+  std::vector<std::vector<int64_t>> rows_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> open_divergence_task(const DatasetSpec& spec, const TaskContext& context) {
+  return std::make_unique<DivergenceTask>(spec, context);
+}
+
+}  // namespace memsweep

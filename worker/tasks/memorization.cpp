@@ -1,0 +1,265 @@
+// The memorization measurement (../shared/reference/method.md, "Memorization evaluation"). Each row is
+// prefix ‖ suffix; the model greedily continues the prefix for |suffix| tokens (EOS masked by default, as the
+// paper's min_new_tokens did) and we record, per row:
+//   exact_match        the greedy continuation equals the suffix;
+//   token_accuracy     fraction of suffix positions where continuation and suffix agree, position by position;
+//   completion_entropy sum over suffix positions of the entropy of the teacher-forced next-token distribution
+//                      (logits at t predict t + 1; the same EOS mask applied, so the distribution is the one
+//                      greedy decoding chooses from);
+//   match_length       how many leading suffix tokens the continuation reproduces;
+// and the top-two logit gap of every decision those depend on.
+// Shortcut, exact in exact arithmetic: greedy decoding reproduces the suffix up to the first position where the
+// teacher-forced argmax differs from the true token, so one teacher-forced pass gives EM, the matching length
+// and CE; generation runs only from the first mismatch on, continuing from that pass's KV cache cut to the
+// matched prefix.
+#include <cmath>
+
+#include "worker/base/error.h"
+#include "worker/model/generate.h"
+#include "worker/tasks/kinds.h"
+#include "worker/tasks/token_rows.h"
+
+namespace memsweep {
+
+MemorizationOptions MemorizationOptions::read(const DatasetSpec& spec) {
+  MemorizationOptions o;
+  const std::string where = "dataset '" + spec.name + "' (memorization)";
+  if (spec.options.is_null()) return o;
+  if (!spec.options.is_object()) throw Error(where + ": options must be a table");
+  for (const auto& [key, value] : spec.options.items()) {
+    auto integer = [&](int64_t minimum) {
+      if (!value.is_number_integer() || value.get<int64_t>() < minimum)
+        throw Error(where + ": option '" + key + "' must be an integer >= " + std::to_string(minimum) + ", found " + value.dump());
+      return value.get<int64_t>();
+    };
+    auto boolean = [&] {
+      if (!value.is_boolean()) throw Error(where + ": option '" + key + "' must be true or false, found " + value.dump());
+      return value.get<bool>();
+    };
+    if (key == "prefix") o.prefix = integer(1);
+    else if (key == "suffix") o.suffix = integer(1);
+    else if (key == "limit") o.limit = integer(0);
+    else if (key == "mask_eos") o.mask_eos = boolean();
+    else if (key == "skip_bad") o.skip_bad = boolean();
+    else throw Error(where + ": unknown option '" + key + "' (prefix, suffix, limit, mask_eos, skip_bad)");
+  }
+  return o;
+}
+
+namespace {
+
+// A batch of rows cut into the teacher-forced input (prefix ‖ suffix minus its last token, whose prediction
+// nobody reads) and the suffix to reproduce.
+struct MemorizationBatch {
+  int64_t start = 0, count = 0;
+  std::vector<std::vector<int64_t>> inputs, suffixes;
+  PaddedBatch padded;
+  torch::Tensor mask;  // undefined when no row is padded
+};
+
+MemorizationBatch cut_batch(const std::vector<std::vector<int64_t>>& rows, int64_t start, int64_t count,
+                            const MemorizationOptions& options) {
+  MemorizationBatch batch;
+  batch.start = start;
+  batch.count = count;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& row = rows[size_t(start + i)];
+    const int64_t S = options.suffix > 0 ? options.suffix : int64_t(row.size()) - options.prefix;
+    batch.suffixes.emplace_back(row.begin() + options.prefix, row.begin() + options.prefix + S);
+    batch.inputs.emplace_back(row.begin(), row.begin() + options.prefix + S - 1);
+  }
+  batch.padded = left_pad(batch.inputs, 0, size_t(count));
+  if (batch.padded.padded) batch.mask = batch.padded.mask;
+  return batch;
+}
+
+// Scores a batch from its teacher-forced logits and cache under the model's current attention modes.
+void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const torch::Tensor& logits, const KVCache& cache,
+                 const std::vector<int64_t>& source, const MemorizationOptions& options, ShardResult& result) {
+  torch::InferenceMode inference;
+  const std::vector<int64_t> banned = options.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{};
+  const int64_t P = options.prefix, start = batch_rows.start, count = batch_rows.count;
+  const auto& inputs = batch_rows.inputs;
+  const auto& suffixes = batch_rows.suffixes;
+  const PaddedBatch& batch = batch_rows.padded;
+  const torch::Tensor& mask = batch_rows.mask;
+
+  // Teacher-forced predictions of each suffix position: row i, suffix j is predicted at P - 1 + j after padding.
+  int64_t longest = 0;
+  for (const auto& s : suffixes) longest = std::max<int64_t>(longest, int64_t(s.size()));
+  std::vector<int64_t> positions(static_cast<size_t>(count * longest));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t pad = batch.length - int64_t(inputs[size_t(i)].size());
+    for (int64_t j = 0; j < longest; ++j)
+      positions[size_t(i * longest + j)] = pad + P - 1 + std::min<int64_t>(j, int64_t(suffixes[size_t(i)].size()) - 1);
+  }
+  auto index = torch::tensor(positions, torch::kInt64).view({count, longest, 1}).to(logits.device());
+  torch::Tensor predicted = logits.gather(1, index.expand({count, longest, logits.size(2)})).to(torch::kFloat32);
+  if (!banned.empty()) {
+    for (int64_t id : banned)
+      if (id >= 0 && id < predicted.size(2)) predicted.select(2, id).fill_(-std::numeric_limits<float>::infinity());
+  }
+  torch::Tensor gap;
+  torch::Tensor choice = greedy_choice(predicted, {}, &gap).to(torch::kCPU);
+  auto log_p = torch::log_softmax(predicted, -1);
+  // 0 * log 0 is 0: masked ids contribute nothing.
+  torch::Tensor entropy = (-(log_p.exp() * log_p.nan_to_num(0.0, 0.0, 0.0))).sum(-1).to(torch::kCPU);
+  gap = gap.to(torch::kCPU);
+  entropy = entropy.to(torch::kFloat64);
+  auto chosen = choice.accessor<int64_t, 2>();
+  auto gap_at = gap.accessor<float, 2>();
+  auto entropy_at = entropy.accessor<double, 2>();
+
+  // Rows whose continuation leaves the suffix before its last token need generation.
+  std::vector<int64_t> first_mismatch(static_cast<size_t>(count)), generate_rows, keep;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& suffix = suffixes[size_t(i)];
+    int64_t m = 0;
+    while (m < int64_t(suffix.size()) && chosen[i][m] == suffix[size_t(m)]) ++m;
+    first_mismatch[size_t(i)] = m;
+    if (m + 1 < int64_t(suffix.size())) generate_rows.push_back(i), keep.push_back(P + m);
+  }
+  std::vector<std::vector<int64_t>> more_tokens;
+  std::vector<std::vector<float>> more_gaps;
+  if (!generate_rows.empty()) {
+    torch::Tensor kept_mask;
+    KVCache kept = keep_prefixes(cache, mask, generate_rows, keep, &kept_mask);
+    std::vector<int64_t> firsts;
+    int steps = 0;
+    for (size_t g = 0; g < generate_rows.size(); ++g) {
+      const int64_t i = generate_rows[g];
+      firsts.push_back(chosen[i][first_mismatch[size_t(i)]]);
+      steps = std::max<int>(steps, int(suffixes[size_t(i)].size()) - int(first_mismatch[size_t(i)]) - 1);
+    }
+    continue_greedy(model, kept, kept_mask, torch::tensor(firsts, torch::kInt64), steps, banned, more_tokens, more_gaps);
+  }
+
+  size_t generated_index = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& suffix = suffixes[size_t(i)];
+    const int64_t S = int64_t(suffix.size()), m = first_mismatch[size_t(i)];
+    std::vector<int64_t> continuation(suffix.begin(), suffix.begin() + m);
+    std::vector<float> gaps;
+    for (int64_t j = 0; j <= std::min(m, S - 1); ++j) gaps.push_back(gap_at[i][j]);
+    if (m < S) continuation.push_back(chosen[i][m]);
+    if (m + 1 < S) {
+      const auto& tokens = more_tokens[generated_index];
+      const auto& step_gaps = more_gaps[generated_index];
+      ++generated_index;
+      continuation.insert(continuation.end(), tokens.begin(), tokens.begin() + (S - m - 1));
+      gaps.insert(gaps.end(), step_gaps.begin(), step_gaps.begin() + (S - m - 1));
+    }
+    int64_t agree = 0;
+    for (int64_t j = 0; j < S; ++j) agree += continuation[size_t(j)] == suffix[size_t(j)];
+    double completion_entropy = 0;
+    for (int64_t j = 0; j < S; ++j) completion_entropy += entropy_at[i][j];
+
+    ExampleRecord record;
+    record.index = start + i;
+    record.values = {{"exact_match", m == S ? 1.0 : 0.0},
+                     {"token_accuracy", double(agree) / double(S)},
+                     {"completion_entropy", completion_entropy},
+                     {"match_length", double(m)}};
+    record.detail = {{"source", source[size_t(start + i)]}, {"continuation", continuation}, {"top2_gap", gaps}};
+    for (const auto& [key, value] : record.values) result.totals[key] += value;
+    result.totals["examples"] += 1;
+    result.examples.push_back(std::move(record));
+  }
+}
+
+}  // namespace
+
+void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_t>>& rows, const std::vector<int64_t>& source,
+                           int64_t start, int64_t count, const MemorizationOptions& options, ShardResult& result) {
+  torch::InferenceMode inference;
+  MemorizationBatch batch = cut_batch(rows, start, count, options);
+  KVCache cache;
+  torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache);
+  score_batch(model, batch, logits, cache, source, options, result);
+}
+
+namespace {
+
+class MemorizationTask : public Task {
+ public:
+  MemorizationTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec), options_(MemorizationOptions::read(spec)) {
+    TokenRows data = read_token_rows_file(spec.path, context.vocab_size, text_encoder(context.tokenizer), options_.skip_bad, options_.limit);
+    for (size_t i = 0; i < data.rows.size(); ++i) {
+      const int64_t length = int64_t(data.rows[i].size());
+      const int64_t needed = options_.prefix + (options_.suffix > 0 ? options_.suffix : 1);
+      if (length < needed) {
+        const std::string problem = spec.path + (spec.path.size() > 4 && spec.path.substr(spec.path.size() - 4) == ".npy" ? ", row " : ", line ") +
+                                    std::to_string(data.source[i]) + ": " + std::to_string(length) + " tokens, fewer than prefix + suffix = " +
+                                    std::to_string(needed);
+        if (!options_.skip_bad) throw Error(problem);
+        ++skipped_;
+        continue;
+      }
+      rows_.push_back(std::move(data.rows[i]));
+      source_.push_back(data.source[i]);
+    }
+    skipped_ += data.skipped;
+  }
+
+  std::string kind() const override { return "memorization"; }
+  int64_t num_examples() const override { return int64_t(rows_.size()); }
+  int64_t skipped() const { return skipped_; }
+
+  std::vector<ShardResult> run(CausalLM& model, int64_t first, int64_t count, const std::vector<Intervention>& interventions,
+                               const RunOptions& options) override {
+    if (first < 0 || count < 0 || first + count > num_examples())
+      throw Error("dataset '" + spec_.name + "': shard [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                  ") is outside its " + std::to_string(num_examples()) + " rows");
+    torch::InferenceMode inference;
+    std::vector<ShardResult> results(interventions.size());
+    for (int64_t start = first; start < first + count; start += options.batch_size) {
+      MemorizationBatch batch = cut_batch(rows_, start, std::min<int64_t>(options.batch_size, first + count - start), options_);
+      // Below an intervention's first block every layer computes what the baseline computes: one baseline pass
+      // per batch keeps each layer's output and its keys and values, and each intervention runs only the layers
+      // from its first block on.
+      const bool reuse = options.reuse_lower_layers && interventions.size() > 1;
+      KVCache base_cache;
+      std::vector<torch::Tensor> base_outputs;
+      torch::Tensor base_logits;
+      if (reuse) {
+        model.clear_interventions();
+        base_logits = model.forward(batch.padded.ids, batch.mask, &base_cache, &base_outputs);
+      }
+      for (size_t k = 0; k < interventions.size(); ++k) {
+        apply_intervention(model, interventions[k]);
+        const int first_block = interventions[k].first_block();
+        if (reuse && first_block < 0) {
+          score_batch(model, batch, base_logits, base_cache, source_, options_, results[k]);
+        } else if (reuse && first_block > 0) {
+          KVCache cache;  // the baseline's keys and values below the first block (no copy: tensors are shared)
+          cache.keys.assign(base_cache.keys.begin(), base_cache.keys.begin() + first_block);
+          cache.values.assign(base_cache.values.begin(), base_cache.values.begin() + first_block);
+          torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr,
+                                               ForwardStart{first_block, base_outputs[size_t(first_block - 1)]});
+          score_batch(model, batch, logits, cache, source_, options_, results[k]);
+        } else {
+          KVCache cache;
+          torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache);
+          score_batch(model, batch, logits, cache, source_, options_, results[k]);
+        }
+      }
+    }
+    model.clear_interventions();
+    return results;
+  }
+
+ private:
+  DatasetSpec spec_;
+  MemorizationOptions options_;
+  std::vector<std::vector<int64_t>> rows_;
+  std::vector<int64_t> source_;
+  int64_t skipped_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> open_memorization_task(const DatasetSpec& spec, const TaskContext& context) {
+  return std::make_unique<MemorizationTask>(spec, context);
+}
+
+}  // namespace memsweep
