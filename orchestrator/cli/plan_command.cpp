@@ -54,11 +54,11 @@ int plan_command(const Arguments& raw) {
               study.store.path.c_str(), has_store ? "" : " (not created yet)");
   std::printf("%-20s %-20s %7s %9s %6s %12s %7s %7s %7s %7s\n", "model", "dataset", "layers", "examples", "interv",
               "units", "done", "failed", "pending", "new");
-  auto print = [](const std::string& model, const std::string& dataset, const std::string& layers, int64_t examples,
+  auto print = [](const std::string& model, const std::string& dataset, const std::string& layers, const std::string& examples,
                   const std::string& interventions, const Row& r) {
     auto n = [&](const char* s) { auto f = r.status.find(s); return f == r.status.end() ? int64_t(0) : f->second; };
-    std::printf("%-20s %-20s %7s %9lld %6s %12lld %7lld %7lld %7lld %7lld\n", model.c_str(), dataset.c_str(), layers.c_str(),
-                (long long)examples, interventions.c_str(), (long long)r.units, (long long)n("done"), (long long)n("failed"),
+    std::printf("%-20s %-20s %7s %9s %6s %12lld %7lld %7lld %7lld %7lld\n", model.c_str(), dataset.c_str(), layers.c_str(),
+                examples.c_str(), interventions.c_str(), (long long)r.units, (long long)n("done"), (long long)n("failed"),
                 (long long)(n("pending") + n("running")), (long long)n("new"));
   };
   for (const auto& [key, row] : rows) {
@@ -67,9 +67,9 @@ int plan_command(const Arguments& raw) {
     int64_t examples = 0;
     for (const DatasetFacts& f : prepared.datasets)
       if (f.name == d.name) examples = f.num_examples;
-    print(m.name, d.name, std::to_string(m.num_layers), examples, std::to_string(study.interventions_for(m).size()), row);
+    print(m.name, d.name, std::to_string(m.num_layers), std::to_string(examples), std::to_string(study.interventions_for(m).size()), row);
   }
-  print("total", "", "", 0, "", total);
+  print("total", "", "", "", "", total);
   std::printf("\n%lld example evaluations (examples x interventions); batch size %d, %lld examples per unit\n",
               (long long)total.evaluations, study.run.batch_size, (long long)study.run.unit_size);
   int64_t outside = 0;

@@ -117,6 +117,7 @@ class Coordinator {
       const UnitRow& row = rows_.at(a.unit);
       pending_.erase(std::find(pending_.begin(), pending_.end(), a.unit));
       w.unit = a.unit;
+      w.loaded_model = row.unit.model;  // it loads this model now: count it as held when placing the next worker
       w.attempt = store_.start_attempt(run_id_, a.unit, a.rank, w.host, w.device);
       w.started = hooks_.now();
       Message m;

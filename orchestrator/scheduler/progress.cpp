@@ -37,9 +37,11 @@ void ProgressDisplay::update(const Progress& p) {
     drawn_ = true;
     return;
   }
-  if (p.elapsed_s - last_line_s_ < interval_s_ && p.done + p.failed < p.total) return;
+  const std::string line = progress_line(p);
+  if (line == last_line_ || (p.elapsed_s - last_line_s_ < interval_s_ && p.done + p.failed < p.total)) return;
   last_line_s_ = p.elapsed_s;
-  log_info(progress_line(p));
+  last_line_ = line;
+  log_info(line);
 }
 
 void ProgressDisplay::finish() {

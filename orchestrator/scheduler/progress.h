@@ -22,6 +22,7 @@ class ProgressDisplay {
   bool terminal_;
   double interval_s_, last_line_s_ = -1e9;
   bool drawn_ = false;
+  std::string last_line_;
 };
 
 }  // namespace memsweep

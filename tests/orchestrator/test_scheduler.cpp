@@ -119,6 +119,13 @@ BOOST_FIXTURE_TEST_CASE(same_results_for_one_and_three_workers, Fixture) {
     if (sequence[rank].empty() || sequence[rank].back() != order.model_name) sequence[rank].push_back(order.model_name);
   for (const auto& [rank, models] : sequence) BOOST_TEST(std::set<std::string>(models.begin(), models.end()).size() == models.size());
   BOOST_TEST(single.loads[0] == 2);  // one worker: each model once
+  // Two workers, two models: each starts on its own model (a worker just handed a model counts as holding
+  // it), so at most one more load happens when the smaller model runs out.
+  auto two = open("two.sqlite");
+  FakeCluster pair(clock, {{1, Behaviour::work}, {2, Behaviour::work}});
+  coordinate(study, *two, two->begin_run({}), pair, hooks);
+  BOOST_TEST(pair.orders.at(0).second.model_name != pair.orders.at(1).second.model_name);
+  BOOST_TEST(pair.loads[1] + pair.loads[2] <= 3);
 }
 
 BOOST_FIXTURE_TEST_CASE(failures_are_retried_and_out_of_memory_halves_the_batch, Fixture) {
