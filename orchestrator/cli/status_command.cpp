@@ -1,5 +1,6 @@
 // memsweep status: progress of a study's store, while it runs or after (the store is opened read-only).
 #include <cstdio>
+#include <set>
 
 #include "orchestrator/cli/commands.h"
 #include "orchestrator/cli/options.h"
@@ -10,15 +11,52 @@ namespace po = boost::program_options;
 
 namespace memsweep {
 
+namespace {
+
+// One table per model and dataset: a row per intervention, a column per metric any of its rows has (the
+// divergence kind reports per-layer metrics only for the layers an intervention changes).
+void print_metrics(const std::string& path) {
+  const std::vector<InterventionTotals> rows = read_intervention_totals(path);
+  for (size_t first = 0; first < rows.size();) {
+    size_t last = first;
+    while (last < rows.size() && rows[last].model == rows[first].model && rows[last].dataset == rows[first].dataset) ++last;
+    std::vector<Values> metrics;
+    std::set<std::string> names;
+    for (size_t i = first; i < last; ++i) {
+      metrics.push_back(finalize_metrics(rows[i].kind, rows[i].totals));
+      for (const auto& [name, value] : metrics.back()) names.insert(name);
+    }
+    std::printf("\n%s on %s (%s):\n%-36s %11s", rows[first].model.c_str(), rows[first].dataset.c_str(), rows[first].kind.c_str(),
+                "intervention", "units");
+    for (const std::string& name : names) std::printf(" %18s", name.c_str());
+    std::printf("\n");
+    for (size_t i = first; i < last; ++i) {
+      const std::string units = std::to_string(rows[i].units_done) + "/" + std::to_string(rows[i].units);
+      std::printf("%-36s %11s", rows[i].intervention.c_str(), units.c_str());
+      for (const std::string& name : names) {
+        auto found = metrics[i - first].find(name);
+        if (found == metrics[i - first].end()) std::printf(" %18s", "");
+        else std::printf(" %18.6g", found->second);
+      }
+      std::printf("\n");
+    }
+    first = last;
+  }
+}
+
+}  // namespace
+
 int status_command(const Arguments& raw) {
-  const CommandSpec spec{"status", "STORE.sqlite [--failures N]",
+  const CommandSpec spec{"status", "STORE.sqlite [--failures N] [--metrics]",
                          "Progress per model and dataset (units done, failed, running, pending), the latest failures with\n"
                          "their errors, the rate of the latest run and the time left at that rate. Safe while a study runs."};
   std::string path;
   int failures_shown = 10;
+  bool metrics = false;
   po::options_description options("options");
   options.add_options()("db", po::value(&path)->required(), "the store")("failures", po::value(&failures_shown)->default_value(10),
-                                                                         "how many failed attempts to list");
+                                                                         "how many failed attempts to list")(
+      "metrics", po::bool_switch(&metrics), "also print each dataset's metrics per intervention (from the done units)");
   po::positional_options_description positional;
   positional.add("db", 1);
   po::variables_map values;
@@ -51,6 +89,7 @@ int status_command(const Arguments& raw) {
                   f.final ? " [unit failed]" : "", f.error.c_str());
     }
   }
+  if (metrics) print_metrics(path);
   return 0;
 }
 

@@ -55,4 +55,25 @@ StoreSummary read_store_summary(const std::string& path) {
   return summary;
 }
 
+std::vector<InterventionTotals> read_intervention_totals(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw Error("no store at " + path);
+  Database db(path, /*read_only=*/true);
+  db.prepare("PRAGMA busy_timeout = 10000").run();
+  std::vector<InterventionTotals> rows;
+  Statement s = db.prepare(
+      "SELECT m.name, d.name, d.kind, i.name, SUM(u.status = 'done'), COUNT(*), "
+      "json_group_array(CASE WHEN g.totals_json IS NULL THEN NULL ELSE json(g.totals_json) END) "
+      "FROM units u JOIN unit_interventions ui ON ui.unit_id = u.id JOIN interventions i ON i.id = ui.intervention_id "
+      "JOIN models m ON m.id = u.model_id JOIN datasets d ON d.id = u.dataset_id "
+      "LEFT JOIN aggregates g ON g.unit_id = u.id AND g.intervention_id = i.id "
+      "GROUP BY m.id, d.id, i.id ORDER BY m.id, d.id, MIN(u.id * 1000 + ui.position)");
+  while (s.step()) {
+    InterventionTotals row{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), {}};
+    for (const auto& totals : nlohmann::json::parse(s.text(6)))
+      if (!totals.is_null()) add_totals(row.totals, totals.get<Values>());
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 }  // namespace memsweep

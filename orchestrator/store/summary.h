@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "worker/tasks/results.h"
+
 namespace memsweep {
 
 struct GroupProgress {
@@ -34,5 +36,14 @@ struct StoreSummary {
 
 // Error when the file is absent or is not a memsweep store.
 StoreSummary read_store_summary(const std::string& path);
+
+// Summed ShardResult totals of the done units per model, dataset and intervention (finalize_metrics turns them
+// into the dataset's metrics). `units_done` of `units` tells whether the numbers cover the whole dataset yet.
+struct InterventionTotals {
+  std::string model, dataset, kind, intervention;
+  int64_t units_done = 0, units = 0;
+  Values totals;
+};
+std::vector<InterventionTotals> read_intervention_totals(const std::string& path);
 
 }  // namespace memsweep

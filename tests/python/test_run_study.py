@@ -128,3 +128,43 @@ def test_a_broken_study_stops_before_any_work(folder, ranks):
     assert result.returncode != 0
     assert result.stderr.count(f"{study}:5:1: unknown key 'run.unit_sise'") == 1, result.stderr
     assert not (folder / f"broken{ranks}.sqlite").exists()
+
+
+DEMO = Path(__file__).resolve().parents[2] / "jobs" / "demo"
+
+
+def test_demo_study_under_mpi_matches_eval_sweep(tmp_path):
+    """The demo study (a model that really memorized its canaries) under 3 ranks: each dataset's metrics from the
+    store's summed totals equal `memsweep eval --sweep` on the whole set."""
+    store = tmp_path / "demo.sqlite"
+    job = subprocess.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run",
+                          str(DEMO / "study.toml"), "--db", str(store)], env=MPI_ENV, capture_output=True, text=True, timeout=300)
+    assert job.returncode == 0, job.stderr
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT i.name, g.totals_json FROM aggregates g JOIN units u ON u.id = g.unit_id JOIN datasets d "
+                          "ON d.id = u.dataset_id JOIN interventions i ON i.id = g.intervention_id WHERE d.name = 'canaries'")
+        totals = {}
+        for name, text in rows:
+            for key, value in json.loads(text).items():
+                totals.setdefault(name, {}).setdefault(key, 0.0)
+                totals[name][key] += value
+    sweep = json.loads(run_memsweep("eval", "--model", DEMO, "--task", f"memorization:{DEMO / 'canaries.jsonl'}", "--option",
+                                    "prefix=16", "--batch-size", "16", "--sweep").stdout)["results"]
+    assert len(sweep) == len(totals) == 7
+    for result in sweep:
+        summed = totals[result["intervention"]]
+        for metric, value in result["metrics"].items():
+            expected = summed[metric] / summed["examples"] if metric != "examples" else summed["examples"]
+            assert expected == pytest.approx(value, rel=1e-5, abs=1e-7), (result["intervention"], metric)
+    status = run_memsweep("status", store, "--metrics").stdout
+    assert "demo on canaries (memorization)" in status and "short_circuit:5" in status
+
+
+def test_example_studies_parse_up_to_their_placeholder_paths(tmp_path):
+    plan = run_memsweep("plan", DEMO / "study.toml", "--db", tmp_path / "plan.sqlite").stdout
+    assert "demo                 canaries" in plan
+    studies = Path(__file__).resolve().parents[2] / "jobs" / "studies"
+    for study in sorted(studies.glob("*.toml")):
+        result = run_memsweep("plan", study, check=False)
+        assert result.returncode == 1
+        assert f"{study}:" in result.stderr and "/path/to/models/" in result.stderr and "does not exist" in result.stderr
