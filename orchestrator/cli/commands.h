@@ -14,5 +14,8 @@ int generate_command(const Arguments& args);
 int tokenize_command(const Arguments& args);
 int eval_command(const Arguments& args);
 int select_memorized_command(const Arguments& args);
+int run_command(const Arguments& args);
+int plan_command(const Arguments& args);
+int status_command(const Arguments& args);
 
 }  // namespace memsweep

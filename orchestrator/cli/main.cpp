@@ -24,7 +24,10 @@ const Command kCommands[] = {
     {"forward", memsweep::forward_command, "run a checkpoint on token ids and write the logits (inspection)"},
     {"generate", memsweep::generate_command, "greedy continuation of token-id prompts (KV cache), printed as JSON"},
     {"info", memsweep::info_command, "libtorch version, BLAS, devices, threads and a measured matmul rate"},
+    {"plan", memsweep::plan_command, "check a study file and print its grid and what its store already holds"},
+    {"run", memsweep::run_command, "run a study (alone or under mpirun), resuming what its store holds"},
     {"select-memorized", memsweep::select_memorized_command, "keep the windows of a token corpus the model reproduces exactly"},
+    {"status", memsweep::status_command, "progress of a study's store: per model and dataset, failures, rate, ETA"},
     {"tokenize", memsweep::tokenize_command, "encode text to token ids, or decode ids, with a model's tokenizer"},
 };
 

@@ -1,0 +1,85 @@
+// memsweep plan: the grid a study expands to, and what its store already holds, before anything runs.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "orchestrator/cli/commands.h"
+#include "orchestrator/cli/options.h"
+#include "orchestrator/cli/study_setup.h"
+#include "orchestrator/store/summary.h"
+
+namespace po = boost::program_options;
+
+namespace memsweep {
+
+int plan_command(const Arguments& raw) {
+  const CommandSpec spec{"plan", "STUDY.toml [--db PATH]",
+                         "Checks a study as `memsweep run` would (keys, paths, tokenizers, datasets) and prints its\n"
+                         "grid: units, examples and interventions per model and dataset, the totals, and how many\n"
+                         "units the store already has done, failed, running or pending."};
+  std::string study_path, db;
+  po::options_description options("options");
+  options.add_options()("study", po::value(&study_path)->required(), "the study file")("db", po::value(&db), "the store (overrides [store] path)");
+  po::positional_options_description positional;
+  positional.add("study", 1);
+  po::variables_map values;
+  if (!parse_command_line(spec, options, raw, values, &positional)) return 0;
+
+  const PreparedStudy prepared = prepare_study(study_path, db);
+  const Study& study = prepared.study;
+  std::map<std::string, std::string> stored;
+  const bool has_store = std::filesystem::exists(study.store.path);
+  if (has_store) stored = read_store_summary(study.store.path).status_by_key;
+
+  struct Row {
+    int64_t units = 0, examples = 0, interventions = 0, evaluations = 0;
+    std::map<std::string, int64_t> status;
+  };
+  std::map<std::pair<size_t, size_t>, Row> rows;
+  Row total;
+  for (const Unit& u : prepared.units) {
+    size_t m = 0, d = 0;
+    while (study.models[m].name != u.model) ++m;
+    while (study.datasets[d].name != u.dataset) ++d;
+    Row& row = rows[{m, d}];
+    for (Row* r : {&row, &total}) {
+      r->units++;
+      r->evaluations += u.count * int64_t(u.interventions.size());
+      auto found = stored.find(u.key());
+      r->status[found == stored.end() ? "new" : found->second]++;
+    }
+  }
+  std::printf("study %s (sha256:%s)\nstore %s%s\n\n", study.name.c_str(), study.file_hash.substr(0, 16).c_str(),
+              study.store.path.c_str(), has_store ? "" : " (not created yet)");
+  std::printf("%-20s %-20s %7s %9s %6s %12s %7s %7s %7s %7s\n", "model", "dataset", "layers", "examples", "interv",
+              "units", "done", "failed", "pending", "new");
+  auto print = [](const std::string& model, const std::string& dataset, const std::string& layers, const std::string& examples,
+                  const std::string& interventions, const Row& r) {
+    auto n = [&](const char* s) { auto f = r.status.find(s); return f == r.status.end() ? int64_t(0) : f->second; };
+    std::printf("%-20s %-20s %7s %9s %6s %12lld %7lld %7lld %7lld %7lld\n", model.c_str(), dataset.c_str(), layers.c_str(),
+                examples.c_str(), interventions.c_str(), (long long)r.units, (long long)n("done"), (long long)n("failed"),
+                (long long)(n("pending") + n("running")), (long long)n("new"));
+  };
+  for (const auto& [key, row] : rows) {
+    const ModelEntry& m = study.models[key.first];
+    const DatasetEntry& d = study.datasets[key.second];
+    int64_t examples = 0;
+    for (const DatasetFacts& f : prepared.datasets)
+      if (f.name == d.name) examples = f.num_examples;
+    print(m.name, d.name, std::to_string(m.num_layers), std::to_string(examples), std::to_string(study.interventions_for(m).size()), row);
+  }
+  print("total", "", "", "", "", total);
+  std::printf("\n%lld example evaluations (examples x interventions); batch size %d, %lld examples per unit\n",
+              (long long)total.evaluations, study.run.batch_size, (long long)study.run.unit_size);
+  int64_t outside = 0;
+  for (const auto& [key, status] : stored) {
+    bool planned = false;
+    for (const Unit& u : prepared.units) planned = planned || u.key() == key;
+    outside += !planned;
+  }
+  if (outside) std::printf("the store also holds %lld units this study file does not plan (an earlier version)\n", (long long)outside);
+  return 0;
+}
+
+}  // namespace memsweep

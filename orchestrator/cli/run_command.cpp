@@ -1,0 +1,135 @@
+// memsweep run: the study under mpirun (rank 0 schedules and writes, ranks >= 1 work) or alone (one process
+// does both). Rerunning the same study resumes it.
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "memsweep_version.h"
+#include "orchestrator/cli/commands.h"
+#include "orchestrator/cli/options.h"
+#include "orchestrator/cli/signals.h"
+#include "orchestrator/cli/study_setup.h"
+#include "orchestrator/scheduler/coordinator.h"
+#include "orchestrator/scheduler/progress.h"
+#include "orchestrator/worker_loop/device_choice.h"
+#include "orchestrator/worker_loop/worker_loop.h"
+#include "worker/base/error.h"
+#include "worker/base/log.h"
+#ifdef MEMSWEEP_WITH_MPI
+#include "orchestrator/transport/mpi_transport.h"
+#endif
+
+namespace po = boost::program_options;
+
+namespace memsweep {
+
+namespace {
+
+std::string host_name() {
+  char name[256] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+struct RunArguments {
+  std::string study, db;
+  bool extend = false;
+  double progress_every_s = 60;
+};
+
+// Rank 0's part: everything up to the coordinator, then the coordinator. Returns the process exit code.
+int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, CoordinatorTransport& transport, int ranks) {
+  const Study& study = prepared.study;
+  auto store = open_sqlite_store(study.store.path, study.store.journal_mode);
+  store->register_study(study, prepared.text, prepared.models, prepared.datasets, prepared.units, args.extend);
+  if (int requeued = store->requeue_running()) log_info("resume: " + std::to_string(requeued) + " units left running by an earlier job are pending again");
+  const int64_t run = store->begin_run({MEMSWEEP_VERSION, MEMSWEEP_GIT_COMMIT, TORCH_VERSION, host_name(), ranks});
+  ProgressDisplay display(isatty(STDERR_FILENO) != 0, args.progress_every_s);
+  CoordinatorHooks hooks;
+  hooks.take_stop_request = take_stop_request;
+  hooks.on_progress = [&](const Progress& p) { display.update(p); };
+  RunOutcome outcome;
+  try {
+    outcome = coordinate(study, *store, run, transport, hooks);
+  } catch (const std::exception& e) {
+    store->end_run(run, std::string("error: ") + e.what());
+    throw;
+  }
+  display.finish();
+  store->end_run(run, run_outcome_name(outcome));
+  log_info(std::string("run ") + run_outcome_name(outcome) + "; results in " + study.store.path);
+  if (outcome == RunOutcome::hung) {
+    store.reset();  // everything is committed; close the file before the job is torn down
+    log_error("a worker never answered; ending the job with MPI_Abort");
+    transport.abort(3);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_command(const Arguments& raw) {
+  const CommandSpec spec{
+      "run", "STUDY.toml [--db PATH] [--extend] [--progress-every SECONDS]",
+      "Runs a study: every model x dataset shard x intervention group of STUDY.toml (keys: schemas/study.md),\n"
+      "results in one SQLite store. Under `mpirun -np N` rank 0 schedules and writes and ranks 1..N-1 work (one\n"
+      "device each: the worker's position on its node modulo the visible GPUs, cpu without CUDA); alone, one\n"
+      "process does both.\n\n"
+      "Resume: rerunning the same study skips done units and requeues units a dead job left running. A changed\n"
+      "study file is refused unless --extend (new units are added; recorded results are kept).\n"
+      "Signals to rank 0: SIGTERM requeues in-flight units, commits and exits 0; SIGUSR1 stops handing out units,\n"
+      "lets in-flight ones finish within [run] drain_grace_s, requeues the rest and exits 0.\n"
+      "A worker past [run] unit_timeout_s has its unit requeued under a new attempt; if it never answers, the job\n"
+      "ends with MPI_Abort (exit 3) once everything else is done."};
+  RunArguments args;
+  po::options_description options("options");
+  options.add_options()("study", po::value(&args.study)->required(), "the study file")(
+      "db", po::value(&args.db), "the store (overrides [store] path)")("extend", po::bool_switch(&args.extend),
+                                                                       "accept a changed study file: add its new units")(
+      "progress-every", po::value(&args.progress_every_s)->default_value(60), "seconds between progress lines in batch logs");
+  po::positional_options_description positional;
+  positional.add("study", 1);
+  po::variables_map values;
+  if (!parse_command_line(spec, options, raw, values, &positional)) return 0;
+
+  install_stop_signal_handlers();
+#ifdef MEMSWEEP_WITH_MPI
+  if (launched_by_mpi()) {
+    MpiSession mpi;
+    set_log_rank(mpi.rank());
+    // Rank 0 prepares (checks, hashes, counts) while workers wait; it sends the device policy, or "" when the
+    // study is wrong, so every rank ends cleanly with the error shown once.
+    std::string policy;
+    std::optional<PreparedStudy> prepared;
+    if (mpi.rank() == 0) {
+      try {
+        prepared = prepare_study(args.study, args.db);
+        policy = prepared->study.run.device;
+        if (mpi.size() < 2) throw Error("mpirun -np 1: run without mpirun, or with at least 2 ranks");
+      } catch (const Error& e) {
+        log_error(e.what());
+        policy.clear();
+      }
+    }
+    mpi.broadcast(policy);
+    if (policy.empty()) return 1;
+    const std::vector<int> node_ranks = mpi.node_ranks();  // collective: every rank takes part
+    if (mpi.rank() == 0) return coordinate_study(*prepared, args, *mpi.coordinator_transport(), mpi.size());
+    const int index = local_worker_index(mpi.rank(), node_ranks, mpi.size());
+    const std::string device = choose_device(policy, index, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
+    TorchUnitRunner runner(device);
+    serve_worker(*mpi.worker_transport(), runner, mpi.host());
+    return 0;
+  }
+#endif
+  const PreparedStudy prepared = prepare_study(args.study, args.db);
+  const std::string device =
+      choose_device(prepared.study.run.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
+  TorchUnitRunner runner(device);
+  LocalTransport transport(runner, host_name());
+  return coordinate_study(prepared, args, transport, 1);
+}
+
+}  // namespace memsweep

@@ -1,0 +1,96 @@
+// memsweep status: progress of a study's store, while it runs or after (the store is opened read-only).
+#include <cstdio>
+#include <set>
+
+#include "orchestrator/cli/commands.h"
+#include "orchestrator/cli/options.h"
+#include "orchestrator/scheduler/progress.h"
+#include "orchestrator/store/summary.h"
+
+namespace po = boost::program_options;
+
+namespace memsweep {
+
+namespace {
+
+// One table per model and dataset: a row per intervention, a column per metric any of its rows has (the
+// divergence kind reports per-layer metrics only for the layers an intervention changes).
+void print_metrics(const std::string& path) {
+  const std::vector<InterventionTotals> rows = read_intervention_totals(path);
+  for (size_t first = 0; first < rows.size();) {
+    size_t last = first;
+    while (last < rows.size() && rows[last].model == rows[first].model && rows[last].dataset == rows[first].dataset) ++last;
+    std::vector<Values> metrics;
+    std::set<std::string> names;
+    for (size_t i = first; i < last; ++i) {
+      metrics.push_back(finalize_metrics(rows[i].kind, rows[i].totals));
+      for (const auto& [name, value] : metrics.back()) names.insert(name);
+    }
+    std::printf("\n%s on %s (%s):\n%-36s %11s", rows[first].model.c_str(), rows[first].dataset.c_str(), rows[first].kind.c_str(),
+                "intervention", "units");
+    for (const std::string& name : names) std::printf(" %18s", name.c_str());
+    std::printf("\n");
+    for (size_t i = first; i < last; ++i) {
+      const std::string units = std::to_string(rows[i].units_done) + "/" + std::to_string(rows[i].units);
+      std::printf("%-36s %11s", rows[i].intervention.c_str(), units.c_str());
+      for (const std::string& name : names) {
+        auto found = metrics[i - first].find(name);
+        if (found == metrics[i - first].end()) std::printf(" %18s", "");
+        else std::printf(" %18.6g", found->second);
+      }
+      std::printf("\n");
+    }
+    first = last;
+  }
+}
+
+}  // namespace
+
+int status_command(const Arguments& raw) {
+  const CommandSpec spec{"status", "STORE.sqlite [--failures N] [--metrics]",
+                         "Progress per model and dataset (units done, failed, running, pending), the latest failures with\n"
+                         "their errors, the rate of the latest run and the time left at that rate. Safe while a study runs."};
+  std::string path;
+  int failures_shown = 10;
+  bool metrics = false;
+  po::options_description options("options");
+  options.add_options()("db", po::value(&path)->required(), "the store")("failures", po::value(&failures_shown)->default_value(10),
+                                                                         "how many failed attempts to list")(
+      "metrics", po::bool_switch(&metrics), "also print each dataset's metrics per intervention (from the done units)");
+  po::positional_options_description positional;
+  positional.add("db", 1);
+  po::variables_map values;
+  if (!parse_command_line(spec, options, raw, values, &positional)) return 0;
+
+  const StoreSummary s = read_store_summary(path);
+  std::printf("study %s (sha256:%s), store schema %d, %lld run(s)\n\n", s.study_name.c_str(), s.study_hash.substr(0, 16).c_str(),
+              s.schema_version, (long long)s.runs);
+  std::printf("%-20s %-20s %7s %7s %7s %7s %7s %6s\n", "model", "dataset", "units", "done", "failed", "running", "pending", "%");
+  GroupProgress total;
+  for (const GroupProgress& g : s.groups) {
+    std::printf("%-20s %-20s %7lld %7lld %7lld %7lld %7lld %5.1f%%\n", g.model.c_str(), g.dataset.c_str(), (long long)g.total,
+                (long long)g.done, (long long)g.failed, (long long)g.running, (long long)g.pending,
+                g.total ? 100.0 * double(g.done + g.failed) / double(g.total) : 100.0);
+    total.total += g.total, total.done += g.done, total.failed += g.failed, total.running += g.running, total.pending += g.pending;
+  }
+  std::printf("%-20s %-20s %7lld %7lld %7lld %7lld %7lld %5.1f%%\n", "total", "", (long long)total.total, (long long)total.done,
+              (long long)total.failed, (long long)total.running, (long long)total.pending,
+              total.total ? 100.0 * double(total.done + total.failed) / double(total.total) : 100.0);
+  const double rate = s.units_per_second();
+  const int64_t left = total.running + total.pending;
+  std::printf("\nlatest run started %s, %s; %lld units done in it, %.3g units/s; ETA %s\n", s.last_run_started.c_str(),
+              s.last_run_outcome.empty() ? "running (or ended without a word)" : s.last_run_outcome.c_str(),
+              (long long)s.done_in_last_run, rate, left == 0 ? "0s" : rate > 0 ? format_duration(double(left) / rate).c_str() : "?");
+  if (!s.failures.empty()) {
+    std::printf("\nfailed attempts (%zu, newest first):\n", s.failures.size());
+    for (size_t i = 0; i < s.failures.size() && int(i) < failures_shown; ++i) {
+      const FailureRow& f = s.failures[i];
+      std::printf("  %s attempt %d on rank %d (%s)%s: %s\n", f.unit_key.c_str(), f.attempt, f.rank, f.host.c_str(),
+                  f.final ? " [unit failed]" : "", f.error.c_str());
+    }
+  }
+  if (metrics) print_metrics(path);
+  return 0;
+}
+
+}  // namespace memsweep

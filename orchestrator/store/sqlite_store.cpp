@@ -1,0 +1,303 @@
+// The SQLite store: migrations, connection settings and the statements rank 0 runs.
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <map>
+
+#include "orchestrator/store/filesystem.h"
+#include "orchestrator/store/migrations.h"
+#include "orchestrator/store/sqlite.h"
+#include "orchestrator/store/store.h"
+#include "worker/base/error.h"
+#include "worker/base/log.h"
+
+namespace memsweep {
+
+const char* unit_status_name(UnitStatus status) {
+  switch (status) {
+    case UnitStatus::pending: return "pending";
+    case UnitStatus::running: return "running";
+    case UnitStatus::done: return "done";
+    case UnitStatus::failed: return "failed";
+  }
+  return "?";
+}
+
+namespace {
+
+UnitStatus parse_status(const std::string& name) {
+  for (UnitStatus s : {UnitStatus::pending, UnitStatus::running, UnitStatus::done, UnitStatus::failed})
+    if (name == unit_status_name(s)) return s;
+  throw Error("store: unknown unit status '" + name + "'");
+}
+
+std::string now_utc() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+// The store's connection settings, all in one place. The journal mode is chosen from a fixed list.
+void configure_connection(Database& db, JournalMode mode) {
+  db.prepare("PRAGMA foreign_keys = ON").run();
+  db.prepare("PRAGMA busy_timeout = 10000").run();
+  if (mode == JournalMode::wal) {
+    db.prepare("PRAGMA journal_mode = WAL").run();
+    db.prepare("PRAGMA synchronous = NORMAL").run();  // WAL with NORMAL is durable up to the last checkpoint
+  } else {
+    db.prepare("PRAGMA journal_mode = DELETE").run();
+    db.prepare("PRAGMA synchronous = FULL").run();
+  }
+}
+
+int schema_version(Database& db) {
+  db.prepare("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)").run();
+  Statement s = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  s.step();
+  return int(s.integer(0));
+}
+
+void migrate(Database& db) {
+  const int current = schema_version(db);
+  const int latest = latest_schema_version();
+  if (current > latest)
+    throw Error("the store " + db.path() + " has schema version " + std::to_string(current) +
+                ", newer than this memsweep knows (" + std::to_string(latest) +
+                "): it was written by a newer memsweep; use that version or a new store");
+  for (const Migration& m : embedded_migrations()) {
+    if (m.version <= current) continue;
+    Transaction transaction(db);
+    db.execute_script(m.sql, "migration " + std::string(m.name));
+    db.prepare("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)").bind(1, m.version).bind(2, now_utc()).run();
+    transaction.commit();
+    log_info("store " + db.path() + ": applied migration " + m.name);
+  }
+}
+
+class SqliteStore : public Store {
+ public:
+  SqliteStore(const std::string& path, JournalMode mode) : db_(path) {
+    configure_connection(db_, mode);
+    migrate(db_);
+  }
+
+  void register_study(const Study& study, const std::string& study_text, const std::vector<ModelFacts>& models,
+                      const std::vector<DatasetFacts>& datasets, const std::vector<Unit>& units, bool extend) override {
+    Transaction transaction(db_);
+    const std::string now = now_utc();
+    Statement existing = db_.prepare("SELECT file_hash FROM study WHERE id = 1");
+    if (existing.step()) {
+      const std::string hash = existing.text(0);
+      existing.reset();
+      if (hash != study.file_hash && !extend)
+        throw Error("the store " + db_.path() + " belongs to another version of the study file (sha256:" + hash +
+                    ", now sha256:" + study.file_hash + "); pass --extend to add the new units to it, or use a new store");
+      db_.prepare("UPDATE study SET name = ?, file_hash = ?, file_text = ?, updated_at = ? WHERE id = 1")
+          .bind(1, study.name).bind(2, study.file_hash).bind(3, study_text).bind(4, now).run();
+    } else {
+      existing.reset();
+      db_.prepare("INSERT INTO study (id, name, file_hash, file_text, created_at, updated_at) VALUES (1, ?, ?, ?, ?, ?)")
+          .bind(1, study.name).bind(2, study.file_hash).bind(3, study_text).bind(4, now).bind(5, now).run();
+    }
+    for (const ModelEntry& m : study.models) {
+      std::string tokenizer_hash;
+      for (const ModelFacts& f : models)
+        if (f.name == m.name) tokenizer_hash = f.tokenizer_hash;
+      db_.prepare("INSERT INTO models (name, path, dtype, num_layers, tokenizer_hash) VALUES (?, ?, ?, ?, ?) "
+                  "ON CONFLICT(name) DO UPDATE SET path = excluded.path")
+          .bind(1, m.name).bind(2, m.path).bind(3, m.dtype).bind(4, m.num_layers).bind(5, tokenizer_hash).run();
+    }
+    for (const DatasetEntry& d : study.datasets) {
+      const DatasetFacts* facts = nullptr;
+      for (const DatasetFacts& f : datasets)
+        if (f.name == d.name) facts = &f;
+      if (!facts) throw Error("store: no facts given for dataset '" + d.name + "'");
+      Statement known = db_.prepare("SELECT content_hash FROM datasets WHERE name = ?");
+      known.bind(1, d.name);
+      if (known.step() && known.text(0) != facts->content_hash)
+        throw Error("dataset '" + d.name + "': " + d.path + " changed since the store recorded it (sha256:" + known.text(0) +
+                    ", now sha256:" + facts->content_hash + "); results would mix two datasets: use a new store");
+      known.reset();
+      db_.prepare("INSERT INTO datasets (name, kind, path, options_json, content_hash, num_examples) VALUES (?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT(name) DO UPDATE SET path = excluded.path")
+          .bind(1, d.name).bind(2, d.kind).bind(3, d.path).bind(4, d.options.dump()).bind(5, facts->content_hash)
+          .bind(6, facts->num_examples).run();
+    }
+    int added = 0;
+    for (const Unit& u : units) {
+      db_.prepare("INSERT INTO units (key, model_id, dataset_id, first, count) SELECT ?, m.id, d.id, ?, ? "
+                  "FROM models m, datasets d WHERE m.name = ? AND d.name = ? ON CONFLICT(key) DO NOTHING")
+          .bind(1, u.key()).bind(2, u.first).bind(3, u.count).bind(4, u.model).bind(5, u.dataset).run();
+      if (db_.changes() == 0) continue;
+      ++added;
+      const int64_t unit_id = db_.last_insert_id();
+      for (size_t i = 0; i < u.interventions.size(); ++i)
+        db_.prepare("INSERT INTO unit_interventions (unit_id, position, intervention_id) VALUES (?, ?, ?)")
+            .bind(1, unit_id).bind(2, int64_t(i)).bind(3, intervention_id(u.interventions[i])).run();
+    }
+    transaction.commit();
+    if (added) log_info("store " + db_.path() + ": " + std::to_string(added) + " new units");
+  }
+
+  int64_t begin_run(const Provenance& p) override {
+    Statement hash = db_.prepare("SELECT file_hash FROM study WHERE id = 1");
+    const std::string study_hash = hash.step() ? hash.text(0) : "";
+    hash.reset();
+    db_.prepare("INSERT INTO runs (study_hash, memsweep_version, git_commit, libtorch_version, host, ranks, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(1, study_hash).bind(2, p.memsweep_version).bind(3, p.git_commit).bind(4, p.libtorch_version)
+        .bind(5, p.host).bind(6, p.ranks).bind(7, now_utc()).run();
+    return db_.last_insert_id();
+  }
+
+  void end_run(int64_t run, const std::string& outcome) override {
+    db_.prepare("UPDATE runs SET ended_at = ?, outcome = ? WHERE id = ?").bind(1, now_utc()).bind(2, outcome).bind(3, run).run();
+  }
+
+  int requeue_running() override {
+    Transaction transaction(db_);
+    db_.prepare("UPDATE attempts SET outcome = 'lost', finished_at = ? WHERE outcome IS NULL").bind(1, now_utc()).run();
+    db_.prepare("UPDATE units SET status = 'pending' WHERE status = 'running'").run();
+    const int count = db_.changes();
+    transaction.commit();
+    return count;
+  }
+
+  std::vector<UnitRow> units() override {
+    std::vector<UnitRow> rows;
+    std::map<int64_t, size_t> position;
+    Statement s = db_.prepare(
+        "SELECT u.id, m.name, d.name, u.first, u.count, u.status, u.attempt, u.failures, COALESCE(u.batch_size, 0), "
+        "COALESCE(u.error, '') FROM units u JOIN models m ON m.id = u.model_id JOIN datasets d ON d.id = u.dataset_id "
+        "ORDER BY u.id");
+    while (s.step()) {
+      UnitRow row;
+      row.id = s.integer(0);
+      row.unit = Unit{s.text(1), s.text(2), s.integer(3), s.integer(4), {}};
+      row.status = parse_status(s.text(5));
+      row.attempt = int(s.integer(6));
+      row.failures = int(s.integer(7));
+      row.batch_size = int(s.integer(8));
+      row.error = s.text(9);
+      position[row.id] = rows.size();
+      rows.push_back(std::move(row));
+    }
+    s.reset();
+    Statement i = db_.prepare(
+        "SELECT ui.unit_id, iv.name FROM unit_interventions ui JOIN interventions iv ON iv.id = ui.intervention_id "
+        "ORDER BY ui.unit_id, ui.position");
+    while (i.step()) rows[position.at(i.integer(0))].unit.interventions.push_back(i.text(1));
+    return rows;
+  }
+
+  int start_attempt(int64_t run, int64_t unit, int rank, const std::string& host, const std::string& device) override {
+    Transaction transaction(db_);
+    const std::string now = now_utc();
+    db_.prepare("UPDATE units SET status = 'running', attempt = attempt + 1, worker_rank = ?, worker_host = ?, "
+                "started_at = ?, finished_at = NULL WHERE id = ? AND status = 'pending'")
+        .bind(1, rank).bind(2, host).bind(3, now).bind(4, unit).run();
+    if (db_.changes() != 1) throw Error("store: unit " + std::to_string(unit) + " is not pending; it cannot start");
+    Statement s = db_.prepare("SELECT attempt FROM units WHERE id = ?");
+    s.bind(1, unit).step();
+    const int attempt = int(s.integer(0));
+    s.reset();
+    db_.prepare("INSERT INTO attempts (unit_id, attempt, run_id, worker_rank, worker_host, device, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(1, unit).bind(2, attempt).bind(3, run).bind(4, rank).bind(5, host).bind(6, device).bind(7, now).run();
+    transaction.commit();
+    return attempt;
+  }
+
+  bool record_done(int64_t unit, int attempt, const std::vector<ShardResult>& results, double seconds) override {
+    Transaction transaction(db_);
+    const std::vector<int64_t> interventions = unit_interventions(unit);
+    if (results.size() != interventions.size())
+      throw Error("unit " + std::to_string(unit) + ": " + std::to_string(results.size()) + " results for " +
+                  std::to_string(interventions.size()) + " interventions");
+    const std::string now = now_utc();
+    db_.prepare("UPDATE units SET status = 'done', finished_at = ?, seconds = ?, error = NULL "
+                "WHERE id = ? AND attempt = ? AND status = 'running'")
+        .bind(1, now).bind(2, seconds).bind(3, unit).bind(4, attempt).run();
+    if (db_.changes() != 1) return false;  // a stale attempt: the transaction rolls back
+    for (size_t i = 0; i < results.size(); ++i) {
+      db_.prepare("INSERT INTO aggregates (unit_id, intervention_id, totals_json) VALUES (?, ?, ?)")
+          .bind(1, unit).bind(2, interventions[i]).bind(3, nlohmann::json(results[i].totals).dump()).run();
+      Statement insert = db_.prepare(
+          "INSERT INTO examples (unit_id, intervention_id, example_index, values_json, detail_json) VALUES (?, ?, ?, ?, ?)");
+      for (const ExampleRecord& e : results[i].examples)
+        insert.bind(1, unit).bind(2, interventions[i]).bind(3, e.index).bind(4, nlohmann::json(e.values).dump())
+            .bind(5, e.detail.dump()).run();
+    }
+    db_.prepare("UPDATE attempts SET finished_at = ?, outcome = 'done' WHERE unit_id = ? AND attempt = ?")
+        .bind(1, now).bind(2, unit).bind(3, attempt).run();
+    transaction.commit();
+    return true;
+  }
+
+  void record_failure(int64_t unit, int attempt, const std::string& error, bool final, int batch_size) override {
+    Transaction transaction(db_);
+    db_.prepare("UPDATE units SET status = ?, failures = failures + 1, error = ?, finished_at = ?, "
+                "batch_size = CASE WHEN ? > 0 THEN ? ELSE batch_size END WHERE id = ? AND attempt = ? AND status = 'running'")
+        .bind(1, final ? "failed" : "pending").bind(2, error).bind(3, now_utc()).bind(4, batch_size).bind(5, batch_size)
+        .bind(6, unit).bind(7, attempt).run();
+    if (db_.changes() != 1) return;
+    close_attempt(unit, attempt, "failed", error);
+    transaction.commit();
+  }
+
+  void requeue(int64_t unit, int attempt, const std::string& why) override {
+    Transaction transaction(db_);
+    db_.prepare("UPDATE units SET status = 'pending' WHERE id = ? AND attempt = ? AND status = 'running'")
+        .bind(1, unit).bind(2, attempt).run();
+    if (db_.changes() != 1) return;
+    close_attempt(unit, attempt, why, "");
+    transaction.commit();
+  }
+
+ private:
+  void close_attempt(int64_t unit, int attempt, const std::string& outcome, const std::string& error) {
+    db_.prepare("UPDATE attempts SET finished_at = ?, outcome = ?, error = ? WHERE unit_id = ? AND attempt = ?")
+        .bind(1, now_utc()).bind(2, outcome).bind(3, error).bind(4, unit).bind(5, attempt).run();
+  }
+
+  int64_t intervention_id(const std::string& name) {
+    db_.prepare("INSERT INTO interventions (name) VALUES (?) ON CONFLICT(name) DO NOTHING").bind(1, name).run();
+    Statement s = db_.prepare("SELECT id FROM interventions WHERE name = ?");
+    s.bind(1, name).step();
+    return s.integer(0);
+  }
+
+  std::vector<int64_t> unit_interventions(int64_t unit) {
+    std::vector<int64_t> ids;
+    Statement s = db_.prepare("SELECT intervention_id FROM unit_interventions WHERE unit_id = ? ORDER BY position");
+    s.bind(1, unit);
+    while (s.step()) ids.push_back(s.integer(0));
+    return ids;
+  }
+
+  Database db_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> open_sqlite_store(const std::string& path, JournalMode mode) {
+  if (mode == JournalMode::wal && path != ":memory:") {
+    const std::string folder = std::filesystem::absolute(path).parent_path().string();
+    const std::string network = network_filesystem_name(folder);
+    if (!network.empty()) {
+      log_warning("store " + path + " is on " + network + ", where SQLite's WAL mode does not work (its shared-memory "
+                  "index needs one host's mmap); using the rollback journal (journal_mode = \"delete\") instead");
+      mode = JournalMode::rollback;
+    }
+  }
+  return std::make_unique<SqliteStore>(path, mode);
+}
+
+}  // namespace memsweep
+
+namespace memsweep {
+int latest_schema_version() { return embedded_migrations().empty() ? 0 : embedded_migrations().back().version; }
+}  // namespace memsweep

@@ -1,0 +1,79 @@
+#include "orchestrator/store/summary.h"
+
+#include <filesystem>
+
+#include "orchestrator/store/sqlite.h"
+#include "worker/base/error.h"
+
+namespace memsweep {
+
+StoreSummary read_store_summary(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw Error("no store at " + path);
+  Database db(path, /*read_only=*/true);
+  db.prepare("PRAGMA busy_timeout = 10000").run();
+  StoreSummary summary;
+  try {
+    Statement version = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+    version.step();
+    summary.schema_version = int(version.integer(0));
+  } catch (const Error&) {
+    throw Error(path + " is not a memsweep store (it has no schema_version table)");
+  }
+  Statement study = db.prepare("SELECT name, file_hash FROM study WHERE id = 1");
+  if (study.step()) summary.study_name = study.text(0), summary.study_hash = study.text(1);
+
+  Statement groups = db.prepare(
+      "SELECT m.name, d.name, COUNT(*), SUM(u.status = 'done'), SUM(u.status = 'failed'), SUM(u.status = 'running'), "
+      "SUM(u.status = 'pending') FROM units u JOIN models m ON m.id = u.model_id JOIN datasets d ON d.id = u.dataset_id "
+      "GROUP BY m.id, d.id ORDER BY m.id, d.id");
+  while (groups.step())
+    summary.groups.push_back({groups.text(0), groups.text(1), groups.integer(2), groups.integer(3), groups.integer(4),
+                              groups.integer(5), groups.integer(6)});
+
+  Statement failures = db.prepare(
+      "SELECT u.key, a.attempt, COALESCE(a.error, ''), a.worker_rank, a.worker_host, u.status = 'failed' "
+      "FROM attempts a JOIN units u ON u.id = a.unit_id WHERE a.outcome = 'failed' ORDER BY a.finished_at DESC, a.unit_id");
+  while (failures.step())
+    summary.failures.push_back({failures.text(0), failures.text(2), failures.text(4), int(failures.integer(1)),
+                                int(failures.integer(3)), failures.integer(5) != 0});
+
+  Statement keys = db.prepare("SELECT key, status FROM units");
+  while (keys.step()) summary.status_by_key[keys.text(0)] = keys.text(1);
+
+  Statement runs = db.prepare(
+      "SELECT (SELECT COUNT(*) FROM runs), r.started_at, COALESCE(r.outcome, ''), "
+      "(SELECT COUNT(*) FROM attempts a WHERE a.run_id = r.id AND a.outcome = 'done'), "
+      "COALESCE((SELECT MAX(strftime('%s', a.finished_at)) FROM attempts a WHERE a.run_id = r.id AND a.outcome = 'done') "
+      "- strftime('%s', r.started_at), 0) FROM runs r ORDER BY r.id DESC LIMIT 1");
+  if (runs.step()) {
+    summary.runs = runs.integer(0);
+    summary.last_run_started = runs.text(1);
+    summary.last_run_outcome = runs.text(2);
+    summary.done_in_last_run = runs.integer(3);
+    summary.last_run_seconds = runs.real(4);
+  }
+  return summary;
+}
+
+std::vector<InterventionTotals> read_intervention_totals(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw Error("no store at " + path);
+  Database db(path, /*read_only=*/true);
+  db.prepare("PRAGMA busy_timeout = 10000").run();
+  std::vector<InterventionTotals> rows;
+  Statement s = db.prepare(
+      "SELECT m.name, d.name, d.kind, i.name, SUM(u.status = 'done'), COUNT(*), "
+      "json_group_array(CASE WHEN g.totals_json IS NULL THEN NULL ELSE json(g.totals_json) END) "
+      "FROM units u JOIN unit_interventions ui ON ui.unit_id = u.id JOIN interventions i ON i.id = ui.intervention_id "
+      "JOIN models m ON m.id = u.model_id JOIN datasets d ON d.id = u.dataset_id "
+      "LEFT JOIN aggregates g ON g.unit_id = u.id AND g.intervention_id = i.id "
+      "GROUP BY m.id, d.id, i.id ORDER BY m.id, d.id, MIN(u.id * 1000 + ui.position)");
+  while (s.step()) {
+    InterventionTotals row{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), {}};
+    for (const auto& totals : nlohmann::json::parse(s.text(6)))
+      if (!totals.is_null()) add_totals(row.totals, totals.get<Values>());
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+}  // namespace memsweep

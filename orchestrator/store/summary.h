@@ -1,0 +1,49 @@
+#pragma once
+// Read-only views of a store for `memsweep status` and `memsweep plan`: progress per model and dataset,
+// failures, rate and ETA. Opens the file read-only, so it is safe while a study runs.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "worker/tasks/results.h"
+
+namespace memsweep {
+
+struct GroupProgress {
+  std::string model, dataset;
+  int64_t total = 0, done = 0, failed = 0, running = 0, pending = 0;
+};
+
+struct FailureRow {
+  std::string unit_key, error, host;
+  int attempt = 0, rank = 0;
+  bool final = false;  // the unit is recorded failed (no attempts left)
+};
+
+struct StoreSummary {
+  std::string study_name, study_hash;
+  int schema_version = 0;
+  std::vector<GroupProgress> groups;
+  std::vector<FailureRow> failures;     // every failed attempt, newest first
+  std::map<std::string, std::string> status_by_key;  // unit key -> status
+  int64_t runs = 0;
+  std::string last_run_started, last_run_outcome;  // outcome empty while it runs (or after a crash)
+  int64_t done_in_last_run = 0;
+  double last_run_seconds = 0;   // from its start to its last finished unit
+  double units_per_second() const { return last_run_seconds > 0 ? double(done_in_last_run) / last_run_seconds : 0; }
+};
+
+// Error when the file is absent or is not a memsweep store.
+StoreSummary read_store_summary(const std::string& path);
+
+// Summed ShardResult totals of the done units per model, dataset and intervention (finalize_metrics turns them
+// into the dataset's metrics). `units_done` of `units` tells whether the numbers cover the whole dataset yet.
+struct InterventionTotals {
+  std::string model, dataset, kind, intervention;
+  int64_t units_done = 0, units = 0;
+  Values totals;
+};
+std::vector<InterventionTotals> read_intervention_totals(const std::string& path);
+
+}  // namespace memsweep

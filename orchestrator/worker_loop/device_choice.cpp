@@ -1,0 +1,31 @@
+#include "orchestrator/worker_loop/device_choice.h"
+
+#include <algorithm>
+
+#include "worker/base/error.h"
+
+namespace memsweep {
+
+int local_worker_index(int my_rank, std::vector<int> node_ranks, int world_size) {
+  if (world_size <= 1) return 0;
+  std::sort(node_ranks.begin(), node_ranks.end());
+  int index = 0;
+  for (int rank : node_ranks) {
+    if (rank == my_rank) return index;
+    if (rank != 0) ++index;  // rank 0 schedules and writes; it holds no device
+  }
+  throw Error("rank " + std::to_string(my_rank) + " is not among its node's ranks");
+}
+
+std::string choose_device(const std::string& policy, int local_index, int visible_devices, const char* cuda_visible_devices) {
+  if (policy == "cpu") return "cpu";
+  if (policy != "auto") throw Error("device policy must be \"auto\" or \"cpu\", found \"" + policy + "\"");
+  if (cuda_visible_devices) {
+    const std::string visible = cuda_visible_devices;
+    if (visible.empty() || visible == "-1" || visible == "NoDevFiles") return "cpu";
+  }
+  if (visible_devices <= 0) return "cpu";
+  return "cuda:" + std::to_string(local_index % visible_devices);
+}
+
+}  // namespace memsweep

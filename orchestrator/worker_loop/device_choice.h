@@ -1,0 +1,19 @@
+#pragma once
+// Which device a worker rank uses: a pure function, tested over a table of node layouts. libtorch-free (the
+// caller passes torch::cuda::device_count(), which already honours CUDA_VISIBLE_DEVICES).
+#include <string>
+#include <vector>
+
+namespace memsweep {
+
+// The worker's position among the worker ranks of its node (rank 0 is not a worker when there are others).
+// `node_ranks`: the world ranks on this node (MPI_Comm_split_type shared), any order. With world_size 1 the
+// single process is worker 0.
+int local_worker_index(int my_rank, std::vector<int> node_ranks, int world_size);
+
+// "cpu" or "cuda:N". policy "cpu" forces the CPU; "auto" takes device local_index % visible_devices.
+// CUDA_VISIBLE_DEVICES (nullptr: unset) set to "" or "-1" hides every GPU. One-GPU-per-task layouts (each rank
+// sees one device) give every rank cuda:0.
+std::string choose_device(const std::string& policy, int local_index, int visible_devices, const char* cuda_visible_devices);
+
+}  // namespace memsweep

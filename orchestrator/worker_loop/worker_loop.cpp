@@ -1,0 +1,98 @@
+#include "orchestrator/worker_loop/worker_loop.h"
+
+#include <c10/util/Exception.h>
+
+#include <chrono>
+
+#include "worker/base/error.h"
+#include "worker/base/json_file.h"
+#include "worker/base/log.h"
+
+namespace memsweep {
+
+namespace {
+
+// What a task needs of a model, read from its config.json (no weights loaded).
+TaskContext context_from_config(const std::string& model_dir, const Tokenizer* tokenizer) {
+  const nlohmann::json config = read_json_file(model_dir + "/config.json");
+  TaskContext context;
+  context.tokenizer = tokenizer;
+  context.vocab_size = config.value("vocab_size", int64_t(0));
+  if (config.contains("eos_token_id")) {
+    const auto& eos = config["eos_token_id"];
+    if (eos.is_number_integer()) context.eos_token_ids.push_back(eos.get<int64_t>());
+    else if (eos.is_array())
+      for (const auto& id : eos) context.eos_token_ids.push_back(id.get<int64_t>());
+  }
+  return context;
+}
+
+}  // namespace
+
+CausalLM& ModelCache::model(const std::string& name, const std::string& path, const std::string& dtype, const std::string& tokenizer) {
+  if (model_ && name == name_) return *model_;
+  tasks_.clear();
+  model_.reset();  // free the old weights before the new ones load
+  tokenizer_.reset();
+  name_.clear();
+  log_info("loading model '" + name + "' from " + path + " (" + dtype + ", " + device_ + ")");
+  const auto start = std::chrono::steady_clock::now();
+  model_ = load_causal_lm(path, LoadOptions{parse_dtype(dtype), parse_device(device_)});
+  if (!tokenizer.empty()) tokenizer_ = Tokenizer::load(tokenizer);
+  name_ = name;
+  ++loads_;
+  log_info("model '" + name + "' loaded in " + std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) + " s");
+  return *model_;
+}
+
+Task& ModelCache::task(const DatasetSpec& spec) {
+  auto found = tasks_.find(spec.name);
+  if (found != tasks_.end()) return *found->second;
+  TaskContext context;
+  context.tokenizer = tokenizer_ ? &*tokenizer_ : nullptr;
+  context.vocab_size = model_->vocab_size();
+  context.eos_token_ids = model_->eos_token_ids();
+  return *(tasks_[spec.name] = open_task(spec, context));
+}
+
+UnitReport TorchUnitRunner::run(const UnitOrder& order) {
+  UnitReport report;
+  report.unit = order.unit;
+  report.attempt = order.attempt;
+  set_log_unit(std::to_string(order.unit) + "." + std::to_string(order.attempt));
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    CausalLM& model = cache_.model(order.model_name, order.model_path, order.model_dtype, order.model_tokenizer);
+    Task& task = cache_.task(DatasetSpec{order.dataset_name, order.dataset_kind, order.dataset_path, order.dataset_options});
+    if (order.first + order.count > task.num_examples())
+      throw Error("dataset '" + order.dataset_name + "' has " + std::to_string(task.num_examples()) + " examples; the unit asks for [" +
+                  std::to_string(order.first) + ", " + std::to_string(order.first + order.count) + ")");
+    std::vector<Intervention> interventions;
+    for (const std::string& name : order.interventions) interventions.push_back(Intervention::parse(name, model.num_layers()));
+    RunOptions options;
+    options.batch_size = order.batch_size;
+    report.results = task.run(model, order.first, order.count, interventions, options);
+    report.ok = true;
+  } catch (const c10::OutOfMemoryError& e) {
+    report.error = std::string("out of memory: ") + e.what_without_backtrace();
+    report.out_of_memory = true;
+  } catch (const c10::Error& e) {
+    report.error = e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    report.error = e.what();
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.loaded_model = cache_.loaded();
+  if (!report.ok) log_warning("unit failed: " + report.error);
+  set_log_unit("");
+  return report;
+}
+
+int64_t count_examples(const DatasetEntry& dataset, const ModelEntry& model) {
+  std::optional<Tokenizer> tokenizer;
+  if (!model.tokenizer.empty()) tokenizer = Tokenizer::load(model.tokenizer);
+  const TaskContext context = context_from_config(model.path, tokenizer ? &*tokenizer : nullptr);
+  return open_task(DatasetSpec{dataset.name, dataset.kind, dataset.path, dataset.options}, context)->num_examples();
+}
+
+}  // namespace memsweep

@@ -1,0 +1,159 @@
+// Study files: the grid they expand to, and every error (syntax, unknown key, wrong type, missing path,
+// bad intervention, tokenizer mismatch) with its file, line and column.
+#define BOOST_TEST_MODULE test_study
+#include <boost/test/unit_test.hpp>
+
+#include "orchestrator/study/study.h"
+#include "study_fixture.h"
+#include "worker/base/error.h"
+
+namespace {
+
+using memsweep::Error;
+using memsweep::Study;
+using memsweep_test::StudyFolder;
+
+const std::string kModels = R"(
+[[models]]
+name = "neox"
+path = "neox"
+
+[[models]]
+name = "neo"
+path = "neo"
+)";
+
+const std::string kDatasets = R"(
+[[datasets]]
+name = "memorized"
+kind = "memorization"
+path = "memorized.jsonl"
+models = ["neox"]
+options = { prefix = 32, suffix = 32 }
+
+[[datasets]]
+name = "piqa"
+kind = "piqa"
+path = "piqa.jsonl"
+)";
+
+struct Fixture {
+  StudyFolder folder;
+  Fixture() {
+    folder.model("neox", 4);
+    folder.model("neo", 6);
+    folder.write("memorized.jsonl", "{}\n");
+    folder.write("piqa.jsonl", "{}\n");
+  }
+  Study parse(const std::string& text) { return memsweep::parse_study(text, "study.toml", folder.root().string()); }
+};
+
+int64_t count_examples(const memsweep::DatasetEntry& d, const memsweep::ModelEntry&) { return d.name == "piqa" ? 10 : 5; }
+
+BOOST_FIXTURE_TEST_CASE(grid_of_a_study, Fixture) {
+  const Study study = parse(R"(
+[run]
+unit_size = 4
+interventions_per_unit = 3
+[interventions]
+baseline = true
+single_blocks = true
+kinds = ["short_circuit", "zero_attention"]
+blocks = ["1-2"]
+last = [2]
+names = ["sc:0;zero:3"]
+)" + kModels + kDatasets);
+  const auto& neox = study.model("neox");
+  const std::vector<std::string> expected = {
+      "baseline", "short_circuit:0", "zero_attention:0", "short_circuit:1", "zero_attention:1", "short_circuit:2",
+      "zero_attention:2", "short_circuit:3", "zero_attention:3", "short_circuit:1-2", "zero_attention:1-2",
+      "short_circuit:2-3", "zero_attention:2-3", "short_circuit:0;zero_attention:3"};
+  BOOST_TEST(study.interventions_for(neox) == expected, boost::test_tools::per_element());
+  BOOST_TEST(study.interventions_for(study.model("neo")).size() == 1 + 12 + 2 + 2 + 1);
+
+  const auto units = memsweep::expand_units(study, count_examples);
+  // neox: memorized (5 examples -> 2 shards) + piqa (10 -> 3 shards), 14 interventions in groups of 3 (5 groups).
+  // neo: piqa only (the memorized set belongs to neox): 3 shards x 18 interventions / 3 = 6 groups.
+  BOOST_TEST(units.size() == (2 + 3) * 5 + 3 * 6);
+  BOOST_TEST(units[0].key() == "neox|memorized|0+4|baseline short_circuit:0 zero_attention:0");
+  BOOST_TEST(units[5].key() == "neox|memorized|4+1|baseline short_circuit:0 zero_attention:0");
+  BOOST_TEST(units.back().count == 2);
+  BOOST_TEST(study.run.unit_size == 4);
+  BOOST_TEST(study.store.path == (folder.root() / "study.sqlite").string());
+  BOOST_TEST(study.datasets[0].options.at("prefix") == 32);
+}
+
+BOOST_FIXTURE_TEST_CASE(unit_keys_do_not_depend_on_batch_size, Fixture) {
+  const std::string rest = "[interventions]\nsingle_blocks = true\n" + kModels + kDatasets;
+  const auto a = memsweep::expand_units(parse("[run]\nbatch_size = 2\n" + rest), count_examples);
+  const auto b = memsweep::expand_units(parse("[run]\nbatch_size = 64\n" + rest), count_examples);
+  BOOST_REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) BOOST_TEST(a[i].key() == b[i].key());
+}
+
+struct ErrorCase {
+  std::string text, message;
+};
+
+BOOST_FIXTURE_TEST_CASE(errors_name_file_line_and_column, Fixture) {
+  const std::vector<ErrorCase> cases = {
+      {"[run]\nbatch_size = 8\nbatch_sise = 3\n" + kModels + kDatasets, "study.toml:3:1: unknown key 'run.batch_sise'"},
+      {"[run]\nbatch_size = \"8\"\n" + kModels + kDatasets, "study.toml:2:14: 'run.batch_size' must be an integer, found a string"},
+      {"[run]\nbatch_size = 0\n" + kModels + kDatasets, "study.toml:2:14: 'run.batch_size' must be at least 1, found 0"},
+      {"[run]\nunit_timeout_s = -1\n" + kModels + kDatasets, "study.toml:2:18: 'run.unit_timeout_s' must be positive"},
+      {"[run]\nbatch_size = \n", "study.toml:2:14: "},
+      {"colour = 1\n" + kModels + kDatasets, "study.toml:1:1: unknown key 'colour'"},
+      {"[[models]]\nname = \"x\"\npath = \"absent\"\n" + kDatasets, "study.toml:3:8: 'models.path': "},
+      {"[[models]]\nname = \"neox\"\npath = \"neox\"\ndtype = \"fp8\"\n" + kDatasets,
+       "study.toml:4:9: 'models.dtype' must be float32, float16 or bfloat16, found \"fp8\""},
+      {"[[models]]\npath = \"neox\"\n" + kDatasets, "study.toml:1:1: 'models.name' is required"},
+      {kModels + "[[models]]\nname = \"neo\"\npath = \"neo\"\n" + kDatasets, "study.toml:10:8: 'neo' is declared twice"},
+      {kModels + "[[datasets]]\nname = \"d\"\nkind = \"piqa\"\npath = \"piqa.jsonl\"\nmodels = [\"gpt2\"]\n",
+       "study.toml:13:10: 'datasets.models': no model is named 'gpt2'"},
+      {kModels + "[[datasets]]\nname = \"d\"\nkind = \"piqa\"\npath = \"piqa.jsonl\"\nmodels = [1]\n",
+       "study.toml:13:11: 'datasets.models' must be an array of strings, found an element of type an integer"},
+      {"[interventions]\nblocks = [\"2-9\"]\n" + kModels + kDatasets, "study.toml:1:1: model 'neox' (4 layers): "},
+      {"[interventions]\nkinds = [\"attention_sink\"]\n" + kModels + kDatasets,
+       "study.toml:2:9: 'interventions.kinds': unknown kind 'attention_sink'"},
+      {"[interventions]\nbaseline = false\n" + kModels + kDatasets, "no intervention is selected"},
+      {"[store]\njournal_mode = \"memory\"\n" + kModels + kDatasets,
+       "study.toml:2:16: 'store.journal_mode' must be \"delete\" or \"wal\", found \"memory\""},
+      {"run = 3\n" + kModels + kDatasets, "study.toml:1:7: 'run' must be a table ([run])"},
+      {kModels, "study.toml: the study declares no [[datasets]]"},
+  };
+  for (const ErrorCase& c : cases) {
+    BOOST_TEST_CONTEXT(c.text) {
+      try {
+        parse(c.text);
+        BOOST_ERROR("no error; expected: " + c.message);
+      } catch (const Error& e) {
+        BOOST_TEST(std::string(e.what()).find(c.message) != std::string::npos, "got: " << e.what() << "\nexpected: " << c.message);
+      }
+    }
+  }
+}
+
+BOOST_FIXTURE_TEST_CASE(tokenizers_are_compared_by_content, Fixture) {
+  folder.model("other", 4, {"c d"});
+  folder.write("tok_same.json", memsweep_test::tiny_tokenizer({"a b"}).dump(2));  // same content, other layout
+  const std::string models = kModels + "[[models]]\nname = \"other\"\npath = \"other\"\n";
+  // The same tokenizer, written differently: accepted.
+  memsweep::check_tokenizers(parse(kModels + "[[datasets]]\nname = \"d\"\nkind = \"piqa\"\npath = \"piqa.jsonl\"\ntokenizer = \"tok_same.json\"\n"));
+  // A model with another tokenizer: refused at the dataset's tokenizer key.
+  try {
+    memsweep::check_tokenizers(parse(models + "[[datasets]]\nname = \"d\"\nkind = \"piqa\"\npath = \"piqa.jsonl\"\ntokenizer = \"tok_same.json\"\n"));
+    BOOST_ERROR("a tokenizer mismatch was accepted");
+  } catch (const Error& e) {
+    BOOST_TEST(std::string(e.what()).find("study.toml:16:13: tokenizer mismatch: dataset 'd'") == 0, e.what());
+    BOOST_TEST(std::string(e.what()).find("model 'other'") != std::string::npos, e.what());
+  }
+  // Declared as a hash.
+  const std::string hash = memsweep::sha256_hex("x");
+  BOOST_CHECK_THROW(memsweep::check_tokenizers(parse(kModels + "[[datasets]]\nname = \"d\"\nkind = \"piqa\"\npath = \"piqa.jsonl\"\ntokenizer = \"sha256:" + hash + "\"\n")), Error);
+}
+
+BOOST_AUTO_TEST_CASE(sha256_of_known_text) {
+  BOOST_TEST(memsweep::sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+}  // namespace

@@ -1,0 +1,170 @@
+"""`memsweep run` end to end on tiny random models (GPT-NeoX and GPT-Neo, 4 blocks each) × every single block ×
+two memorization sets: `mpirun -np 3` gives the results of a 1-rank run; plan and status report the grid and
+the progress; a changed study file is refused unless --extend; a broken study stops every rank before work."""
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from memsweep_testing import MEMSWEEP_BIN, make_gpt_neo, make_gpt_neox, run_memsweep
+
+MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none", OMP_NUM_THREADS="1")
+
+STUDY = """
+[run]
+batch_size = {batch}
+unit_size = 5
+[interventions]
+single_blocks = true
+[[models]]
+name = "neox"
+path = "neox"
+[[models]]
+name = "neo"
+path = "neo"
+[[datasets]]
+name = "set_a"
+kind = "memorization"
+path = "a.jsonl"
+options = {{ prefix = 6 }}
+[[datasets]]
+name = "set_b"
+kind = "memorization"
+path = "b.jsonl"
+options = {{ prefix = 4, suffix = 6 }}
+models = ["neox"]
+"""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    make_gpt_neox(folder / "neox", seed=3)
+    make_gpt_neo(folder / "neo", seed=4)
+    generator = torch.Generator().manual_seed(5)
+    for name, rows, length in (("a", 12, 14), ("b", 7, 10)):
+        tokens = torch.randint(1, 97, (rows, length), generator=generator).tolist()
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"tokens": t}) + "\n" for t in tokens))
+    return folder
+
+
+def write_study(folder, name, batch=4):
+    path = folder / name
+    path.write_text(STUDY.format(batch=batch))
+    return path
+
+
+def results(store):
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM units WHERE status != 'done'").fetchone() == (0,)
+        rows = db.execute("SELECT u.key, i.name, x.example_index, x.values_json, x.detail_json FROM examples x "
+                          "JOIN units u ON u.id = x.unit_id JOIN interventions i ON i.id = x.intervention_id ORDER BY 1, 2, 3")
+        return [(key, name, index, json.loads(values), json.loads(detail)) for key, name, index, values, detail in rows]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b) > 0
+    for (key, name, index, values, detail), (key2, name2, index2, values2, detail2) in zip(a, b):
+        assert (key, name, index) == (key2, name2, index2)
+        assert detail.get("continuation") == detail2.get("continuation")
+        assert values["exact_match"] == values2["exact_match"]
+        for metric, value in values.items():
+            assert value == pytest.approx(values2[metric], rel=1e-5, abs=1e-6), (key, name, index, metric)
+
+
+def test_three_ranks_equal_one_rank_and_plan_and_status(folder):
+    study = write_study(folder, "study.toml")
+    plan = run_memsweep("plan", study, "--db", folder / "one.sqlite").stdout
+    # neox: 5 interventions, set_a 12 rows -> 3 units, set_b 7 -> 2 units; neo: 5 interventions, set_a only.
+    assert "neox                 set_a" in plan and "total" in plan
+    assert "(not created yet)" in plan
+    one = run_memsweep("run", study, "--db", folder / "one.sqlite")
+    total_units = 3 + 2 + 3
+    three = subprocess.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run", str(study),
+                            "--db", str(folder / "three.sqlite")], env=MPI_ENV, capture_output=True, text=True, timeout=300)
+    assert three.returncode == 0, three.stderr
+    assert_same(results(folder / "one.sqlite"), results(folder / "three.sqlite"))
+    assert len(results(folder / "one.sqlite")) == 5 * (12 + 7) + 5 * 12
+    status = run_memsweep("status", folder / "three.sqlite").stdout
+    assert f"{'total':<20} {'':<20} {total_units:7d} {total_units:7d}" in status
+    plan = run_memsweep("plan", study, "--db", folder / "three.sqlite").stdout
+    assert f"{'total':<20}" in plan and " 0\n" in plan.splitlines()[-3] + "\n"
+    # Rerunning a finished study does nothing and keeps every unit once.
+    again = run_memsweep("run", study, "--db", folder / "one.sqlite")
+    assert "8/8 units done" in again.stderr or "finished" in again.stderr
+    assert len(results(folder / "one.sqlite")) == 5 * (12 + 7) + 5 * 12
+
+
+def test_results_do_not_depend_on_batch_size(folder):
+    run_memsweep("run", write_study(folder, "b2.toml", batch=2), "--db", folder / "b2.sqlite")
+    run_memsweep("run", write_study(folder, "b5.toml", batch=5), "--db", folder / "b5.sqlite")
+    assert_same(results(folder / "b2.sqlite"), results(folder / "b5.sqlite"))
+
+
+def test_changed_study_refused_unless_extend(folder):
+    study = write_study(folder, "grow.toml")
+    run_memsweep("run", study, "--db", folder / "grow.sqlite")
+    study.write_text(study.read_text().replace("single_blocks = true", "single_blocks = true\nlast = [2]"))
+    refused = run_memsweep("run", study, "--db", folder / "grow.sqlite", check=False)
+    assert refused.returncode == 1 and "pass --extend" in refused.stderr
+    run_memsweep("run", study, "--db", folder / "grow.sqlite", "--extend")
+    names = {name for _, name, *_ in results(folder / "grow.sqlite")}
+    assert "short_circuit:2-3" in names
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_a_broken_study_stops_before_any_work(folder, ranks):
+    study = folder / f"broken{ranks}.toml"
+    study.write_text(STUDY.format(batch=4).replace("unit_size = 5", "unit_size = 5\nunit_sise = 3"))
+    command = [MEMSWEEP_BIN, "run", str(study), "--db", str(folder / f"broken{ranks}.sqlite")]
+    if ranks > 1:
+        command = ["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none", *command]
+    result = subprocess.run(command, env=MPI_ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.count(f"{study}:5:1: unknown key 'run.unit_sise'") == 1, result.stderr
+    assert not (folder / f"broken{ranks}.sqlite").exists()
+
+
+DEMO = Path(__file__).resolve().parents[2] / "jobs" / "demo"
+
+
+def test_demo_study_under_mpi_matches_eval_sweep(tmp_path):
+    """The demo study (a model that really memorized its canaries) under 3 ranks: each dataset's metrics from the
+    store's summed totals equal `memsweep eval --sweep` on the whole set."""
+    store = tmp_path / "demo.sqlite"
+    job = subprocess.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run",
+                          str(DEMO / "study.toml"), "--db", str(store)], env=MPI_ENV, capture_output=True, text=True, timeout=300)
+    assert job.returncode == 0, job.stderr
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT i.name, g.totals_json FROM aggregates g JOIN units u ON u.id = g.unit_id JOIN datasets d "
+                          "ON d.id = u.dataset_id JOIN interventions i ON i.id = g.intervention_id WHERE d.name = 'canaries'")
+        totals = {}
+        for name, text in rows:
+            for key, value in json.loads(text).items():
+                totals.setdefault(name, {}).setdefault(key, 0.0)
+                totals[name][key] += value
+    sweep = json.loads(run_memsweep("eval", "--model", DEMO, "--task", f"memorization:{DEMO / 'canaries.jsonl'}", "--option",
+                                    "prefix=16", "--batch-size", "16", "--sweep").stdout)["results"]
+    assert len(sweep) == len(totals) == 7
+    for result in sweep:
+        summed = totals[result["intervention"]]
+        for metric, value in result["metrics"].items():
+            expected = summed[metric] / summed["examples"] if metric != "examples" else summed["examples"]
+            assert expected == pytest.approx(value, rel=1e-5, abs=1e-7), (result["intervention"], metric)
+    status = run_memsweep("status", store, "--metrics").stdout
+    assert "demo on canaries (memorization)" in status and "short_circuit:5" in status
+
+
+def test_example_studies_parse_up_to_their_placeholder_paths(tmp_path):
+    plan = run_memsweep("plan", DEMO / "study.toml", "--db", tmp_path / "plan.sqlite").stdout
+    assert "demo                 canaries" in plan
+    studies = Path(__file__).resolve().parents[2] / "jobs" / "studies"
+    for study in sorted(studies.glob("*.toml")):
+        result = run_memsweep("plan", study, check=False)
+        assert result.returncode == 1
+        assert f"{study}:" in result.stderr and "/path/to/models/" in result.stderr and "does not exist" in result.stderr
