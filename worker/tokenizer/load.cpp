@@ -168,84 +168,90 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
 }  // namespace
 
 Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std::string& origin) {
-  json root = parse_json(json_text, origin);
-  if (!root.is_object()) fail(origin, "a tokenizer.json must hold an object, found " + std::string(root.type_name()));
-  check_keys(root, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model"}, "", origin);
-  for (const char* key : {"truncation", "padding"})
-    if (root.contains(key) && !root[key].is_null())
-      fail(origin, "\"" + std::string(key) + "\" is set; memsweep does not implement " + key + " (it must be null)");
+  // A value of the right JSON type can still be out of range for its C++ type (a number beyond 64 bits, found by
+  // fuzzing): the JSON library's exceptions become memsweep::Error like every other bad input.
+  try {
+    json root = parse_json(json_text, origin);
+    if (!root.is_object()) fail(origin, "a tokenizer.json must hold an object, found " + std::string(root.type_name()));
+    check_keys(root, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model"}, "", origin);
+    for (const char* key : {"truncation", "padding"})
+      if (root.contains(key) && !root[key].is_null())
+        fail(origin, "\"" + std::string(key) + "\" is set; memsweep does not implement " + key + " (it must be null)");
 
-  Options options;
-  if (root.contains("normalizer") && !root["normalizer"].is_null()) {
-    std::string type = type_of(root["normalizer"], "normalizer", origin);
-    if (type != "NFC") fail(origin, "normalizer type \"" + type + "\" is not supported; memsweep implements only NFC or no normalizer");
-    check_keys(root["normalizer"], {"type"}, "normalizer.", origin);
-    options.nfc = true;
-  }
-
-  const json& pre_tokenizer = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json();
-  if (pre_tokenizer.is_null()) fail(origin, "\"pre_tokenizer\" is missing or null; memsweep implements only byte-level BPE (ByteLevel)");
-  std::string pre_type = type_of(pre_tokenizer, "pre_tokenizer", origin);
-  if (pre_type != "ByteLevel") fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements only ByteLevel");
-  // trim_offsets only changes offsets, which memsweep does not produce.
-  check_keys(pre_tokenizer, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "pre_tokenizer.", origin);
-  options.add_prefix_space = require(pre_tokenizer, "add_prefix_space", json::value_t::boolean, "pre_tokenizer.", origin).get<bool>();
-  options.use_regex = optional_bool(pre_tokenizer, "use_regex", true, "pre_tokenizer.", origin);
-
-  // The ByteLevel post-processor only trims offsets; any other one adds or changes ids.
-  if (root.contains("post_processor") && !root["post_processor"].is_null()) {
-    std::string type = type_of(root["post_processor"], "post_processor", origin);
-    if (type != "ByteLevel") fail(origin, "post_processor type \"" + type + "\" is not supported; memsweep implements only ByteLevel or none");
-    check_keys(root["post_processor"], {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "post_processor.", origin);
-  }
-  const json& decoder = root.contains("decoder") ? root["decoder"] : json();
-  if (decoder.is_null()) fail(origin, "\"decoder\" is missing or null; memsweep implements only the ByteLevel decoder");
-  std::string decoder_type = type_of(decoder, "decoder", origin);
-  if (decoder_type != "ByteLevel") fail(origin, "decoder type \"" + decoder_type + "\" is not supported; memsweep implements only ByteLevel");
-  check_keys(decoder, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "decoder.", origin);
-
-  const json& model = require(root, "model", json::value_t::object, "", origin);
-  std::string model_type = model.contains("type") ? require(model, "type", json::value_t::string, "model.", origin).get<std::string>() : "BPE";
-  if (model_type != "BPE") fail(origin, "model type \"" + model_type + "\" is not supported; memsweep implements only BPE");
-  check_keys(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
-                     "byte_fallback", "ignore_merges", "vocab", "merges"}, "model.", origin);
-  for (const char* key : {"dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix"})
-    require_null_or_empty(model, key, "model.", origin);
-  require_false(model, "byte_fallback", "model.", origin);
-  optional_bool(model, "fuse_unk", false, "model.", origin);  // only acts on unk_token, which must be null
-  options.ignore_merges = optional_bool(model, "ignore_merges", false, "model.", origin);
-
-  auto vocab = read_vocab(require(model, "vocab", json::value_t::object, "model.", origin), "model.vocab", origin);
-  std::vector<std::pair<std::string, std::string>> merges;
-  const json& merge_list = require(model, "merges", json::value_t::array, "model.", origin);
-  for (size_t i = 0; i < merge_list.size(); ++i) {
-    const json& merge = merge_list[i];
-    std::string where = "model.merges[" + std::to_string(i) + "]";
-    if (merge.is_string()) {
-      merges.push_back(split_merge(merge.get<std::string>(), where, origin));
-    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
-      merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
-    } else {
-      fail(origin, where + " must be \"left right\" or [\"left\", \"right\"], found " + merge.dump());
+    Options options;
+    if (root.contains("normalizer") && !root["normalizer"].is_null()) {
+      std::string type = type_of(root["normalizer"], "normalizer", origin);
+      if (type != "NFC") fail(origin, "normalizer type \"" + type + "\" is not supported; memsweep implements only NFC or no normalizer");
+      check_keys(root["normalizer"], {"type"}, "normalizer.", origin);
+      options.nfc = true;
     }
-  }
 
-  std::vector<AddedToken> added_tokens;
-  if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
-    const json& list = require(root, "added_tokens", json::value_t::array, "", origin);
-    for (size_t i = 0; i < list.size(); ++i) {
-      std::string where = "added_tokens[" + std::to_string(i) + "].";
-      if (!list[i].is_object()) fail(origin, "\"" + where.substr(0, where.size() - 1) + "\" must be an object");
-      check_keys(list[i], {"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special"}, where, origin);
-      for (const char* key : {"single_word", "lstrip", "rstrip"}) require_false(list[i], key, where, origin);
-      const json& id = require(list[i], "id", json::value_t::number_integer, where, origin);
-      if (id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) fail(origin, "\"" + where + "id\" is " + id.dump() + ", not an id");
-      bool special = optional_bool(list[i], "special", false, where, origin);
-      added_tokens.push_back(AddedToken{id.get<int32_t>(), require(list[i], "content", json::value_t::string, where, origin).get<std::string>(),
-                                        special, optional_bool(list[i], "normalized", !special, where, origin)});
+    const json& pre_tokenizer = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json();
+    if (pre_tokenizer.is_null()) fail(origin, "\"pre_tokenizer\" is missing or null; memsweep implements only byte-level BPE (ByteLevel)");
+    std::string pre_type = type_of(pre_tokenizer, "pre_tokenizer", origin);
+    if (pre_type != "ByteLevel") fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements only ByteLevel");
+    // trim_offsets only changes offsets, which memsweep does not produce.
+    check_keys(pre_tokenizer, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "pre_tokenizer.", origin);
+    options.add_prefix_space = require(pre_tokenizer, "add_prefix_space", json::value_t::boolean, "pre_tokenizer.", origin).get<bool>();
+    options.use_regex = optional_bool(pre_tokenizer, "use_regex", true, "pre_tokenizer.", origin);
+
+    // The ByteLevel post-processor only trims offsets; any other one adds or changes ids.
+    if (root.contains("post_processor") && !root["post_processor"].is_null()) {
+      std::string type = type_of(root["post_processor"], "post_processor", origin);
+      if (type != "ByteLevel") fail(origin, "post_processor type \"" + type + "\" is not supported; memsweep implements only ByteLevel or none");
+      check_keys(root["post_processor"], {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "post_processor.", origin);
     }
+    const json& decoder = root.contains("decoder") ? root["decoder"] : json();
+    if (decoder.is_null()) fail(origin, "\"decoder\" is missing or null; memsweep implements only the ByteLevel decoder");
+    std::string decoder_type = type_of(decoder, "decoder", origin);
+    if (decoder_type != "ByteLevel") fail(origin, "decoder type \"" + decoder_type + "\" is not supported; memsweep implements only ByteLevel");
+    check_keys(decoder, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "decoder.", origin);
+
+    const json& model = require(root, "model", json::value_t::object, "", origin);
+    std::string model_type = model.contains("type") ? require(model, "type", json::value_t::string, "model.", origin).get<std::string>() : "BPE";
+    if (model_type != "BPE") fail(origin, "model type \"" + model_type + "\" is not supported; memsweep implements only BPE");
+    check_keys(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+                       "byte_fallback", "ignore_merges", "vocab", "merges"}, "model.", origin);
+    for (const char* key : {"dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix"})
+      require_null_or_empty(model, key, "model.", origin);
+    require_false(model, "byte_fallback", "model.", origin);
+    optional_bool(model, "fuse_unk", false, "model.", origin);  // only acts on unk_token, which must be null
+    options.ignore_merges = optional_bool(model, "ignore_merges", false, "model.", origin);
+
+    auto vocab = read_vocab(require(model, "vocab", json::value_t::object, "model.", origin), "model.vocab", origin);
+    std::vector<std::pair<std::string, std::string>> merges;
+    const json& merge_list = require(model, "merges", json::value_t::array, "model.", origin);
+    for (size_t i = 0; i < merge_list.size(); ++i) {
+      const json& merge = merge_list[i];
+      std::string where = "model.merges[" + std::to_string(i) + "]";
+      if (merge.is_string()) {
+        merges.push_back(split_merge(merge.get<std::string>(), where, origin));
+      } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+        merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
+      } else {
+        fail(origin, where + " must be \"left right\" or [\"left\", \"right\"], found " + merge.dump());
+      }
+    }
+
+    std::vector<AddedToken> added_tokens;
+    if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
+      const json& list = require(root, "added_tokens", json::value_t::array, "", origin);
+      for (size_t i = 0; i < list.size(); ++i) {
+        std::string where = "added_tokens[" + std::to_string(i) + "].";
+        if (!list[i].is_object()) fail(origin, "\"" + where.substr(0, where.size() - 1) + "\" must be an object");
+        check_keys(list[i], {"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special"}, where, origin);
+        for (const char* key : {"single_word", "lstrip", "rstrip"}) require_false(list[i], key, where, origin);
+        const json& id = require(list[i], "id", json::value_t::number_integer, where, origin);
+        if (id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) fail(origin, "\"" + where + "id\" is " + id.dump() + ", not an id");
+        bool special = optional_bool(list[i], "special", false, where, origin);
+        added_tokens.push_back(AddedToken{id.get<int32_t>(), require(list[i], "content", json::value_t::string, where, origin).get<std::string>(),
+                                          special, optional_bool(list[i], "normalized", !special, where, origin)});
+      }
+    }
+    return Tokenizer(build_state(std::move(vocab), std::move(merges), std::move(added_tokens), options, origin));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(origin + ": a value in tokenizer.json is not what memsweep expects (" + e.what() + ")");
   }
-  return Tokenizer(build_state(std::move(vocab), std::move(merges), std::move(added_tokens), options, origin));
 }
 
 Tokenizer Tokenizer::from_vocab_and_merges(const std::string& vocab_json, const std::string& merges_txt,
