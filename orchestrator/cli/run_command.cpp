@@ -79,8 +79,10 @@ int run_command(const Arguments& raw) {
       "process does both.\n\n"
       "Resume: rerunning the same study skips done units and requeues units a dead job left running. A changed\n"
       "study file is refused unless --extend (new units are added; recorded results are kept).\n"
-      "Signals to rank 0: SIGTERM requeues in-flight units, commits and exits 0; SIGUSR1 stops handing out units,\n"
-      "lets in-flight ones finish within [run] drain_grace_s, requeues the rest and exits 0.\n"
+      "Signals to rank 0: SIGTERM requeues in-flight units, commits, has their workers abandon them at the next\n"
+      "batch and exits 0; SIGUSR1 stops handing out units, lets in-flight ones finish within [run] drain_grace_s,\n"
+      "then requeues and cancels the rest the same way and exits 0. A worker that sees SIGTERM itself abandons\n"
+      "its unit at the next batch. Workers that do not answer within [run] cancel_wait_s end the job with MPI_Abort.\n"
       "A worker past [run] unit_timeout_s has its unit requeued under a new attempt; if it never answers, the job\n"
       "ends with MPI_Abort (exit 3) once everything else is done."};
   RunArguments args;
@@ -120,7 +122,7 @@ int run_command(const Arguments& raw) {
     const int index = local_worker_index(mpi.rank(), node_ranks, mpi.size());
     const std::string device = choose_device(policy, index, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
     TorchUnitRunner runner(device);
-    serve_worker(*mpi.worker_transport(), runner, mpi.host());
+    serve_worker(*mpi.worker_transport(), runner, mpi.host(), terminate_signalled);
     return 0;
   }
 #endif
@@ -128,7 +130,10 @@ int run_command(const Arguments& raw) {
   const std::string device =
       choose_device(prepared.study.run.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
   TorchUnitRunner runner(device);
-  LocalTransport transport(runner, host_name());
+  // One process: the unit holds the process, so it stops itself between batches on SIGTERM, or on SIGUSR1 once
+  // the grace period has passed; the coordinator then requeues it.
+  const double grace = prepared.study.run.drain_grace_s;
+  LocalTransport transport(runner, host_name(), [grace] { return terminate_signalled() || drain_grace_passed(grace); });
   return coordinate_study(prepared, args, transport, 1);
 }
 

@@ -148,6 +148,10 @@ class Coordinator {
     o.count = row.unit.count;
     o.interventions = row.unit.interventions;
     o.batch_size = row.batch_size > 0 ? row.batch_size : study_.run.batch_size;
+    // An out-of-memory retry halves the unit's batch size; the token budget shrinks in step with it.
+    o.token_budget = study_.run.token_budget > 0
+                         ? std::max<int64_t>(1, study_.run.token_budget * o.batch_size / std::max(study_.run.batch_size, 1))
+                         : 0;
     return o;
   }
 
@@ -165,6 +169,7 @@ class Coordinator {
     }
   }
 
+  // Requeues every live attempt (committed first), then asks its worker to abandon it at the next batch.
   void requeue_in_flight(const std::string& why) {
     for (auto& [rank, w] : workers_) {
       if (w.unit == 0 || w.timed_out) continue;
@@ -172,6 +177,9 @@ class Coordinator {
       pending_.push_front(w.unit);
       w.timed_out = true;  // whatever it sends now is stale
       progress_.running--;
+      Message cancel;
+      cancel.type = MessageType::cancel;
+      transport_.send(rank, cancel);
     }
   }
 
@@ -200,7 +208,10 @@ class Coordinator {
     }
     progress_.running--;
     UnitRow& row = rows_.at(r.unit);
-    if (r.ok) {
+    if (r.cancelled) {  // it stopped on its own (it saw SIGTERM, or a drain passed its grace): not a failure
+      store_.requeue(r.unit, r.attempt, "cancelled by its worker");
+      pending_.push_front(r.unit);
+    } else if (r.ok) {
       if (store_.record_done(r.unit, r.attempt, r.results, r.seconds)) {
         progress_.done++;
         progress_.done_this_run++;
@@ -223,8 +234,9 @@ class Coordinator {
   }
 
   RunOutcome shut_down(RunOutcome outcome) {
-    // A worker still computing a requeued unit may answer shortly; wait a little so the job can end cleanly.
-    const Clock::time_point give_up = hooks_.now() + seconds(outcome == RunOutcome::hung ? 0 : 5);
+    // A worker computing a requeued unit was sent a cancel and answers at its next batch boundary; wait for it so
+    // the job ends cleanly (everything is committed already, so a SIGKILL meanwhile loses nothing).
+    const Clock::time_point give_up = hooks_.now() + seconds(outcome == RunOutcome::hung ? 0 : study_.run.cancel_wait_s);
     while (busy_count() > 0 && hooks_.now() < give_up && outcome != RunOutcome::finished)
       if (auto incoming = transport_.poll(hooks_.poll_wait_s)) {
         if (incoming->message.type == MessageType::report) {

@@ -45,11 +45,13 @@ struct InterventionPlan {
 
 struct RunSettings {
   int batch_size = 8;
+  int64_t token_budget = 0;         // padded tokens per forward pass (at most); 0: batch_size alone
   int64_t unit_size = 256;          // examples per unit
   int interventions_per_unit = 0;   // 0: all of a model's interventions in one unit
   int attempts = 3;                 // tries of a unit before it is recorded failed
   double unit_timeout_s = 3600;     // a unit running longer is requeued under a new attempt
   double drain_grace_s = 300;       // after SIGUSR1: how long in-flight units may still finish
+  double cancel_wait_s = 20;        // after SIGTERM or the grace: how long rank 0 waits for cancelled units' answers
   std::string device = "auto";      // "auto" (a GPU per worker when CUDA is there, else cpu) or "cpu"
 };
 

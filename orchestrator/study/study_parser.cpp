@@ -195,11 +195,13 @@ Study parse_study(const std::string& text, const std::string& origin, const std:
 
   TableReader run(table("run"), origin, "run");
   study.run.batch_size = int(run.integer("batch_size", 8, 1));
+  study.run.token_budget = run.integer("token_budget", 0, 0);
   study.run.unit_size = run.integer("unit_size", 256, 1);
   study.run.interventions_per_unit = int(run.integer("interventions_per_unit", 0, 0));
   study.run.attempts = int(run.integer("attempts", 3, 1));
   study.run.unit_timeout_s = run.number("unit_timeout_s", 3600);
   study.run.drain_grace_s = run.number("drain_grace_s", 300);
+  study.run.cancel_wait_s = run.number("cancel_wait_s", 20);
   study.run.device = run.text("device", "auto");
   if (study.run.device != "auto" && study.run.device != "cpu")
     run.fail(*run.table().get("device"), "'run.device' must be \"auto\" or \"cpu\", found \"" + study.run.device + "\"");

@@ -22,14 +22,14 @@ std::optional<Incoming> LocalTransport::poll(double) {
   if (!order_) return std::nullopt;
   Message report;
   report.type = MessageType::report;
-  report.report = runner_.run(*order_);
+  report.report = runner_.run(*order_, stop_);
   order_.reset();
   return Incoming{0, report};
 }
 
 void LocalTransport::abort(int exit_code) { std::_Exit(exit_code); }
 
-void serve_worker(WorkerTransport& transport, UnitRunner& runner, const std::string& host) {
+void serve_worker(WorkerTransport& transport, UnitRunner& runner, const std::string& host, const StopCheck& local_stop) {
   Message hello;
   hello.type = MessageType::hello;
   hello.hello = {host, runner.device()};
@@ -37,10 +37,11 @@ void serve_worker(WorkerTransport& transport, UnitRunner& runner, const std::str
   while (true) {
     Message message = transport.receive();
     if (message.type == MessageType::stop) return;
+    if (message.type == MessageType::cancel) continue;  // its unit ended before the cancel arrived
     if (message.type != MessageType::order) throw Error("worker: rank 0 sent a message that is not an order or stop");
     Message report;
     report.type = MessageType::report;
-    report.report = runner.run(message.order);
+    report.report = runner.run(message.order, [&] { return local_stop() || transport.cancel_arrived(); });
     transport.send(report);
   }
 }

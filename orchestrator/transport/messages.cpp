@@ -14,6 +14,7 @@ const char* type_name(MessageType type) {
     case MessageType::report: return "report";
     case MessageType::hello: return "hello";
     case MessageType::stop: return "stop";
+    case MessageType::cancel: return "cancel";
   }
   return "?";
 }
@@ -71,13 +72,14 @@ std::string encode(const Message& m) {
     json.update({{"unit", o.unit}, {"attempt", o.attempt}, {"model_name", o.model_name}, {"model_path", o.model_path},
                  {"model_dtype", o.model_dtype}, {"model_tokenizer", o.model_tokenizer}, {"dataset_name", o.dataset_name},
                  {"dataset_kind", o.dataset_kind}, {"dataset_path", o.dataset_path}, {"dataset_options", o.dataset_options},
-                 {"first", o.first}, {"count", o.count}, {"interventions", o.interventions}, {"batch_size", o.batch_size}});
+                 {"first", o.first}, {"count", o.count}, {"interventions", o.interventions}, {"batch_size", o.batch_size},
+                 {"token_budget", o.token_budget}});
   } else if (m.type == MessageType::report) {
     const UnitReport& r = m.report;
     nlohmann::json results = nlohmann::json::array();
     for (const ShardResult& s : r.results) results.push_back(to_json(s));
     json.update({{"unit", r.unit}, {"attempt", r.attempt}, {"ok", r.ok}, {"error", r.error},
-                 {"out_of_memory", r.out_of_memory}, {"seconds", r.seconds}, {"loaded_model", r.loaded_model},
+                 {"out_of_memory", r.out_of_memory}, {"cancelled", r.cancelled}, {"seconds", r.seconds}, {"loaded_model", r.loaded_model},
                  {"results", results}});
   } else if (m.type == MessageType::hello) {
     json.update({{"host", m.hello.host}, {"device", m.hello.device}});
@@ -113,8 +115,9 @@ Message decode_message(const std::string& bytes) {
     o.count = fields.get<int64_t>("count");
     o.interventions = fields.get<std::vector<std::string>>("interventions");
     o.batch_size = fields.get<int>("batch_size");
-    if (o.first < 0 || o.count < 1 || o.batch_size < 1)
-      throw Error("malformed message: the order has first < 0, count < 1 or batch_size < 1");
+    o.token_budget = fields.get<int64_t>("token_budget");
+    if (o.first < 0 || o.count < 1 || o.batch_size < 1 || o.token_budget < 0)
+      throw Error("malformed message: the order has first < 0, count < 1, batch_size < 1 or token_budget < 0");
   } else if (type == "report") {
     m.type = MessageType::report;
     UnitReport& r = m.report;
@@ -123,6 +126,7 @@ Message decode_message(const std::string& bytes) {
     r.ok = fields.get<bool>("ok");
     r.error = fields.get<std::string>("error");
     r.out_of_memory = fields.get<bool>("out_of_memory");
+    r.cancelled = fields.get<bool>("cancelled");
     r.seconds = fields.get<double>("seconds");
     r.loaded_model = fields.get<std::string>("loaded_model");
     const nlohmann::json& results = fields.at("results");
@@ -134,6 +138,8 @@ Message decode_message(const std::string& bytes) {
     m.hello.device = fields.get<std::string>("device");
   } else if (type == "stop") {
     m.type = MessageType::stop;
+  } else if (type == "cancel") {
+    m.type = MessageType::cancel;
   } else {
     throw Error("malformed message: unknown type '" + type + "'");
   }

@@ -21,6 +21,7 @@ struct UnitOrder {
   int64_t first = 0, count = 0;
   std::vector<std::string> interventions;  // canonical names
   int batch_size = 8;
+  int64_t token_budget = 0;  // padded tokens per forward pass; 0: only batch_size limits a batch
 };
 
 // Worker -> rank 0: the outcome of an attempt.
@@ -30,6 +31,7 @@ struct UnitReport {
   bool ok = false;
   std::string error;           // when !ok
   bool out_of_memory = false;  // the error was an allocation failure: retry with half the batch
+  bool cancelled = false;      // abandoned between batches (SIGTERM, or a cancel from rank 0): requeue, no failure
   double seconds = 0;
   std::string loaded_model;    // what the worker holds now
   std::vector<ShardResult> results;  // one per intervention, when ok
@@ -40,7 +42,8 @@ struct WorkerHello {
   std::string host, device;
 };
 
-enum class MessageType { order, report, hello, stop };
+// cancel: rank 0 -> a busy worker: abandon the unit at the next batch boundary and report it cancelled.
+enum class MessageType { order, report, hello, stop, cancel };
 
 struct Message {
   MessageType type = MessageType::stop;

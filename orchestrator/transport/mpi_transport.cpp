@@ -84,6 +84,14 @@ class MpiWorkerTransport : public WorkerTransport {
     receive_bytes(0, -1, bytes, from);
     return decode_message(bytes);
   }
+  bool cancel_arrived() override {
+    std::string bytes;
+    int from = 0;
+    if (!receive_bytes(0, 0, bytes, from)) return false;
+    const Message m = decode_message(bytes);
+    if (m.type != MessageType::cancel) throw Error("worker: rank 0 sent a message other than cancel while a unit runs");
+    return true;
+  }
 };
 
 }  // namespace

@@ -55,7 +55,7 @@ Task& ModelCache::task(const DatasetSpec& spec) {
   return *(tasks_[spec.name] = open_task(spec, context));
 }
 
-UnitReport TorchUnitRunner::run(const UnitOrder& order) {
+UnitReport TorchUnitRunner::run(const UnitOrder& order, const StopCheck& stop) {
   UnitReport report;
   report.unit = order.unit;
   report.attempt = order.attempt;
@@ -71,8 +71,13 @@ UnitReport TorchUnitRunner::run(const UnitOrder& order) {
     for (const std::string& name : order.interventions) interventions.push_back(Intervention::parse(name, model.num_layers()));
     RunOptions options;
     options.batch_size = order.batch_size;
+    options.token_budget = order.token_budget;
+    options.stop = stop;
     report.results = task.run(model, order.first, order.count, interventions, options);
     report.ok = true;
+  } catch (const UnitCancelled& e) {
+    report.error = e.what();
+    report.cancelled = true;
   } catch (const c10::OutOfMemoryError& e) {
     report.error = std::string("out of memory: ") + e.what_without_backtrace();
     report.out_of_memory = true;
@@ -83,7 +88,8 @@ UnitReport TorchUnitRunner::run(const UnitOrder& order) {
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   report.loaded_model = cache_.loaded();
-  if (!report.ok) log_warning("unit failed: " + report.error);
+  if (report.cancelled) log_info("unit abandoned between batches: it will run again");
+  else if (!report.ok) log_warning("unit failed: " + report.error);
   set_log_unit("");
   return report;
 }

@@ -39,7 +39,7 @@ class TorchUnitRunner : public UnitRunner {
   explicit TorchUnitRunner(std::string device) : device_(device), cache_(std::move(device)) {}
   std::string device() const override { return device_; }
   // Never throws: a failing unit (bad data, out of memory) becomes a report with its error.
-  UnitReport run(const UnitOrder& order) override;
+  UnitReport run(const UnitOrder& order, const StopCheck& stop) override;
 
  private:
   std::string device_;

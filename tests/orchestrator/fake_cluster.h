@@ -53,6 +53,10 @@ class FakeCluster : public CoordinatorTransport {
       stopped.push_back(rank);
       return;
     }
+    if (m.type == MessageType::cancel) {  // fake workers answer at once or never: nothing left to abandon
+      cancelled.push_back(rank);
+      return;
+    }
     orders.push_back({rank, m.order});
     loads[rank] += m.order.model_name != loaded_[rank];
     Behaviour& b = behaviours_.at(rank);
@@ -104,7 +108,7 @@ class FakeCluster : public CoordinatorTransport {
 
   std::vector<std::pair<int, UnitOrder>> orders;
   std::map<int, int> loads;  // model loads per rank
-  std::vector<int> stopped;
+  std::vector<int> stopped, cancelled;
   std::function<void()> before_poll;
   double work_s = 5, late_s = 35;  // fake seconds a unit takes; when a late worker answers
 

@@ -30,11 +30,21 @@ extern "C" void on_signal(int s) { (s == SIGTERM ? g_terminate : g_drain) = 1; }
 class SleepyRunner : public UnitRunner {
  public:
   std::string device() const override { return "cpu"; }
-  UnitReport run(const UnitOrder& order) override {
-    const char* seconds = std::getenv("MEMSWEEP_TEST_UNIT_SECONDS");
-    if (seconds) std::this_thread::sleep_for(std::chrono::duration<double>(std::atof(seconds)));
+  // Sleeps MEMSWEEP_TEST_UNIT_SECONDS in 10 ms "batches", abandoning the unit when asked between two.
+  UnitReport run(const UnitOrder& order, const StopCheck& stop) override {
     UnitReport r;
-    r.unit = order.unit, r.attempt = order.attempt, r.ok = true, r.loaded_model = order.model_name;
+    r.unit = order.unit, r.attempt = order.attempt, r.loaded_model = order.model_name;
+    const char* seconds = std::getenv("MEMSWEEP_TEST_UNIT_SECONDS");
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                            std::chrono::duration<double>(seconds ? std::atof(seconds) : 0.0));
+    while (std::chrono::steady_clock::now() < end) {
+      if (stop()) {
+        r.cancelled = true, r.error = "cancelled between batches";
+        return r;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    r.ok = true;
     r.results = memsweep_test::deterministic_results(order);
     return r;
   }
@@ -76,7 +86,7 @@ int main(int argc, char** argv) {
     if (!launched_by_mpi()) {
       std::ofstream(std::string(argv[3]) + "/rank0.pid") << ::getpid() << "\n";
       SleepyRunner runner;
-      LocalTransport transport(runner, "localhost");
+      LocalTransport transport(runner, "localhost", [] { return g_terminate != 0; });
       return coordinate_here(argv[1], argv[2], transport, 1);
     }
     MpiSession mpi;
@@ -84,7 +94,7 @@ int main(int argc, char** argv) {
     std::ofstream(std::string(argv[3]) + "/rank" + std::to_string(mpi.rank()) + ".pid") << ::getpid() << "\n";
     if (mpi.rank() == 0) return coordinate_here(argv[1], argv[2], *mpi.coordinator_transport(), mpi.size());
     SleepyRunner runner;
-    serve_worker(*mpi.worker_transport(), runner, mpi.host());
+    serve_worker(*mpi.worker_transport(), runner, mpi.host(), [] { return g_terminate != 0; });
     return 0;
   } catch (const Error& e) {
     log_error(e.what());

@@ -23,7 +23,9 @@ BOOST_AUTO_TEST_CASE(messages_round_trip) {
   order.order.count = 128;
   order.order.interventions = {"baseline", "short_circuit:3"};
   order.order.batch_size = 4;
+  order.order.token_budget = 4096;
   const Message o = decode_message(encode(order));
+  BOOST_TEST(o.order.token_budget == 4096);
   BOOST_TEST(o.order.unit == 12);
   BOOST_TEST(o.order.dataset_options.at("prefix") == 32);
   BOOST_TEST(o.order.interventions.size() == 2u);
@@ -36,6 +38,15 @@ BOOST_AUTO_TEST_CASE(messages_round_trip) {
   const Message r = decode_message(encode(report));
   BOOST_TEST(r.report.results.at(0).examples.at(0).index == 5);
   BOOST_TEST(encode(r) == encode(report));
+
+  Message cancelled;
+  cancelled.type = MessageType::report;
+  cancelled.report.cancelled = true;
+  BOOST_TEST(decode_message(encode(cancelled)).report.cancelled);
+  Message cancel;
+  cancel.type = MessageType::cancel;
+  BOOST_TEST(encode(cancel) == R"({"type":"cancel"})");
+  BOOST_TEST((decode_message(encode(cancel)).type == MessageType::cancel));
 }
 
 BOOST_AUTO_TEST_CASE(malformed_messages_name_what_is_wrong) {
@@ -62,9 +73,10 @@ BOOST_AUTO_TEST_CASE(malformed_messages_name_what_is_wrong) {
       {with("attempt", 1e12), "the message field 'attempt' has the wrong type (number)"},
       {with("attempt", int64_t(1) << 40), "the message field 'attempt' is out of range"},
       {with("interventions", {1}), "the message field 'interventions' has the wrong type (array)"},
-      {with("count", 0), "the order has first < 0, count < 1 or batch_size < 1"},
+      {with("count", 0), "the order has first < 0, count < 1, batch_size < 1 or token_budget < 0"},
+      {with("token_budget", -5), "the order has first < 0, count < 1, batch_size < 1 or token_budget < 0"},
       {with("dataset_options", 3), "the order's field 'dataset_options' is not an object"},
-      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"seconds":1,"loaded_model":"m","results":[{"totals":{}}]})",
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{}}]})",
        "malformed shard result"},
   };
   for (const Case& c : cases) {
@@ -113,7 +125,7 @@ BOOST_AUTO_TEST_CASE(device_choice_table) {
 class CountingRunner : public UnitRunner {
  public:
   std::string device() const override { return "cpu"; }
-  UnitReport run(const UnitOrder& order) override {
+  UnitReport run(const UnitOrder& order, const StopCheck&) override {
     UnitReport r;
     r.unit = order.unit, r.attempt = order.attempt, r.ok = true, r.loaded_model = order.model_name;
     ++runs;
@@ -131,6 +143,7 @@ class QueueWorkerTransport : public WorkerTransport {
     inbox.erase(inbox.begin());
     return decode_message(encode(m));
   }
+  bool cancel_arrived() override { return false; }
   std::vector<Message> sent, inbox;
 };
 

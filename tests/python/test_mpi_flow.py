@@ -174,15 +174,52 @@ def test_sigusr1_lets_in_flight_units_finish_then_exits_0(tmp_path, reference):
     assert contents(store) == reference
 
 
-def test_sigusr1_requeues_what_passes_the_grace_period(tmp_path):
+def wait_for_running(store, at_least, process, limit=60):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the job ended early: {process.stdout.read()}")
+        try:
+            if statuses(store).get("running", 0) >= at_least:
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    pytest.fail("no unit started")
+
+
+def test_sigusr1_cancels_what_passes_the_grace_period(tmp_path, reference):
+    # Units of 120 s: only the cancel rank 0 sends when the 0.2 s grace has passed can end the job in time.
     study = make_study(tmp_path, grace=0.2)
     store = tmp_path / "store.sqlite"
-    job = start(study, store, 3, unit_seconds=1.0)
-    wait_for_done(store, 2, job)
+    job = start(study, store, 3, unit_seconds=120)
+    wait_for_running(store, 2, job)
     os.kill(int((tmp_path / "rank0.pid").read_text()), signal.SIGUSR1)
-    output, _ = job.communicate(timeout=60)
+    output, _ = job.communicate(timeout=30)
     assert job.returncode == 0, output
     with sqlite3.connect(store) as db:
         outcomes = dict(db.execute("SELECT outcome, COUNT(*) FROM attempts GROUP BY outcome").fetchall())
-    assert outcomes.get("drained", 0) >= 1
-    assert "running" not in statuses(store)
+    assert outcomes.get("drained", 0) == 2
+    assert statuses(store) == {"pending": TOTAL_UNITS}
+    result = run(study, store, 3)
+    assert result.returncode == 0, result.stderr
+    assert contents(store) == reference
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_sigterm_to_every_rank_abandons_long_units_and_exits_0(tmp_path, reference, ranks):
+    # As srun delivers it: every rank gets SIGTERM. Workers abandon their 120 s units at the next batch.
+    study = make_study(tmp_path)
+    store = tmp_path / "store.sqlite"
+    job = start(study, store, ranks, unit_seconds=120)
+    wait_for_running(store, ranks - 1 if ranks > 1 else 1, job)
+    time.sleep(0.2)
+    for pid_file in tmp_path.glob("rank*.pid"):
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    output, _ = job.communicate(timeout=30)
+    assert job.returncode == 0, output
+    assert statuses(store) == {"pending": TOTAL_UNITS}
+    result = run(study, store, 3)
+    assert result.returncode == 0, result.stderr
+    assert statuses(store) == {"done": TOTAL_UNITS}
+    assert contents(store) == reference

@@ -53,9 +53,9 @@ def folder(tmp_path_factory):
     return folder
 
 
-def write_study(folder, name, batch=4):
+def write_study(folder, name, batch=4, extra_run=""):
     path = folder / name
-    path.write_text(STUDY.format(batch=batch))
+    path.write_text(STUDY.format(batch=batch).replace("unit_size = 5", "unit_size = 5\n" + extra_run))
     return path
 
 
@@ -104,6 +104,9 @@ def test_results_do_not_depend_on_batch_size(folder):
     run_memsweep("run", write_study(folder, "b2.toml", batch=2), "--db", folder / "b2.sqlite")
     run_memsweep("run", write_study(folder, "b5.toml", batch=5), "--db", folder / "b5.sqlite")
     assert_same(results(folder / "b2.sqlite"), results(folder / "b5.sqlite"))
+    # A token budget of 20 allows one 14-token row (set_a) or two 10-token rows (set_b) per forward pass.
+    run_memsweep("run", write_study(folder, "t20.toml", batch=5, extra_run="token_budget = 20"), "--db", folder / "t20.sqlite")
+    assert_same(results(folder / "b2.sqlite"), results(folder / "t20.sqlite"))
 
 
 def test_changed_study_refused_unless_extend(folder):
@@ -168,3 +171,64 @@ def test_example_studies_parse_up_to_their_placeholder_paths(tmp_path):
         result = run_memsweep("plan", study, check=False)
         assert result.returncode == 1
         assert f"{study}:" in result.stderr and "/path/to/models/" in result.stderr and "does not exist" in result.stderr
+
+
+def rank_pids(mpirun_pid):
+    """{rank: pid} of the processes mpirun started on this host (read from their environment)."""
+    ranks = {}
+    children = subprocess.run(["pgrep", "-P", str(mpirun_pid)], capture_output=True, text=True).stdout.split()
+    for pid in children:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in environ:
+            if item.startswith(b"OMPI_COMM_WORLD_RANK="):
+                ranks[int(item.split(b"=", 1)[1])] = int(pid)
+    return ranks
+
+
+def unit_statuses(store):
+    try:
+        with sqlite3.connect(store) as db:
+            return dict(db.execute("SELECT status, COUNT(*) FROM units GROUP BY status").fetchall())
+    except sqlite3.OperationalError:  # not created yet
+        return {}
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_sigkill_mid_study_then_rerun_gives_every_unit_once(folder, victim):
+    """A real `memsweep run` under mpirun -np 3 loses a worker (rank 1) or rank 0 to SIGKILL mid-study; the rerun
+    completes it with every unit once and the results of an uninterrupted run."""
+    import signal
+    import time
+    rows = torch.randint(1, 97, (60, 14), generator=torch.Generator().manual_seed(9)).tolist()
+    (folder / "long.jsonl").write_text("".join(json.dumps({"tokens": t}) + "\n" for t in rows))
+    study = folder / f"long{victim}.toml"
+    study.write_text(STUDY.format(batch=1).replace("unit_size = 5", "unit_size = 2").replace('path = "a.jsonl"', 'path = "long.jsonl"'))
+    reference = folder / f"long{victim}_reference.sqlite"
+    run_memsweep("run", study, "--db", reference)
+    store = folder / f"long{victim}.sqlite"
+    job = subprocess.Popen(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run", str(study), "--db",
+                            str(store)], env=MPI_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while unit_statuses(store).get("done", 0) < 3:
+        assert job.poll() is None, job.stdout.read()
+        assert time.time() < deadline, "no unit finished"
+        time.sleep(0.05)
+    os.kill(rank_pids(job.pid)[victim], signal.SIGKILL)
+    job.communicate(timeout=60)
+    assert job.returncode != 0  # Open MPI ends the job when a rank dies
+    interrupted = unit_statuses(store)
+    total = sum(interrupted.values())
+    assert interrupted.get("done", 0) < total, "the study ended before the kill: make it longer"
+    again = subprocess.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run", str(study), "--db",
+                            str(store)], env=MPI_ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert unit_statuses(store) == {"done": total}
+    with sqlite3.connect(store) as db:  # one aggregate per unit and intervention, one row per example
+        assert db.execute("SELECT COUNT(*) FROM (SELECT unit_id, intervention_id FROM aggregates GROUP BY 1, 2 HAVING COUNT(*) > 1)").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM (SELECT unit_id, intervention_id, example_index FROM examples GROUP BY 1, 2, 3 "
+                          "HAVING COUNT(*) > 1)").fetchone() == (0,)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert_same(results(reference), results(store))

@@ -7,6 +7,7 @@
 //   kl.L               mean of KL(p_l || p'_l), p_l = softmax(head(final_norm(h_l))) — at the last layer the model's
 //                      next-token distribution, at earlier layers its logit lens.
 // Layers below b compute exactly what the baseline computes and are not recorded. L is zero-padded to 2 digits.
+#include <algorithm>
 #include <cstdio>
 
 #include "worker/base/error.h"
@@ -51,8 +52,12 @@ class DivergenceTask : public Task {
       throw Error("dataset '" + spec_.name + "': shard outside its " + std::to_string(num_examples()) + " rows");
     torch::InferenceMode inference;
     std::vector<ShardResult> results(interventions.size());
-    for (int64_t start = first; start < first + count; start += options.batch_size) {
-      const int64_t size = std::min<int64_t>(options.batch_size, first + count - start);
+    int64_t longest = 0;
+    for (int64_t i = first; i < first + count; ++i) longest = std::max<int64_t>(longest, int64_t(rows_[size_t(i)].size()));
+    const int64_t rows_per_batch = options.rows_per_batch(longest);
+    for (int64_t start = first; start < first + count; start += rows_per_batch) {
+      options.check_stop();
+      const int64_t size = std::min<int64_t>(rows_per_batch, first + count - start);
       PaddedBatch batch = left_pad(rows_, size_t(start), size_t(size));
       torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
       auto real = batch.mask.to(model.device(), torch::kBool);  // [B, T]

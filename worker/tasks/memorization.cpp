@@ -12,10 +12,12 @@
 // teacher-forced argmax differs from the true token, so one teacher-forced pass gives EM, the matching length
 // and CE; generation runs only from the first mismatch on, continuing from that pass's KV cache cut to the
 // matched prefix.
+#include <algorithm>
 #include <cmath>
 
 #include "worker/base/error.h"
 #include "worker/model/generate.h"
+
 #include "worker/tasks/kinds.h"
 #include "worker/tasks/token_rows.h"
 
@@ -212,8 +214,12 @@ class MemorizationTask : public Task {
                   ") is outside its " + std::to_string(num_examples()) + " rows");
     torch::InferenceMode inference;
     std::vector<ShardResult> results(interventions.size());
-    for (int64_t start = first; start < first + count; start += options.batch_size) {
-      MemorizationBatch batch = cut_batch(rows_, start, std::min<int64_t>(options.batch_size, first + count - start), options_);
+    int64_t longest = 0;
+    for (int64_t i = first; i < first + count; ++i) longest = std::max<int64_t>(longest, int64_t(rows_[size_t(i)].size()));
+    const int64_t rows_per_batch = options.rows_per_batch(longest);
+    for (int64_t start = first; start < first + count; start += rows_per_batch) {
+      options.check_stop();
+      MemorizationBatch batch = cut_batch(rows_, start, std::min<int64_t>(rows_per_batch, first + count - start), options_);
       // Below an intervention's first block every layer computes what the baseline computes: one baseline pass
       // per batch keeps each layer's output and its keys and values, and each intervention runs only the layers
       // from its first block on.

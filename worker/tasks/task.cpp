@@ -1,9 +1,21 @@
 #include "worker/tasks/task.h"
 
+#include <algorithm>
+
 #include "worker/base/error.h"
 #include "worker/tasks/kinds.h"
 
 namespace memsweep {
+
+void RunOptions::check_stop() const {
+  if (stop && stop()) throw UnitCancelled();
+}
+
+int64_t RunOptions::rows_per_batch(int64_t tokens_per_row) const {
+  int64_t rows = std::max(batch_size, 1);
+  if (token_budget > 0 && tokens_per_row > 0) rows = std::min(rows, token_budget / tokens_per_row);
+  return std::max<int64_t>(rows, 1);
+}
 
 void apply_intervention(CausalLM& model, const Intervention& intervention) {
   model.clear_interventions();

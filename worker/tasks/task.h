@@ -1,7 +1,9 @@
 #pragma once
 // A dataset as something a model can be evaluated on, shard by shard, under a list of interventions.
 // Kinds (memorization, divergence, benchmark tasks) are created by open_task() from a DatasetSpec.
+#include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -21,9 +23,21 @@ struct DatasetSpec {
 };
 
 struct RunOptions {
-  int batch_size = 8;      // rows per forward pass
+  int batch_size = 8;      // rows per forward pass (at most)
+  int64_t token_budget = 0;  // padded tokens per forward pass (at most); 0: no limit but batch_size
   // Reuse the activations below an intervention's first block across the interventions of a call.
   bool reuse_lower_layers = true;
+  // Asked before each batch: true abandons the call with UnitCancelled (preemption, a drain past its grace).
+  std::function<bool()> stop;
+  void check_stop() const;
+  // Rows per forward pass for rows of `tokens_per_row` tokens: batch_size, fewer where token_budget binds, >= 1.
+  int64_t rows_per_batch(int64_t tokens_per_row) const;
+};
+
+// Thrown between batches when RunOptions::stop says so; nothing of the call is kept.
+class UnitCancelled : public std::runtime_error {
+ public:
+  UnitCancelled() : std::runtime_error("cancelled between batches") {}
 };
 
 // What a task may need of the model it will run on (known before any weights load).

@@ -270,6 +270,7 @@ std::vector<std::vector<LoglikelihoodResult>> score_requests(CausalLM& model, co
   std::vector<std::vector<LoglikelihoodResult>> results(interventions.size(), std::vector<LoglikelihoodResult>(requests.size()));
   const bool reuse = options.reuse_lower_layers && interventions.size() > 1;
   for (const PlannedBatch& batch : plan_batches(requests, options)) {
+    if (options.stop && options.stop()) throw UnitCancelled();
     const BatchInputs in = batch_inputs(batch, requests, model.device());
     // Below an intervention's first block every layer computes what the baseline computes: one baseline pass
     // keeps those activations and each intervention runs only from its first block on.

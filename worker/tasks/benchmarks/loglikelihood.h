@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 // The loglikelihood engine of the benchmark tasks: sums of log p(continuation tokens | context) and whether each
 // continuation token is the argmax, as lm-evaluation-harness's HF backend computes them (_encode_pair,
 // left truncation to the model's length, log_softmax then argmax), for many requests under many interventions.
@@ -44,6 +45,7 @@ struct LoglikelihoodOptions {
   int64_t token_budget = 8192;  // padded positions (contexts + continuations) per batch, when batch_size > 1
   bool share_contexts = true;   // one pass per distinct context; false: every request alone (the harness's way)
   bool reuse_lower_layers = true;
+  std::function<bool()> stop;   // asked before each batch: true throws UnitCancelled (task.h)
 };
 
 struct LoglikelihoodResult {
