@@ -82,7 +82,8 @@ def main():
     peak = matmul_rate(args.device, dtype, size)
     print(f"shape {args.shape}, {args.device} {args.dtype}, {torch.get_num_threads()} CPU threads; "
           f"{size}^3 {args.dtype} matmul: {peak / 1e12:.2f} TFLOP/s")
-    print(f"{'batch x length':>15} {'eager s':>9} {'sdpa s':>9} {'memsweep s':>11} {'ratio':>7} {'memsweep TFLOP/s':>17} {'of matmul':>10}")
+    print(f"{'batch x length':>15} {'eager s':>9} {'sdpa s':>9} {'memsweep s':>11} {'ratio':>7} {'memsweep TFLOP/s':>17} "
+          f"{'of matmul':>10} {'memsweep eager s':>17}")
     device = args.device if args.device != "cuda" else "cuda:0"
     for item in args.shapes.split(","):
         batch, length = map(int, item.split("x"))
@@ -102,15 +103,17 @@ def main():
             if args.dtype == "float32" and difference > 1e-4 * scale:
                 sys.exit("memsweep's logits differ from transformers'")
         seconds = {name: time_reference(model, ids.to(args.device), args.repeats) for name, model in models.items()}
-        out = subprocess.run([args.memsweep, "forward", "--model", work / "model", "--tokens", work / "rows.json", "--batch-size",
-                              str(batch), "--timing", str(args.repeats), "--device", device, "--dtype", args.dtype],
-                             capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.exit(f"memsweep forward failed:\n{out.stderr}")
-        ours = statistics.median(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
-        flops = forward_flops(config, batch, length) / ours
-        print(f"{item:>15} {seconds['eager']:9.4f} {seconds['sdpa']:9.4f} {ours:11.4f} {ours / min(seconds.values()):7.3f} "
-              f"{flops / 1e12:17.2f} {flops / peak:10.1%}")
+        ours = {}
+        for attention in ("fused", "eager"):
+            out = subprocess.run([args.memsweep, "forward", "--model", work / "model", "--tokens", work / "rows.json", "--batch-size",
+                                  str(batch), "--timing", str(args.repeats), "--device", device, "--dtype", args.dtype,
+                                  "--attention", attention], capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"memsweep forward failed:\n{out.stderr}")
+            ours[attention] = statistics.median(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+        flops = forward_flops(config, batch, length) / ours["fused"]
+        print(f"{item:>15} {seconds['eager']:9.4f} {seconds['sdpa']:9.4f} {ours['fused']:11.4f} {ours['fused'] / min(seconds.values()):7.3f} "
+              f"{flops / 1e12:17.2f} {flops / peak:10.1%} {ours['eager']:17.4f}")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def main():
     (work / "set.jsonl").write_text("".join(json.dumps({"tokens": r}) + "\n" for r in rows))
 
     threads = torch.get_num_threads()
-    reference_times, memsweep_times = [], []
+    reference_times, memsweep_times, memsweep_evaluation_times = [], [], []
     largest = {"exact_match": 0.0, "token_accuracy": 0.0, "completion_entropy (relative)": 0.0}
     for _ in range(args.repeats):
         synchronize()
@@ -123,6 +123,7 @@ def main():
         if out.returncode != 0:
             sys.exit(f"memsweep eval failed:\n{out.stderr}")
         memsweep_times.append(time.perf_counter() - start)
+        memsweep_evaluation_times.append(json.loads(out.stdout)["seconds"]["evaluation"])
         ours = {r["intervention"]: r["metrics"] for r in json.loads(out.stdout)["results"]}
         for name, theirs in reference.items():
             for key in ("exact_match", "token_accuracy"):
@@ -143,7 +144,9 @@ def main():
     print(f"EM per configuration (reference): " + ", ".join(f"{k}={v['exact_match']:.2f}" for k, v in reference.items()))
     print(f"EM per configuration (memsweep):  " + ", ".join(f"{k}={v['exact_match']:.2f}" for k, v in ours.items()))
     print(f"reference (transformers + generate): {ref:.2f} s, {tokens / ref:.0f} tokens/s, peak RSS {peak_rss_mb():.0f} MB{gpu}")
-    print(f"memsweep eval --sweep:               {ms:.2f} s, {tokens / ms:.0f} tokens/s, peak RSS {peak_rss_mb(True):.0f} MB")
+    ms_evaluation = statistics.median(memsweep_evaluation_times)
+    print(f"memsweep eval --sweep:               {ms:.2f} s, {tokens / ms:.0f} tokens/s, peak RSS {peak_rss_mb(True):.0f} MB "
+          f"(whole process; the evaluation alone {ms_evaluation:.2f} s, ratio {ms_evaluation / ref:.3f})")
     print(f"largest differences: " + ", ".join(f"{k} {v:.3g}" for k, v in largest.items()) +
           (" (same metrics)" if exact else f" ({args.dtype}: two implementations round differently)"))
     print(f"ratio memsweep / reference: {ms / ref:.3f} (target <= 0.2)")

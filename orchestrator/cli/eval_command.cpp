@@ -1,5 +1,6 @@
 // memsweep eval: one model × dataset under one or several interventions, without the orchestrator. Prints the
 // dataset-level metrics as JSON and writes per-example results.
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -90,7 +91,10 @@ int eval_command(const Arguments& args) {
                   tokenizer->content_hash() + ": its ids would be silently wrong");
   }
 
+  using Clock = std::chrono::steady_clock;
+  const auto load_start = Clock::now();
   auto model = load_model_with_interventions(model_options);
+  const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
   std::vector<Intervention> interventions;
   Intervention from_flags;
   for (int layer = 0; layer < model->num_layers(); ++layer) {
@@ -111,10 +115,13 @@ int eval_command(const Arguments& args) {
   run_options.reuse_lower_layers = !values.count("no-reuse");
   log_info("evaluating " + std::to_string(task->num_examples()) + " examples of " + dataset.path + " under " +
            std::to_string(interventions.size()) + " intervention(s)");
+  const auto run_start = Clock::now();
   std::vector<ShardResult> results = task->run(*model, 0, task->num_examples(), interventions, run_options);
+  const double run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
 
   nlohmann::json summary = {{"model", model_options.model_dir}, {"dataset", dataset.path}, {"kind", dataset.kind},
-                            {"results", nlohmann::json::array()}};
+                            {"results", nlohmann::json::array()},
+                            {"seconds", {{"model_load", load_seconds}, {"evaluation", run_seconds}}}};
   if (find_benchmark_kind(dataset.kind)) summary["tag"] = benchmark_tag(dataset);  // "language" or "reasoning"
   for (size_t k = 0; k < interventions.size(); ++k)
     summary["results"].push_back({{"intervention", interventions[k].name()},

@@ -16,11 +16,15 @@ void add_model_options(po::options_description& options, ModelOptions& values) {
       ("short-circuit", po::value(&values.short_circuit), "blocks whose attention is the identity (each token attends to itself), e.g. 3,7-9")
       ("zero-attention", po::value(&values.zero_attention), "blocks whose attention sublayer outputs zero")
       ("dtype", po::value(&values.dtype)->default_value("float32"), "float32, float16 or bfloat16 (weights and activations)")
-      ("device", po::value(&values.device)->default_value("cpu"), "cpu, cuda or cuda:N");
+      ("device", po::value(&values.device)->default_value("cpu"), "cpu, cuda or cuda:N")
+      ("attention", po::value(&values.attention)->default_value("fused"),
+       "GPT-NeoX attention: fused (libtorch's scaled_dot_product_attention) or eager (the scores materialised)");
 }
 
 std::unique_ptr<CausalLM> load_model_with_interventions(const ModelOptions& options) {
-  LoadOptions load{parse_dtype(options.dtype), parse_device(options.device)};
+  if (options.attention != "fused" && options.attention != "eager")
+    throw Error("--attention must be fused or eager, not '" + options.attention + "'");
+  LoadOptions load{parse_dtype(options.dtype), parse_device(options.device), options.attention == "fused"};
   auto model = load_causal_lm(options.model_dir, load);
   model->set_attention_mode(parse_block_list(options.short_circuit, model->num_layers()), AttentionMode::short_circuit);
   auto zeroed = parse_block_list(options.zero_attention, model->num_layers());

@@ -76,25 +76,29 @@ def attention_modules(model):
 
 
 @contextmanager
-def reference_intervention(model, short_circuit=(), zero_attention=()):
+def reference_intervention(model, short_circuit=(), zero_attention=(), attention="eager"):
     """The paper's intervention built on transformers' own code, independent of memsweep's: short-circuited
     blocks attend each query only to its own key (the identity pattern; in cached decoding the one-hot row on
-    the last key), zero-attention blocks have their attention module's output replaced by zeros."""
+    the last key), zero-attention blocks have their attention module's output replaced by zeros. GPT-NeoX's
+    other blocks run transformers' `attention` implementation ("eager" or "sdpa", memsweep's --attention fused)."""
     from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
     from transformers.models.gpt_neox.modeling_gpt_neox import eager_attention_forward
 
     short = set(short_circuit)
     patched = []
     if model.config.model_type == "gpt_neox":
-        def attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+        def patched_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
             if module.layer_idx in short:
                 return value[:, :, -query.shape[2]:, :].transpose(1, 2).contiguous(), None
+            if attention == "sdpa":
+                return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
             return eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
 
-        AttentionInterface.register("memsweep_reference", attention)
-        # transformers builds no mask for an attention implementation it does not know: give it eager's.
-        AttentionMaskInterface.register("memsweep_reference", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+        AttentionInterface.register("memsweep_reference", patched_attention)
+        # transformers builds no mask for an attention implementation it does not know: give it the real one's.
+        AttentionMaskInterface.register("memsweep_reference", ALL_MASK_ATTENTION_FUNCTIONS[attention])
         model.set_attn_implementation("memsweep_reference")
     else:  # GPT-Neo computes attention in its own _attn, as the paper's code patched it
         for b in short:

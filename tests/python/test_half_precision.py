@@ -1,7 +1,9 @@
 """float16 and bfloat16 runs (weights and activations in that dtype). memsweep keeps what transformers 5.x eager
 keeps in float32 — GPT-NeoX's softmax, GPT-Neo's q·k scores and softmax — and layer norms accumulate in float32
-inside libtorch's kernel; matmuls accumulate as the BLAS does for that dtype. Two checks per dtype:
-- against transformers in the same dtype (same rounding points): max abs diff <= SAME_DTYPE[dtype];
+inside libtorch's kernel; matmuls accumulate as the BLAS does for that dtype. GPT-NeoX runs both attention
+paths: --attention fused (libtorch's scaled_dot_product_attention) against transformers' sdpa, --attention eager
+against transformers' eager. Two checks per dtype:
+- against transformers in the same dtype and attention (same rounding points): max abs diff <= SAME_DTYPE[dtype];
 - against transformers in float32: max abs diff <= VS_FLOAT32[dtype] x the largest |logit|, the precision a
   user gives up (bf16 keeps 8 mantissa bits, fp16 11). Parity in float32 (test_model_parity) stays the
   reference; these runs are for speed and memory."""
@@ -20,13 +22,15 @@ ROWS = [[5, 17, 3, 88, 42, 42, 7], [60, 2, 2, 2, 9, 31, 77, 13, 5, 0, 96, 44, 18
 
 @pytest.mark.parametrize("short_circuit", [(), (1,)], ids=["baseline", "sc1"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-@pytest.mark.parametrize("make", [make_gpt_neox, make_gpt_neo], ids=["gpt_neox", "gpt_neo"])
-def test_half_precision_logits(make, dtype, short_circuit, tmp_path):
+@pytest.mark.parametrize("make, attention", [(make_gpt_neox, "fused"), (make_gpt_neox, "eager"), (make_gpt_neo, "eager")],
+                         ids=["gpt_neox-fused", "gpt_neox-eager", "gpt_neo"])
+def test_half_precision_logits(make, attention, dtype, short_circuit, tmp_path):
     directory = tmp_path / "model"
     make(directory, seed=5)
     tokens = write_tokens(tmp_path / "tokens.json", ROWS)
     out = tmp_path / "logits.safetensors"
-    args = ["forward", "--model", directory, "--tokens", tokens, "--out", out, "--dtype", dtype, "--batch-size", 2]
+    args = ["forward", "--model", directory, "--tokens", tokens, "--out", out, "--dtype", dtype, "--batch-size", 2,
+            "--attention", attention]
     if short_circuit:
         args += ["--short-circuit", ",".join(map(str, short_circuit))]
     run_memsweep(*args)
@@ -34,14 +38,14 @@ def test_half_precision_logits(make, dtype, short_circuit, tmp_path):
 
     def reference(torch_dtype):
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch_dtype, attn_implementation="eager").eval()
-        with reference_intervention(model, short_circuit), torch.no_grad():
+        with reference_intervention(model, short_circuit, attention="sdpa" if attention == "fused" else "eager"), torch.no_grad():
             return [model(torch.tensor([row])).logits[0].float() for row in ROWS]
 
     same = max((a - b).abs().max().item() for a, b in zip(ours, reference(getattr(torch, dtype))))
     full = reference(torch.float32)
     scale = max(b.abs().max().item() for b in full)
     versus_float32 = max((a - b).abs().max().item() for a, b in zip(ours, full))
-    print(f"{make.__name__} {dtype} sc={short_circuit}: vs transformers {dtype} {same:.3g}, "
+    print(f"{make.__name__} {attention} {dtype} sc={short_circuit}: vs transformers {dtype} {same:.3g}, "
           f"vs float32 {versus_float32:.3g} (logits up to {scale:.3g})")
     assert same <= SAME_DTYPE[dtype]
     assert versus_float32 <= VS_FLOAT32[dtype] * scale

@@ -222,7 +222,7 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
 
 }  // namespace
 
-std::unique_ptr<CausalLM> build_gpt_neo(const ConfigReader& config, WeightLoader& weights) {
+std::unique_ptr<CausalLM> build_gpt_neo(const ConfigReader& config, WeightLoader& weights, const LoadOptions&) {
   return std::make_unique<GPTNeo>(GPTNeoConfig::read(config), weights);
 }
 

@@ -29,6 +29,6 @@ struct GPTNeoConfig {
 };
 
 // The model, its weights taken from `weights` (load_causal_lm checks that every tensor was used).
-std::unique_ptr<CausalLM> build_gpt_neo(const ConfigReader& config, WeightLoader& weights);
+std::unique_ptr<CausalLM> build_gpt_neo(const ConfigReader& config, WeightLoader& weights, const LoadOptions& options);
 
 }  // namespace memsweep

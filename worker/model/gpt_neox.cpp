@@ -64,7 +64,9 @@ namespace {
 // Per forward pass, shared by all layers: rotary tables, the additive attention mask, the cache.
 struct AttentionInputs {
   torch::Tensor cos, sin;  // [B or 1, Tq, r] in the activation dtype
-  torch::Tensor bias;      // [B or 1, 1, Tq, Tk]
+  torch::Tensor bias;      // [B or 1, 1, Tq, Tk]; undefined when `causal` says it all
+  bool causal = false;     // fused, no padding, no cached keys: the kernel's own causal pattern, no bias tensor
+  bool fused = true;       // scaled_dot_product_attention rather than the eager formula
   KVCache* cache = nullptr;
 };
 
@@ -116,11 +118,17 @@ class GPTNeoXAttentionImpl : public torch::nn::Module {
       k = apply_rotary(k, in.cos, in.sin, config_.rotary_dims);
     }
     if (in.cache) std::tie(k, v) = in.cache->append(layer_, k, v);
-    auto scores = torch::matmul(q, k.transpose(2, 3)) * std::pow(double(hd), -0.5) + in.bias;  // [B, H, Tq, Tk]
-    // Softmax accumulates in fp32 whatever the activation dtype (transformers 5.x eager does the same).
-    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-    auto heads = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H * hd});
-    return dense(heads);
+    const double scale = std::pow(double(hd), -0.5);
+    torch::Tensor context;  // [B, H, Tq, hd]
+    if (in.fused) {
+      context = at::scaled_dot_product_attention(q, k, v, in.causal ? std::optional<torch::Tensor>() : std::optional<torch::Tensor>(in.bias),
+                                                 0.0, in.causal, scale);
+    } else {
+      auto scores = torch::matmul(q, k.transpose(2, 3)) * scale + in.bias;  // [B, H, Tq, Tk]
+      // Softmax accumulates in fp32 whatever the activation dtype (transformers 5.x eager does the same).
+      context = torch::matmul(torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type()), v);
+    }
+    return dense(context.transpose(1, 2).reshape({B, T, H * hd}));
   }
 
  private:
@@ -193,8 +201,8 @@ TORCH_MODULE(GPTNeoXModel);
 
 class GPTNeoX : public CausalLM, public torch::nn::Module {
  public:
-  GPTNeoX(GPTNeoXConfig config, WeightLoader& w)
-      : config_(std::move(config)), dtype_(w.dtype()), device_(w.device()),
+  GPTNeoX(GPTNeoXConfig config, WeightLoader& w, bool fused_attention)
+      : config_(std::move(config)), dtype_(w.dtype()), device_(w.device()), fused_attention_(fused_attention),
         gpt_neox(register_module("gpt_neox", GPTNeoXModel(config_, w))) {
     if (config_.tie_word_embeddings) {
       embed_out = gpt_neox->embed_in->weight;
@@ -229,7 +237,9 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
     auto input = ids.to(device_, torch::kInt64);
     AttentionInputs in;
     in.cache = cache;
-    in.bias = causal_attention_bias(mask, T, past + T, dtype_, device_);
+    in.fused = fused_attention_;
+    in.causal = fused_attention_ && !mask.defined() && past == 0;
+    if (!in.causal) in.bias = causal_attention_bias(mask, T, past + T, dtype_, device_);
     if (config_.rotary_dims > 0) {
       auto positions = token_positions(mask, past + T, T, device_).to(torch::kFloat32);  // [B or 1, T]
       auto freqs = positions.unsqueeze(-1) * inv_freq_;                                    // [B or 1, T, r/2]
@@ -257,6 +267,7 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
   GPTNeoXConfig config_;
   torch::ScalarType dtype_;
   torch::Device device_;
+  bool fused_attention_;
   torch::Tensor inv_freq_;
 
  public:
@@ -266,8 +277,8 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
 
 }  // namespace
 
-std::unique_ptr<CausalLM> build_gpt_neox(const ConfigReader& config, WeightLoader& weights) {
-  return std::make_unique<GPTNeoX>(GPTNeoXConfig::read(config), weights);
+std::unique_ptr<CausalLM> build_gpt_neox(const ConfigReader& config, WeightLoader& weights, const LoadOptions& options) {
+  return std::make_unique<GPTNeoX>(GPTNeoXConfig::read(config), weights, options.fused_attention);
 }
 
 }  // namespace memsweep

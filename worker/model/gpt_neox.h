@@ -32,6 +32,6 @@ struct GPTNeoXConfig {
 };
 
 // The model, its weights taken from `weights` (load_causal_lm checks that every tensor was used).
-std::unique_ptr<CausalLM> build_gpt_neox(const ConfigReader& config, WeightLoader& weights);
+std::unique_ptr<CausalLM> build_gpt_neox(const ConfigReader& config, WeightLoader& weights, const LoadOptions& options);
 
 }  // namespace memsweep

@@ -60,7 +60,7 @@ namespace {
 // One line per architecture: config.json's model_type, its builder, the buffers older files carry that it skips.
 struct Architecture {
   const char* model_type;
-  std::unique_ptr<CausalLM> (*build)(const ConfigReader&, WeightLoader&);
+  std::unique_ptr<CausalLM> (*build)(const ConfigReader&, WeightLoader&, const LoadOptions&);
   std::vector<std::string> skipped_suffixes;
 };
 const Architecture kArchitectures[] = {
@@ -78,7 +78,7 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& model_dir, const Loa
     if (model_type != architecture.model_type) continue;
     Checkpoint checkpoint = Checkpoint::open(model_dir);
     WeightLoader weights(checkpoint, options.dtype, options.device);
-    auto model = architecture.build(config, weights);
+    auto model = architecture.build(config, weights, options);
     checkpoint.check_all_taken(architecture.skipped_suffixes);
     return model;
   }

@@ -22,6 +22,9 @@ const char* attention_mode_name(AttentionMode mode);
 struct LoadOptions {
   torch::ScalarType dtype = torch::kFloat32;
   torch::Device device = torch::kCPU;
+  // GPT-NeoX: libtorch's fused scaled_dot_product_attention (flash / memory-efficient kernels on GPUs) instead of
+  // materialising the scores; false is the eager formula. GPT-Neo always runs its fp32 eager attention.
+  bool fused_attention = true;
 };
 
 // Keys and values of the tokens seen so far, per layer, for incremental decoding. Layers whose attention is
