@@ -23,7 +23,8 @@ struct LoadOptions {
   torch::ScalarType dtype = torch::kFloat32;
   torch::Device device = torch::kCPU;
   // GPT-NeoX: libtorch's fused scaled_dot_product_attention (flash / memory-efficient kernels on GPUs) instead of
-  // materialising the scores; false is the eager formula. GPT-Neo always runs its fp32 eager attention.
+  // materialising the scores, for passes without cached keys; false is the eager formula everywhere. GPT-Neo
+  // always runs its fp32 eager attention.
   bool fused_attention = true;
 };
 
