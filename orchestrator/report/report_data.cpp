@@ -99,7 +99,7 @@ double relative_change(double value, double baseline) {
 
 std::vector<std::string> table_metrics(const ModelReport& model, const ReportDataset& dataset) {
   if (dataset.kind == "memorization") return {"exact_match", "token_accuracy", "completion_entropy"};
-  if (dataset.kind == "divergence") return {"kl." + std::to_string(model.layers - 1)};
+  if (dataset.kind == "divergence") return {divergence_metric_name("kl", model.layers - 1)};
   if (const BenchmarkKind* kind = find_benchmark_kind(dataset.kind)) {
     if (kind->type == RequestType::rolling) return {"word_perplexity", "bits_per_byte"};
     if (dataset.kind == "lambada_openai") return {"acc", "perplexity"};

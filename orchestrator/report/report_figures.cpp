@@ -14,6 +14,7 @@
 
 #include "orchestrator/report/report.h"
 #include "worker/base/error.h"
+#include "worker/tasks/kinds.h"
 
 extern char** environ;
 
@@ -183,7 +184,7 @@ std::string scale_figure(const ReportData& data, const std::string& out, const s
   gp << kCommon << "set title 'Memorization (EM on the memorized set) vs mean benchmark accuracy, one point per short-circuited block'\n"
      << "set xlabel 'mean benchmark accuracy (acc)'\nset ylabel 'exact match'\nset yrange [-0.05:1.05]\nset xrange [0:1.05]\n"
      << "set palette defined (0 '#2c7bb6', 0.5 '#ffffbf', 1 '#d7191c')\nset cbrange [0:1]\n"
-     << "set cblabel 'relative depth (block / (blocks - 1))'\nset key inside left top box opaque\nset samples 1\n"
+     << "set cblabel 'relative depth (block / (blocks - 1))'\nset key inside left top box opaque\nset samples 2\n"
      << "plot " << plots.str();
   return figure.draw(gnuplot, gp.str());
 }
@@ -228,11 +229,11 @@ std::string divergence_figure(const ModelReport& model, const ReportDataset& dat
   double largest = 0;
   for (const InterventionSummary* s : single_blocks(model))
     for (int layer = 0; layer < model.layers; ++layer) {
-      const double change = model.metric(dataset.name, s->intervention, "relative_change." + std::to_string(layer));
+      const double change = model.metric(dataset.name, s->intervention, divergence_metric_name("relative_change", layer));
       if (std::isnan(change)) continue;
       largest = std::max(largest, change);
       rows << layer << " " << s->first_block << " " << number(change) << " "
-           << number(model.metric(dataset.name, s->intervention, "kl." + std::to_string(layer))) << "\n";
+           << number(model.metric(dataset.name, s->intervention, divergence_metric_name("kl", layer))) << "\n";
     }
   const std::string file = figure.data("", rows.str());
   std::ostringstream gp;

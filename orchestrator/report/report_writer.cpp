@@ -7,6 +7,7 @@
 
 #include "orchestrator/report/report.h"
 #include "worker/base/error.h"
+#include "worker/tasks/kinds.h"
 #include "worker/base/intervention.h"
 
 namespace memsweep {
@@ -176,11 +177,11 @@ void write_csv_files(const ReportData& data, const std::string& out) {
         }
         if (d.kind != "divergence") continue;
         for (int layer = 0; layer < model.layers; ++layer) {
-          const double change = model.metric(d.name, intervention, "relative_change." + std::to_string(layer));
+          const double change = model.metric(d.name, intervention, divergence_metric_name("relative_change", layer));
           if (std::isnan(change)) continue;
           const int first = Intervention::parse(intervention).first_block();
           divergence.row({model.name, d.name, intervention, std::to_string(first), std::to_string(layer), csv_number(change),
-                          csv_number(model.metric(d.name, intervention, "kl." + std::to_string(layer)))});
+                          csv_number(model.metric(d.name, intervention, divergence_metric_name("kl", layer)))});
         }
       }
     for (const InterventionSummary& s : model.summaries)

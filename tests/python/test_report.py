@@ -191,8 +191,8 @@ def test_report_numbers_equal_the_store(study):
     divergence = read_csv(out / "divergence.csv")
     for row in divergence:
         truth = expected[("divergence", row["intervention"])]
-        assert float(row["relative_change"]) == pytest.approx(truth[f"relative_change.{row['layer']}"], rel=1e-12)
-        assert float(row["kl"]) == pytest.approx(truth[f"kl.{row['layer']}"], rel=1e-12, abs=1e-15)
+        assert float(row["relative_change"]) == pytest.approx(truth[f"relative_change.{int(row['layer']):02d}"], rel=1e-12)
+        assert float(row["kl"]) == pytest.approx(truth[f"kl.{int(row['layer']):02d}"], rel=1e-12, abs=1e-15)
     assert len([r for r in divergence if r["intervention"] == "short_circuit:2"]) == LAYERS - 2
 
     # examples.csv: one row per stored example and value
