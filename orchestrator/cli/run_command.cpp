@@ -1,7 +1,12 @@
 // memsweep run: the study under mpirun (rank 0 schedules and writes, ranks >= 1 work) or alone (one process
 // does both). Rerunning the same study resumes it.
 #include <torch/torch.h>
+#include <ATen/Parallel.h>
+#include <sched.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <thread>
 
 #include <cstdlib>
 #include <iostream>
@@ -26,6 +31,21 @@ namespace po = boost::program_options;
 namespace memsweep {
 
 namespace {
+
+// The cores this process may run on (a SLURM allocation narrows the affinity mask).
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, int(std::thread::hardware_concurrency()));
+}
+
+void set_worker_threads(int workers) {
+  const int threads = intra_op_threads(usable_cores(), workers, std::getenv("OMP_NUM_THREADS"));
+  at::set_num_threads(threads);
+  log_info(std::to_string(threads) + " intra-op thread(s) (" + std::to_string(usable_cores()) + " usable cores, " +
+           std::to_string(workers) + " worker(s) on this node; OMP_NUM_THREADS overrides)");
+}
 
 std::string host_name() {
   char name[256] = {};
@@ -121,6 +141,7 @@ int run_command(const Arguments& raw) {
     if (mpi.rank() == 0) return coordinate_study(*prepared, args, *mpi.coordinator_transport(), mpi.size());
     const int index = local_worker_index(mpi.rank(), node_ranks, mpi.size());
     const std::string device = choose_device(policy, index, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
+    set_worker_threads(workers_on_node(node_ranks, mpi.size()));
     TorchUnitRunner runner(device);
     serve_worker(*mpi.worker_transport(), runner, mpi.host(), terminate_signalled);
     return 0;

@@ -122,6 +122,18 @@ BOOST_AUTO_TEST_CASE(device_choice_table) {
   BOOST_CHECK_THROW(choose_device("gpu", 0, 1, nullptr), Error);
 }
 
+BOOST_AUTO_TEST_CASE(intra_op_threads_share_the_cores) {
+  BOOST_TEST(intra_op_threads(16, 4, nullptr) == 4);
+  BOOST_TEST(intra_op_threads(2, 2, nullptr) == 1);
+  BOOST_TEST(intra_op_threads(2, 3, nullptr) == 1);  // oversubscribed: never 0
+  BOOST_TEST(intra_op_threads(16, 4, "2") == 2);      // the user's OMP_NUM_THREADS wins
+  BOOST_TEST(intra_op_threads(16, 4, "") == 4);
+  BOOST_TEST(intra_op_threads(16, 4, "many") == 4);   // not a number: ignored
+  BOOST_TEST(workers_on_node({0, 1, 2}, 3) == 2);    // rank 0 schedules
+  BOOST_TEST(workers_on_node({3, 4}, 5) == 2);       // a second node: every rank works
+  BOOST_TEST(workers_on_node({0}, 1) == 1);          // one process does both
+}
+
 class CountingRunner : public UnitRunner {
  public:
   std::string device() const override { return "cpu"; }
