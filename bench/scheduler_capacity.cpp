@@ -3,14 +3,16 @@
 // deterministic results (tests/orchestrator/fake_cluster.h). The figure bounds how many GPUs one rank 0 feeds:
 // GPUs <= units/s x seconds per unit.
 //
-// usage: scheduler_capacity [WORKERS=512] [UNITS=20000] [EXAMPLES_PER_UNIT=1]
+// usage: scheduler_capacity [WORKERS=512] [UNITS=20000] [EXAMPLES_PER_UNIT=1] [delete|wal] [STORE_DIR]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 
 #include "orchestrator/scheduler/coordinator.h"
 #include "orchestrator/scheduler/scheduler.h"
+#include "worker/base/log.h"
 #include "tests/orchestrator/fake_cluster.h"
 #include "tests/orchestrator/study_fixture.h"
 
@@ -20,6 +22,8 @@ int main(int argc, char** argv) {
   const int workers = argc > 1 ? std::atoi(argv[1]) : 512;
   const int64_t units = argc > 2 ? std::atoll(argv[2]) : 20000;
   const int64_t examples_per_unit = argc > 3 ? std::atoll(argv[3]) : 1;
+  const JournalMode journal = argc > 4 && std::string(argv[4]) == "wal" ? JournalMode::wal : JournalMode::rollback;
+  set_log_level(LogLevel::warning);
   memsweep_test::StudyFolder folder;
   for (const char* model : {"m1", "m2", "m3", "m4"}) folder.model(model, 2);
   folder.write("d.jsonl", "{}\n");
@@ -31,7 +35,9 @@ int main(int argc, char** argv) {
   const Study study = parse_study(text, "bench.toml", folder.root().string());
   const int64_t examples = units / 4 * examples_per_unit;
   const auto grid = expand_units(study, [&](const DatasetEntry&, const ModelEntry&) { return examples; });
-  auto store = open_sqlite_store((folder.root() / "bench.sqlite").string(), JournalMode::rollback);
+  const std::string store_path = (argc > 5 ? std::filesystem::path(argv[5]) : folder.root()) / "bench.sqlite";
+  std::filesystem::remove(store_path);
+  auto store = open_sqlite_store(store_path, journal);
   store->register_study(study, text, {}, {{"d", "hash", examples}}, grid, false);
 
   // The pure scheduler alone: one hand-out round for every idle worker over the whole pending list.
@@ -58,8 +64,8 @@ int main(int argc, char** argv) {
   std::printf("schedule(): %zu assignments for %d idle workers over %zu pending units in %.4f s\n", handed, workers,
               pending.size(), schedule_s);
   std::printf("coordinator + SQLite store: %lld units (%lld example rows) to %d fake workers in %.2f s: %.0f units/s, "
-              "%.0f example rows/s; outcome %s\n",
+              "%.0f example rows/s; journal %s; outcome %s\n",
               (long long)done, (long long)(done * examples_per_unit), workers, seconds, double(done) / seconds,
-              double(done * examples_per_unit) / seconds, run_outcome_name(outcome));
+              double(done * examples_per_unit) / seconds, journal == JournalMode::wal ? "wal" : "delete", run_outcome_name(outcome));
   return outcome == RunOutcome::finished && done == int64_t(grid.size()) ? 0 : 1;
 }

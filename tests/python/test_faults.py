@@ -94,8 +94,9 @@ def wait_for_done(job, store, count, timeout=120):
 
 
 def interrupted_store(study, store, done=60):
-    """A store with `done` or more units done and the rest pending: mpi_flow stopped by SIGTERM (exit 0)."""
-    job = start_flow(study, store)
+    """A store with `done` or more units done and the rest pending: mpi_flow stopped by SIGTERM (exit 0). Units take
+    10 ms, so the study cannot finish first even on a tmpfs (no fsync)."""
+    job = start_flow(study, store, unit_seconds=0.001)
     wait_for_done(job, store, done)
     job.send_signal(signal.SIGTERM)
     output, _ = job.communicate(timeout=60)
@@ -190,10 +191,10 @@ def test_rank0_killed_mid_commit(tmp_path, flow_reference):
 
 
 def test_disk_full_names_the_store_and_a_rerun_with_room_completes(tmp_path, flow_reference):
-    """The store's file system fills up mid-study (a tmpfs of half the finished store's size): rank 0 stops with an
+    """The store's file system fills up mid-study (a tmpfs of 3/4 of the finished store's size): rank 0 stops with an
     error naming the store; what was committed is intact; with room, the rerun completes."""
     study = make_flow_study(tmp_path / "study")
-    size = (flow_reference.stat().st_size // 2 + 4095) // 4096 * 4096
+    size = (flow_reference.stat().st_size * 3 // 4 + 4095) // 4096 * 4096
     with tmpfs(tmp_path / "small", size) as folder:
         store = folder / "s.sqlite"
         full = run_flow(study, store)
@@ -211,7 +212,7 @@ def test_disk_full_by_file_size_limit(tmp_path, flow_reference):
     """The same without mount rights: RLIMIT_FSIZE (SIGXFSZ ignored, so writes fail with EFBIG)."""
     study = make_flow_study(tmp_path)
     store = tmp_path / "s.sqlite"
-    limit = flow_reference.stat().st_size // 2
+    limit = flow_reference.stat().st_size * 3 // 4
 
     def limited():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
