@@ -55,7 +55,7 @@ std::string host_name() {
 
 struct RunArguments {
   std::string study, db;
-  bool extend = false;
+  bool extend = false, retry_failed = false;
   double progress_every_s = 60;
 };
 
@@ -64,6 +64,8 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
   const Study& study = prepared.study;
   auto store = open_sqlite_store(study.store.path, study.store.journal_mode);
   store->register_study(study, prepared.text, prepared.models, prepared.datasets, prepared.units, args.extend);
+  if (args.retry_failed)
+    if (int retried = store->retry_failed()) log_info("--retry-failed: " + std::to_string(retried) + " failed units are pending again");
   if (int requeued = store->requeue_running()) log_info("resume: " + std::to_string(requeued) + " units left running by an earlier job are pending again");
   const int64_t run = store->begin_run({MEMSWEEP_VERSION, MEMSWEEP_GIT_COMMIT, TORCH_VERSION, host_name(), ranks});
   ProgressDisplay display(isatty(STDERR_FILENO) != 0, args.progress_every_s);
@@ -92,13 +94,14 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
 
 int run_command(const Arguments& raw) {
   const CommandSpec spec{
-      "run", "STUDY.toml [--db PATH] [--extend] [--progress-every SECONDS]",
+      "run", "STUDY.toml [--db PATH] [--extend] [--retry-failed] [--progress-every SECONDS]",
       "Runs a study: every model x dataset shard x intervention group of STUDY.toml (keys: schemas/study.md),\n"
       "results in one SQLite store. Under `mpirun -np N` rank 0 schedules and writes and ranks 1..N-1 work (one\n"
       "device each: the worker's position on its node modulo the visible GPUs, cpu without CUDA); alone, one\n"
       "process does both.\n\n"
       "Resume: rerunning the same study skips done units and requeues units a dead job left running. A changed\n"
-      "study file is refused unless --extend (new units are added; recorded results are kept).\n"
+      "study file is refused unless --extend (new units are added; recorded results are kept). Units recorded\n"
+      "failed (no attempts left) stay failed unless --retry-failed.\n"
       "Signals to rank 0: SIGTERM requeues in-flight units, commits, has their workers abandon them at the next\n"
       "batch and exits 0; SIGUSR1 stops handing out units, lets in-flight ones finish within [run] drain_grace_s,\n"
       "then requeues and cancels the rest the same way and exits 0. A worker that sees SIGTERM itself abandons\n"
@@ -110,6 +113,7 @@ int run_command(const Arguments& raw) {
   options.add_options()("study", po::value(&args.study)->required(), "the study file")(
       "db", po::value(&args.db), "the store (overrides [store] path)")("extend", po::bool_switch(&args.extend),
                                                                        "accept a changed study file: add its new units")(
+      "retry-failed", po::bool_switch(&args.retry_failed), "give units recorded failed new attempts (after fixing their cause)")(
       "progress-every", po::value(&args.progress_every_s)->default_value(60), "seconds between progress lines in batch logs");
   po::positional_options_description positional;
   positional.add("study", 1);

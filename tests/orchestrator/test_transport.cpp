@@ -78,6 +78,11 @@ BOOST_AUTO_TEST_CASE(malformed_messages_name_what_is_wrong) {
       {with("dataset_options", 3), "the order's field 'dataset_options' is not an object"},
       {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{}}]})",
        "malformed shard result"},
+      // found by fuzz_messages: a float index was converted to int64 with undefined behaviour (1e300) or truncated
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{},"examples":[{"index":1e300,"values":{},"detail":null}]}]})",
+       "malformed shard result: an example's index is not an integer >= 0 (1e+300)"},
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{},"examples":[{"index":2.5,"values":{},"detail":null}]}]})",
+       "malformed shard result: an example's index is not an integer >= 0"},
   };
   for (const Case& c : cases) {
     try {
