@@ -95,4 +95,21 @@ torch::ScalarType parse_dtype(const std::string& name);
 // "cpu" | "cuda" | "cuda:N"; Error when CUDA is asked for and not available.
 torch::Device parse_device(const std::string& name);
 
+// A model's size from its config.json alone (no weights read): what `plan` needs to say whether it fits.
+struct ModelSize {
+  std::string architecture;
+  int64_t parameters = 0, layers = 0, hidden = 0, intermediate = 0, vocab = 0, max_positions = 0;
+};
+ModelSize read_model_size(const std::string& model_dir);
+
+// Peak memory of a worker evaluating `rows` rows of `tokens` tokens in `dtype` (bytes): the weights, and the
+// activations memsweep keeps for one batch — every layer's keys and values and output (the cache and the
+// below-block reuse), the logits in the run dtype plus their float32 copy and log-softmax, the MLP's inner
+// activations. An estimate for planning, not a bound libtorch's allocator promises.
+struct MemoryEstimate {
+  double weights = 0, activations = 0;
+  double total() const { return weights + activations; }
+};
+MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens);
+
 }  // namespace memsweep
