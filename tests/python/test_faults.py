@@ -447,11 +447,12 @@ def peak_virtual_memory(command):
 
 
 def test_out_of_memory_in_a_unit_halves_the_batch_until_it_fits(tmp_path):
-    """A real allocation failure, no test hook: 16 rows of 1024 tokens (attention scores ~64 MB a row) under an
+    """A real allocation failure, no test hook: 16 rows of 1024 tokens with a 32,768-token vocabulary (float32
+    logits and their log-softmax ~130 MB each a row; attention is fused and allocates little) under an
     address-space limit (RLIMIT_AS) of what a batch-1 run peaked at + 300 MB. The batch of 16 cannot be
     allocated; the worker reports out-of-memory, each retry halves the batch until it fits, and the results
     equal an unlimited run's."""
-    make_gpt_neox(tmp_path / "long", seed=7, max_position_embeddings=1024)
+    make_gpt_neox(tmp_path / "long", seed=7, max_position_embeddings=1024, vocab_size=32768)
     rows = torch.randint(1, 97, (16, 1024), generator=torch.Generator().manual_seed(8)).tolist()
     (tmp_path / "long_rows.jsonl").write_text("".join(json.dumps({"tokens": t}) + "\n" for t in rows))
     one = tmp_path / "one.toml"
