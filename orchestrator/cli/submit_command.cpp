@@ -157,6 +157,7 @@ int submit_command(const Arguments& raw) {
       {"workers_per_node", std::to_string(workers_per_node)},
       {"workers", std::to_string(args.nodes * workers_per_node)},
       {"ntasks", std::to_string(args.nodes * workers_per_node + 1)},
+      {"ranks_first_node", std::to_string(workers_per_node + 1)},
       {"cpus_per_task", std::to_string(args.cpus_per_worker)},
       {"time", args.time},
       {"partition", args.partition},

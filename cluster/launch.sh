@@ -1,0 +1,33 @@
+# Sourced by the batch templates (cluster/templates/*.sbatch). Bash runs no trap while a foreground command
+# runs, and SLURM's `--signal=B:USR1@N` and `scancel --signal=USR1 --batch` reach only the batch shell: so the
+# launcher (srun or mpirun) starts in the background, the shell waits for it, and its traps forward USR1 (the
+# time-limit warning: the study drains) and TERM (preemption: in-flight units are requeued) to the launcher,
+# which passes them to every rank.
+
+# memsweep_launch MEMSWEEP STORE REQUEUE_ON_DRAIN LAUNCHER...
+#   Runs LAUNCHER... (e.g. `srun memsweep run ...`), forwarding signals; returns its exit status. After a
+#   drain (USR1) that left units unfinished, and when REQUEUE_ON_DRAIN is 1, requeues this job with
+#   `scontrol requeue` so the study continues in the next allocation from its store.
+memsweep_launch() {
+  local memsweep=$1 store=$2 requeue_on_drain=$3
+  shift 3
+  local drained=0 status
+  echo "memsweep_launch: $(date '+%F %T') job ${SLURM_JOB_ID:-?} (restart ${SLURM_RESTART_COUNT:-0}) on ${SLURM_JOB_NODELIST:-$(hostname)}: $*"
+  "$@" &
+  local launcher=$!
+  trap 'drained=1; echo "memsweep_launch: $(date "+%F %T") USR1: draining"; kill -USR1 $launcher 2>/dev/null' USR1
+  trap 'echo "memsweep_launch: $(date "+%F %T") TERM: requeueing in-flight units"; kill -TERM $launcher 2>/dev/null' TERM
+  # A trapped signal ends `wait` early with 128+signal while the launcher runs on: wait again. Bash keeps the
+  # status of a reaped background job, so the last `wait` returns the launcher's own.
+  while kill -0 "$launcher" 2>/dev/null; do wait "$launcher"; done
+  wait "$launcher"; status=$?
+  trap - USR1 TERM
+  echo "memsweep_launch: $(date '+%F %T') launcher exited with status $status"
+  if [[ $drained == 1 && $status == 0 && $requeue_on_drain == 1 && -n ${SLURM_JOB_ID:-} ]]; then
+    if ! "$memsweep" status "$store" --exit-unfinished >/dev/null; then
+      echo "memsweep_launch: units remain: requeueing job $SLURM_JOB_ID"
+      scontrol requeue "$SLURM_JOB_ID"
+    fi
+  fi
+  return $status
+}
