@@ -13,7 +13,8 @@ memsweep_launch() {
   shift 3
   local drained=0 status
   echo "memsweep_launch: $(date '+%F %T') job ${SLURM_JOB_ID:-?} (restart ${SLURM_RESTART_COUNT:-0}) on ${SLURM_JOB_NODELIST:-$(hostname)}: $*"
-  "$@" &
+  # Its own session (setsid execs in place: $! is the launcher), so the ranks can be waited for after it exits.
+  setsid "$@" &
   local launcher=$!
   trap 'drained=1; echo "memsweep_launch: $(date "+%F %T") USR1: draining"; kill -USR1 $launcher 2>/dev/null' USR1
   trap 'echo "memsweep_launch: $(date "+%F %T") TERM: requeueing in-flight units"; kill -TERM $launcher 2>/dev/null' TERM
@@ -21,6 +22,9 @@ memsweep_launch() {
   # status of a reaped background job, so the last `wait` returns the launcher's own.
   while kill -0 "$launcher" 2>/dev/null; do wait "$launcher"; done
   wait "$launcher"; status=$?
+  # mpirun may exit on SIGTERM before its ranks have committed, and SLURM SIGKILLs what is left of the step when
+  # this shell exits: wait (at most 60 s; KillWait bounds it anyway) until the launcher's session is empty.
+  for _ in $(seq 600); do pgrep -s "$launcher" >/dev/null || break; sleep 0.1; done
   trap - USR1 TERM
   echo "memsweep_launch: $(date '+%F %T') launcher exited with status $status"
   if [[ $drained == 1 && $status == 0 && $requeue_on_drain == 1 && -n ${SLURM_JOB_ID:-} ]]; then

@@ -30,6 +30,7 @@ start() {
   local host cpus
   host=$(hostname -s)
   cpus=$(nproc); ((cpus >= 4)) || cpus=4   # config_overrides: more CPUs than cores, so 3-rank jobs fit on 2 cores
+  # cred_expire: also how long a requeued job waits before it may start again (120 s by default).
   cat >"$SLURM_CONF" <<CONF
 ClusterName=local
 SlurmctldHost=$host(127.0.0.1)
@@ -37,7 +38,7 @@ SlurmctldPort=$(free_port)
 SlurmdPort=$(free_port)
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/munge.socket
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=5
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SlurmUser=root
@@ -49,6 +50,7 @@ SlurmdPidFile=$dir/slurmd.pidfile
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
 SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
