@@ -232,3 +232,15 @@ def test_sigkill_mid_study_then_rerun_gives_every_unit_once(folder, victim):
                           "HAVING COUNT(*) > 1)").fetchone() == (0,)
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert_same(results(reference), results(store))
+
+
+def test_plan_calibrate_prints_minutes_per_unit_and_the_drain_verdict(folder):
+    study = write_study(folder, "calibrate.toml")
+    plan = run_memsweep("plan", study, "--db", folder / "calibrate.sqlite", "--calibrate", "--calibrate-examples", "2",
+                        "--grace", "0.000001").stdout
+    lines = [line for line in plan.splitlines() if line.startswith(("neox ", "neo "))]
+    assert "calibration on cpu" in plan
+    calibrated = [line for line in lines if line.endswith("fit")]
+    assert len(calibrated) == 3, plan  # neox x (set_a, set_b), neo x set_a
+    assert all(line.endswith("does NOT fit") for line in calibrated), plan  # no unit runs in a microsecond
+    assert not (folder / "calibrate.sqlite").exists()  # plan writes nothing
