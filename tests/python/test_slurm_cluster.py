@@ -1,7 +1,8 @@
 """memsweep on a real, single-host SLURM (Debian's slurm-wlm and munge, started by cluster/local_slurm.sh under a
 temporary folder and stopped by pid): `memsweep submit` with the cpu_test template runs a study to completion; a
 job that gets USR1 mid-run (`scancel --signal=USR1 --batch`) drains, requeues itself and completes; a job that is
-requeued mid-run (`scontrol requeue`: SIGTERM, then SIGKILL after KillWait) resumes and completes. The last two keep
+requeued mid-run (`scontrol requeue`: SIGTERM, then SIGKILL after KillWait) resumes and completes; a --chain of two
+singleton jobs runs one after the other. The USR1 and requeue jobs keep
 their live store on node-local scratch and resume from the shared copy. Every store ends with every unit done
 exactly once and the metrics of an uninterrupted run. Skips only where SLURM cannot run here (not root, no daemons)."""
 import json
@@ -191,3 +192,19 @@ def test_requeue_mid_run_resumes_and_completes(slurm, study):
     assert outcomes[-1] == "finished" and len(outcomes) >= 2, (outcomes, log.read_text())
     # SIGTERM reached rank 0, which requeued its in-flight units and ended its run before SIGKILL.
     assert outcomes[0] == "interrupted", (outcomes, log.read_text())
+
+
+def test_singleton_chain_runs_one_job_after_the_other(slurm, study):
+    """--chain 2 --no-requeue: two jobs of one name with --dependency=singleton; the second starts after the
+    first ends and finds the study done."""
+    study_path, reference = study
+    folder = study_path.parent
+    result = subprocess.run([MEMSWEEP_BIN, "submit", str(study_path), "--db", str(folder / "chain.sqlite"), "--job-name", "chain",
+                             "--logs", str(folder / "logs"), "--chain", "2", "--no-requeue"], env=slurm, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.split()
+    assert job_fields(slurm, second)["Dependency"].startswith("singleton")
+    fields = [wait_for_job(slurm, job, folder / "logs" / f"chain-{job}.out") for job in (first, second)]
+    assert fields[0]["Requeue"] == "0"
+    assert fields[1]["StartTime"] >= fields[0]["EndTime"]
+    assert check_complete_once(folder / "chain.sqlite", reference) == ["finished", "finished"]
