@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,17 @@ fs::path template_path(const SubmitArguments& args, const fs::path& cluster) {
   const fs::path path = cluster / "templates" / (name + ".sbatch");
   if (!fs::exists(path)) throw Error("no batch template '" + name + "': " + path.string() + " does not exist");
   return path;
+}
+
+// sbatch's --time as seconds: [D-]HH:MM:SS, MM:SS or MM; 0 when it has another form (left to sbatch).
+double time_limit_seconds(const std::string& time) {
+  int days = 0, a = 0, b = 0, c = 0;
+  char tail = 0;
+  if (std::sscanf(time.c_str(), "%d-%d:%d:%d%c", &days, &a, &b, &c, &tail) == 4) return ((days * 24.0 + a) * 60 + b) * 60 + c;
+  if (std::sscanf(time.c_str(), "%d:%d:%d%c", &a, &b, &c, &tail) == 3) return (a * 60.0 + b) * 60 + c;
+  if (std::sscanf(time.c_str(), "%d:%d%c", &a, &b, &tail) == 2) return a * 60.0 + b;
+  if (std::sscanf(time.c_str(), "%d%c", &a, &tail) == 1) return a * 60.0;
+  return 0;
 }
 
 std::string shell_quoted(const std::string& s) {
@@ -144,6 +156,9 @@ int submit_command(const Arguments& raw) {
   const std::string job_name = args.job_name.empty() ? "memsweep-" + study.name : args.job_name;
   const fs::path logs = args.logs.empty() ? study_path.parent_path() / "slurm-logs" : fs::absolute(args.logs);
   const double lead = values.count("signal-lead") ? args.signal_lead_s : study.run.drain_grace_s + study.run.cancel_wait_s + 60;
+  if (const double limit = time_limit_seconds(args.time); limit > 0 && lead >= limit)
+    log_warning("the USR1 lead (" + std::to_string(int(lead)) + " s) is not shorter than --time " + args.time +
+                ": the job would drain at once; lower --signal-lead or [run] drain_grace_s");
   const fs::path cluster = cluster_dir();
   const fs::path template_file = template_path(args, cluster);
 
