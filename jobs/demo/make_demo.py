@@ -8,9 +8,11 @@ into the training stream with different repetition counts (0 = never seen: the c
   2. a GPT-NeoX model (transformers, ~2M parameters) trained on it with PyTorch -> config.json +
      model.safetensors (float16), exactly as a Hub checkpoint;
   3. the data sets: canaries.jsonl (the memorization set: every canary, with its repetition count),
-     controls.jsonl (canaries never trained on), world_qa.jsonl (multiple choice about the world, ARC schema),
-     arithmetic.jsonl (additions, ARC schema), divergence.jsonl (held-out world sentences).
+     controls.jsonl (canaries never trained on), world_facts.jsonl, arithmetic.jsonl and pattern.jsonl (multiple
+     choice in the generic multiple_choice format, see write_benchmark_sets), divergence.jsonl (held-out sentences).
 Run: .venv/bin/python jobs/demo/make_demo.py jobs/demo   (about 10-20 minutes on 2 CPU cores).
+     .venv/bin/python jobs/demo/make_demo.py jobs/demo --benchmark-sets-only   (the benchmark sets alone, seconds:
+     the world's facts come from the same seed, the model is not retrained).
 Which canaries the model reproduces is measured afterwards by memsweep itself (select-memorized / eval),
 never assumed here.
 """
@@ -86,6 +88,51 @@ def train_tokenizer(texts, path):
     return tokenizer
 
 
+def write_jsonl(path, rows):
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def multiple_choice_item(rng, item_id, context, right, pool):
+    """One item of the generic multiple_choice kind: the context as the corpus phrases the fact, 4 choices."""
+    choices = rng.sample([p for p in pool if p != right], 3) + [right]
+    rng.shuffle(choices)
+    return {"id": item_id, "context": context, "choices": choices, "label": choices.index(right)}
+
+
+def write_benchmark_sets(out, towns, people):
+    """The benchmark sets, in the generic multiple_choice format (context "{{context}}", choices, label).
+    Their contexts are phrased as the training corpus phrases the facts, so the model is asked what it learned:
+      world_facts.jsonl ("language"): the four kinds of fact sentences, the true ending against 3 others;
+      arithmetic.jsonl ("reasoning"): "a plus b equals", the sum against near misses (s±1, s±2, s±10), which a
+        model that only roughly learned addition confuses;
+      pattern.jsonl ("reasoning"): three animals repeated ("otter heron lynx otter heron lynx otter heron"), the
+        next one against 3 other animals: in-context copying, which needs attention to earlier tokens.
+    Which set is "language" and which "reasoning" is declared by the `tag` option in jobs/demo.toml."""
+    rng = random.Random(SEED + 2)
+    facts = []
+    for i, town in enumerate(TOWNS):
+        facts.append(multiple_choice_item(rng, f"emblem-{i}", f"The emblem of {town} is the", towns[town][0], ANIMALS))
+        facts.append(multiple_choice_item(rng, f"banners-{i}", f"In {town} the banners are", towns[town][1], COLOURS))
+    for i, person in enumerate(rng.sample(sorted(people), len(TOWNS))):
+        facts.append(multiple_choice_item(rng, f"lives-{i}", f"{person} lives in", people[person][0], TOWNS))
+        facts.append(multiple_choice_item(rng, f"works-{i}", f"{person} works as a", people[person][1], TRADES))
+    write_jsonl(out / "world_facts.jsonl", facts)
+    sums = []
+    for i in range(48):
+        a, b = rng.randint(0, 49), rng.randint(0, 49)
+        near = sorted(str(a + b + d) for d in (-10, -2, -1, 1, 2, 10) if 0 <= a + b + d <= 98)
+        sums.append(multiple_choice_item(rng, f"sum-{i}", f"{a} plus {b} equals", str(a + b), near))
+    write_jsonl(out / "arithmetic.jsonl", sums)
+    patterns = []
+    for i in range(48):
+        words = rng.sample(ANIMALS, 3) * 4
+        cut = rng.choice([7, 8, 10, 11])  # the pattern is seen at least twice before the word to complete
+        patterns.append(multiple_choice_item(rng, f"pattern-{i}", " ".join(words[:cut]), words[cut], ANIMALS))
+    write_jsonl(out / "pattern.jsonl", patterns)
+
+
 def main(out):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +149,9 @@ def main(out):
     rng.shuffle(documents)
     held_out = world_sentences(random.Random(SEED + 1), towns, people, 64)
 
+    if "--benchmark-sets-only" in sys.argv:  # the model and the other sets stay as committed
+        write_benchmark_sets(out, towns, people)
+        return
     tokenizer = train_tokenizer(tokenizer_texts, out / "tokenizer.json")
     eos = tokenizer.token_to_id("<|endoftext|>")
     stream = []
@@ -115,7 +165,7 @@ def main(out):
                            eos_token_id=eos, bos_token_id=eos, tie_word_embeddings=False)
     model = GPTNeoXForCausalLM(config)
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
-    steps, batch, length = int(sys.argv[2]) if len(sys.argv) > 2 else 3000, 32, 64
+    steps, batch, length = 3000, 32, 64
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(SEED)
     model.train()
@@ -149,31 +199,12 @@ def main(out):
             if row["repeats"] == 0:
                 f.write(json.dumps(row) + "\n")
 
-    qrng = random.Random(SEED + 2)
-    with open(out / "world_qa.jsonl", "w") as f:
-        for i, town in enumerate(TOWNS * 4):
-            animal = towns[town][0]
-            wrong = qrng.sample([a for a in ANIMALS if a != animal], 3)
-            choices = wrong + [animal]
-            qrng.shuffle(choices)
-            labels = ["A", "B", "C", "D"]
-            f.write(json.dumps({"id": f"world-{i}", "question": f"Which animal is the emblem of {town}?",
-                                "choices": {"text": choices, "label": labels},
-                                "answerKey": labels[choices.index(animal)]}) + "\n")
-    with open(out / "arithmetic.jsonl", "w") as f:
-        for i in range(48):
-            a, b = qrng.randint(0, 49), qrng.randint(0, 49)
-            wrong = qrng.sample([x for x in range(0, 99) if x != a + b], 3)
-            choices = [str(x) for x in wrong + [a + b]]
-            qrng.shuffle(choices)
-            labels = ["A", "B", "C", "D"]
-            f.write(json.dumps({"id": f"sum-{i}", "question": f"{a} plus {b} equals",
-                                "choices": {"text": choices, "label": labels},
-                                "answerKey": labels[choices.index(str(a + b))]}) + "\n")
+    write_benchmark_sets(out, towns, people)
     with open(out / "divergence.jsonl", "w") as f:
         for sentence in held_out:
             f.write(json.dumps({"text": sentence}) + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent)
+    folders = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(folders[0] if folders else Path(__file__).parent)

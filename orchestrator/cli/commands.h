@@ -17,6 +17,7 @@ int select_memorized_command(const Arguments& args);
 int run_command(const Arguments& args);
 int plan_command(const Arguments& args);
 int status_command(const Arguments& args);
+int report_command(const Arguments& args);
 int submit_command(const Arguments& args);
 
 }  // namespace memsweep

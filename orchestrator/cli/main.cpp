@@ -25,6 +25,7 @@ const Command kCommands[] = {
     {"generate", memsweep::generate_command, "greedy continuation of token-id prompts (KV cache), printed as JSON"},
     {"info", memsweep::info_command, "libtorch version, BLAS, devices, threads and a measured matmul rate"},
     {"plan", memsweep::plan_command, "check a study file and print its grid and what its store already holds"},
+    {"report", memsweep::report_command, "a study's store as report.md, CSV files and figures (PNG, SVG)"},
     {"run", memsweep::run_command, "run a study (alone or under mpirun), resuming what its store holds"},
     {"select-memorized", memsweep::select_memorized_command, "keep the windows of a token corpus the model reproduces exactly"},
     {"status", memsweep::status_command, "progress of a study's store: per model and dataset, failures, rate, ETA"},

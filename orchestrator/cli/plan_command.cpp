@@ -1,4 +1,5 @@
 // memsweep plan: the grid a study expands to, and what its store already holds, before anything runs.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -15,6 +16,8 @@
 #include "orchestrator/worker_loop/device_choice.h"
 #include "orchestrator/worker_loop/worker_loop.h"
 #include "worker/base/error.h"
+#include "worker/base/log.h"
+#include "worker/model/model.h"
 
 namespace po = boost::program_options;
 
@@ -64,19 +67,27 @@ void calibrate(const PreparedStudy& prepared, int64_t examples, double grace_s) 
 }  // namespace
 
 int plan_command(const Arguments& raw) {
-  const CommandSpec spec{"plan", "STUDY.toml [--db PATH] [--calibrate [--calibrate-examples N] [--grace SECONDS]]",
+  const CommandSpec spec{"plan", "STUDY.toml [--db PATH] [--device-memory GB] [--tokens N] [--calibrate [--calibrate-examples N] [--grace SECONDS]]",
                          "Checks a study as `memsweep run` would (keys, paths, tokenizers, datasets) and prints its\n"
                          "grid: units, examples and interventions per model and dataset, the totals, and how many\n"
                          "units the store already has done, failed, running or pending.\n"
+                         "Then each model's memory from its config.json: weights in its dtype and the activations of\n"
+                         "one batch of [run] batch_size rows of N tokens (default: token_budget / batch_size when a\n"
+                         "token budget is set, else the model's context length). With --device-memory (a worker's\n"
+                         "GPU, e.g. 80 for an 80 GB card) a model that does not fit is an error (exit 1).\n"
                          "--calibrate: times a few examples of the first unit of each model and dataset on this machine's\n"
                          "device and prints minutes per unit and whether a unit fits in the drain grace after SIGUSR1\n"
                          "(run it on a compute node, like the workers: a login node's CPU says little about a GPU)."};
   std::string study_path, db;
+  double device_memory_gb = 0;
+  int64_t tokens_option = 0;
   bool calibrate_units = false;
   int64_t calibrate_examples = 4;
   double grace_s = -1;
   po::options_description options("options");
   options.add_options()("study", po::value(&study_path)->required(), "the study file")("db", po::value(&db), "the store (overrides [store] path)")(
+      "device-memory", po::value(&device_memory_gb), "a worker's device memory in GB (1e9 bytes): refuse what does not fit")(
+      "tokens", po::value(&tokens_option), "tokens per row for the activation estimate")(
       "calibrate", po::bool_switch(&calibrate_units), "time a short run of one unit per model and dataset")(
       "calibrate-examples", po::value(&calibrate_examples)->default_value(4), "examples timed per unit")(
       "grace", po::value(&grace_s), "drain grace to check against (default [run] drain_grace_s)");
@@ -138,8 +149,31 @@ int plan_command(const Arguments& raw) {
     outside += !planned;
   }
   if (outside) std::printf("the store also holds %lld units this study file does not plan (an earlier version)\n", (long long)outside);
+
+  std::printf("\n%-20s %-9s %12s %11s %14s %10s %s\n", "model", "dtype", "parameters", "weights GB", "activations GB",
+              "total GB", device_memory_gb > 0 ? "fits" : "");
+  int refused = 0;
+  for (const ModelEntry& m : study.models) {
+    const ModelSize size = read_model_size(m.path);
+    const int64_t rows = study.run.batch_size;
+    const int64_t tokens = tokens_option > 0 ? tokens_option
+                           : study.run.token_budget > 0 ? std::max<int64_t>(1, study.run.token_budget / rows)
+                                                        : size.max_positions;
+    const MemoryEstimate e = estimate_memory(size, parse_dtype(m.dtype), rows, tokens);
+    const bool fits = e.total() <= device_memory_gb * 1e9;
+    refused += device_memory_gb > 0 && !fits;
+    std::printf("%-20s %-9s %12lld %11.2f %14.2f %10.2f %s\n", m.name.c_str(), m.dtype.c_str(), (long long)size.parameters,
+                e.weights / 1e9, e.activations / 1e9, e.total() / 1e9,
+                device_memory_gb > 0 ? (fits ? "yes" : "NO") : "");
+    if (device_memory_gb > 0 && !fits)
+      log_error("model '" + m.name + "' (" + m.path + ") needs about " + std::to_string(int64_t(e.total() / 1e9 + 0.5)) + " GB in " +
+                m.dtype + " (weights " + std::to_string(int64_t(e.weights / 1e9 + 0.5)) + " GB + one batch of " + std::to_string(rows) +
+                " x " + std::to_string(tokens) + " tokens), more than the " + std::to_string(device_memory_gb) +
+                " GB given: use bfloat16, a smaller batch_size or token_budget, or a larger device");
+  }
+  std::printf("(activations: one batch of %d rows; add ~1 GB for the CUDA context)\n", study.run.batch_size);
   if (calibrate_units) calibrate(prepared, std::max<int64_t>(calibrate_examples, 1), grace_s >= 0 ? grace_s : study.run.drain_grace_s);
-  return 0;
+  return refused ? 1 : 0;
 }
 
 }  // namespace memsweep

@@ -1,7 +1,12 @@
 // memsweep run: the study under mpirun (rank 0 schedules and writes, ranks >= 1 work) or alone (one process
 // does both). Rerunning the same study resumes it.
 #include <torch/torch.h>
+#include <ATen/Parallel.h>
+#include <sched.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <thread>
 
 #include <cstdlib>
 #include <iostream>
@@ -28,6 +33,21 @@ namespace memsweep {
 
 namespace {
 
+// The cores this process may run on (a SLURM allocation narrows the affinity mask).
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, int(std::thread::hardware_concurrency()));
+}
+
+void set_worker_threads(int workers) {
+  const int threads = intra_op_threads(usable_cores(), workers, std::getenv("OMP_NUM_THREADS"));
+  at::set_num_threads(threads);
+  log_info(std::to_string(threads) + " intra-op thread(s) (" + std::to_string(usable_cores()) + " usable cores, " +
+           std::to_string(workers) + " worker(s) on this node; OMP_NUM_THREADS overrides)");
+}
+
 std::string host_name() {
   char name[256] = {};
   gethostname(name, sizeof name - 1);
@@ -36,7 +56,7 @@ std::string host_name() {
 
 struct RunArguments {
   std::string study, db;
-  bool extend = false;
+  bool extend = false, retry_failed = false;
   double progress_every_s = 60;
   std::string scratch;  // node-local folder of the live store; "" keeps it at the shared path
   double checkpoint_every_s = 600;
@@ -50,6 +70,8 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
   if (!args.scratch.empty()) scratch.emplace(study.store.path, args.scratch, args.checkpoint_every_s, args.checkpoint_every_units);
   auto store = open_sqlite_store(scratch ? scratch->live_path() : study.store.path, study.store.journal_mode);
   store->register_study(study, prepared.text, prepared.models, prepared.datasets, prepared.units, args.extend);
+  if (args.retry_failed)
+    if (int retried = store->retry_failed()) log_info("--retry-failed: " + std::to_string(retried) + " failed units are pending again");
   if (int requeued = store->requeue_running()) log_info("resume: " + std::to_string(requeued) + " units left running by an earlier job are pending again");
   const int64_t run = store->begin_run({MEMSWEEP_VERSION, MEMSWEEP_GIT_COMMIT, TORCH_VERSION, host_name(), ranks});
   ProgressDisplay display(isatty(STDERR_FILENO) != 0, args.progress_every_s);
@@ -87,13 +109,14 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
 
 int run_command(const Arguments& raw) {
   const CommandSpec spec{
-      "run", "STUDY.toml [--db PATH] [--extend] [--progress-every SECONDS] [--scratch DIR [--checkpoint-every SECONDS]]",
+      "run", "STUDY.toml [--db PATH] [--extend] [--retry-failed] [--progress-every SECONDS] [--scratch DIR [--checkpoint-every SECONDS]]",
       "Runs a study: every model x dataset shard x intervention group of STUDY.toml (keys: schemas/study.md),\n"
       "results in one SQLite store. Under `mpirun -np N` rank 0 schedules and writes and ranks 1..N-1 work (one\n"
       "device each: the worker's position on its node modulo the visible GPUs, cpu without CUDA); alone, one\n"
       "process does both.\n\n"
       "Resume: rerunning the same study skips done units and requeues units a dead job left running. A changed\n"
-      "study file is refused unless --extend (new units are added; recorded results are kept).\n"
+      "study file is refused unless --extend (new units are added; recorded results are kept). Units recorded\n"
+      "failed (no attempts left) stay failed unless --retry-failed.\n"
       "Signals to rank 0: SIGTERM requeues in-flight units, commits, has their workers abandon them at the next\n"
       "batch and exits 0; SIGUSR1 stops handing out units, lets in-flight ones finish within [run] drain_grace_s,\n"
       "then requeues and cancels the rest the same way and exits 0. A worker that sees SIGTERM itself abandons\n"
@@ -110,6 +133,7 @@ int run_command(const Arguments& raw) {
   options.add_options()("study", po::value(&args.study)->required(), "the study file")(
       "db", po::value(&args.db), "the store (overrides [store] path)")("extend", po::bool_switch(&args.extend),
                                                                        "accept a changed study file: add its new units")(
+      "retry-failed", po::bool_switch(&args.retry_failed), "give units recorded failed new attempts (after fixing their cause)")(
       "progress-every", po::value(&args.progress_every_s)->default_value(60), "seconds between progress lines in batch logs")(
       "scratch", po::value(&args.scratch), "node-local folder for the live store, copied to the store path at checkpoints")(
       "checkpoint-every", po::value(&args.checkpoint_every_s)->default_value(600), "with --scratch: seconds between copies (0: off)")(
@@ -144,6 +168,7 @@ int run_command(const Arguments& raw) {
     if (mpi.rank() == 0) return coordinate_study(*prepared, args, *mpi.coordinator_transport(), mpi.size());
     const int index = local_worker_index(mpi.rank(), node_ranks, mpi.size());
     const std::string device = choose_device(policy, index, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
+    set_worker_threads(workers_on_node(node_ranks, mpi.size()));
     TorchUnitRunner runner(device);
     serve_worker(*mpi.worker_transport(), runner, mpi.host(), terminate_signalled);
     return 0;

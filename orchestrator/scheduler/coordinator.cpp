@@ -59,6 +59,41 @@ struct Worker {
   bool stopped = false;
 };
 
+// Pending units per model, each model's in order (requeued ones in front): a hand-out looks at the first few of
+// each model only, so it costs O(models + workers) however many units are pending.
+class PendingUnits {
+ public:
+  void push_back(const std::string& model, int64_t id) { queue(model).push_back(id), ++size_; }
+  void push_front(const std::string& model, int64_t id) { queue(model).push_front(id), ++size_; }
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  // Per model (in the order models first appeared), its count and its first `first` units.
+  std::vector<ModelQueue> queues(size_t first) const {
+    std::vector<ModelQueue> out;
+    for (const std::string& model : order_) {
+      const std::deque<int64_t>& q = by_model_.at(model);
+      if (q.empty()) continue;
+      out.push_back({model, int64_t(q.size()), std::vector<int64_t>(q.begin(), q.begin() + int64_t(std::min(first, q.size())))});
+    }
+    return out;
+  }
+  void remove(const std::string& model, int64_t id) {  // one of the first units of its model
+    std::deque<int64_t>& q = by_model_.at(model);
+    q.erase(std::find(q.begin(), q.end(), id));
+    --size_;
+  }
+
+ private:
+  std::deque<int64_t>& queue(const std::string& model) {
+    auto [it, added] = by_model_.try_emplace(model);
+    if (added) order_.push_back(model);
+    return it->second;
+  }
+  std::vector<std::string> order_;
+  std::map<std::string, std::deque<int64_t>> by_model_;
+  size_t size_ = 0;
+};
+
 class Coordinator {
  public:
   Coordinator(const Study& study, Store& store, int64_t run_id, CoordinatorTransport& transport, const CoordinatorHooks& hooks)
@@ -68,7 +103,7 @@ class Coordinator {
       progress_.total++;
       if (row.status == UnitStatus::done) progress_.done++;
       if (row.status == UnitStatus::failed) progress_.failed++;
-      if (row.status == UnitStatus::pending) pending_.push_back(row.id);
+      if (row.status == UnitStatus::pending) pending_.push_back(row.unit.model, row.id);
       rows_[row.id] = std::move(row);
     }
     for (int rank : transport_.worker_ranks()) workers_[rank];
@@ -132,15 +167,18 @@ class Coordinator {
 
   void hand_out() {
     if (pending_.empty()) return;
-    std::vector<PendingUnit> pending;
-    for (int64_t id : pending_) pending.push_back({id, rows_.at(id).unit.model});
     std::vector<WorkerView> views;
+    size_t idle = 0;
     for (const auto& [rank, w] : workers_)
-      if (w.greeted) views.push_back({rank, w.loaded_model, w.unit == 0});
-    for (const Assignment& a : schedule(pending, views)) {
+      if (w.greeted) {
+        views.push_back({rank, w.loaded_model, w.unit == 0});
+        idle += w.unit == 0;
+      }
+    if (idle == 0) return;
+    for (const Assignment& a : schedule(pending_.queues(idle), views)) {
       Worker& w = workers_.at(a.rank);
       const UnitRow& row = rows_.at(a.unit);
-      pending_.erase(std::find(pending_.begin(), pending_.end(), a.unit));
+      pending_.remove(row.unit.model, a.unit);
       w.unit = a.unit;
       w.loaded_model = row.unit.model;  // it loads this model now: count it as held when placing the next worker
       w.attempt = store_.start_attempt(run_id_, a.unit, a.rank, w.host, w.device);
@@ -165,7 +203,7 @@ class Coordinator {
                   std::to_string(rank) + " passed the unit timeout (" + std::to_string(study_.run.unit_timeout_s) +
                   " s): requeued under a new attempt; the worker gets nothing more until it answers");
       store_.requeue(w.unit, w.attempt, "timeout");
-      pending_.push_front(w.unit);
+      pending_.push_front(rows_.at(w.unit).unit.model, w.unit);
       w.timed_out = true;
       progress_.running--;
     }
@@ -176,7 +214,7 @@ class Coordinator {
     for (auto& [rank, w] : workers_) {
       if (w.unit == 0 || w.timed_out) continue;
       store_.requeue(w.unit, w.attempt, why);
-      pending_.push_front(w.unit);
+      pending_.push_front(rows_.at(w.unit).unit.model, w.unit);
       w.timed_out = true;  // whatever it sends now is stale
       progress_.running--;
       Message cancel;
@@ -212,7 +250,7 @@ class Coordinator {
     UnitRow& row = rows_.at(r.unit);
     if (r.cancelled) {  // it stopped on its own (it saw SIGTERM, or a drain passed its grace): not a failure
       store_.requeue(r.unit, r.attempt, "cancelled by its worker");
-      pending_.push_front(r.unit);
+      pending_.push_front(rows_.at(r.unit).unit.model, r.unit);
     } else if (r.ok) {
       if (store_.record_done(r.unit, r.attempt, r.results, r.seconds)) {
         progress_.done++;
@@ -229,7 +267,7 @@ class Coordinator {
                   " failed: " + r.error + (final ? " — no attempts left, recorded failed" : " — will retry") +
                   (next_batch ? " with batch size " + std::to_string(next_batch) : ""));
       if (final) progress_.failed++;
-      else pending_.push_back(r.unit);
+      else pending_.push_back(row.unit.model, r.unit);
     }
     progress_.pending = int64_t(pending_.size());
     report_progress();
@@ -274,7 +312,7 @@ class Coordinator {
   CoordinatorTransport& transport_;
   const CoordinatorHooks& hooks_;
   std::map<int64_t, UnitRow> rows_;
-  std::deque<int64_t> pending_;
+  PendingUnits pending_;
   std::map<int, Worker> workers_;
   Progress progress_;
   Clock::time_point start_;

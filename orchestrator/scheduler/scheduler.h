@@ -28,7 +28,18 @@ struct Assignment {
   int64_t unit = 0;
 };
 
-// `pending` in study order. Each idle worker gets at most one unit; each unit goes to at most one worker.
+// One model's pending units, as the coordinator keeps them: how many in all, and the first few in order (as
+// many as there are idle workers is enough), so a hand-out costs O(models + workers), not O(pending units).
+struct ModelQueue {
+  std::string model;
+  int64_t remaining = 0;
+  std::vector<int64_t> next_units;
+};
+
+// `queues` in study order of their models. Each idle worker gets at most one unit; each unit goes to at most
+// one worker.
+std::vector<Assignment> schedule(const std::vector<ModelQueue>& queues, const std::vector<WorkerView>& workers);
+// The same over a flat list of pending units in study order (models ordered by their first unit).
 std::vector<Assignment> schedule(const std::vector<PendingUnit>& pending, const std::vector<WorkerView>& workers);
 
 }  // namespace memsweep

@@ -69,6 +69,12 @@ Database::Database(const std::string& path, bool read_only) : path_(path) {
     throw Error("cannot open the store " + path + ": " + message);
   }
   sqlite3_extended_result_codes(db_, 1);
+  // SQLite silently opens a write-protected file read-only; say so now rather than at the first write.
+  if (!read_only && sqlite3_db_readonly(db_, "main") == 1) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error("cannot open the store " + path + " for writing: the file or its file system is read-only");
+  }
 }
 
 Database::~Database() {

@@ -166,6 +166,14 @@ class SqliteStore : public Store {
     return count;
   }
 
+  int retry_failed() override {
+    Transaction transaction(db_);
+    db_.prepare("UPDATE units SET status = 'pending', failures = 0, batch_size = NULL WHERE status = 'failed'").run();
+    const int count = db_.changes();
+    transaction.commit();
+    return count;
+  }
+
   std::vector<UnitRow> units() override {
     std::vector<UnitRow> rows;
     std::map<int64_t, size_t> position;

@@ -55,6 +55,8 @@ class Store {
   virtual void end_run(int64_t run, const std::string& outcome) = 0;
   // Resume: units left running by a dead job become pending again. Returns how many.
   virtual int requeue_running() = 0;
+  // `run --retry-failed`: failed units become pending with their failures and batch size reset. Returns how many.
+  virtual int retry_failed() = 0;
   virtual std::vector<UnitRow> units() = 0;
   // A new attempt starts: returns its id (previous attempt + 1).
   virtual int start_attempt(int64_t run, int64_t unit, int rank, const std::string& host, const std::string& device) = 0;

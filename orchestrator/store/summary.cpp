@@ -7,10 +7,19 @@
 
 namespace memsweep {
 
-StoreSummary read_store_summary(const std::string& path) {
+namespace {
+// The one way this file opens a store: read-only, waiting for a writer's transaction rather than failing.
+void open_for_reading(Database& db) { db.prepare("PRAGMA busy_timeout = 10000").run(); }
+
+std::string existing(const std::string& path) {
   if (!std::filesystem::exists(path)) throw Error("no store at " + path);
-  Database db(path, /*read_only=*/true);
-  db.prepare("PRAGMA busy_timeout = 10000").run();
+  return path;
+}
+}  // namespace
+
+StoreSummary read_store_summary(const std::string& path) {
+  Database db(existing(path), /*read_only=*/true);
+  open_for_reading(db);
   StoreSummary summary;
   try {
     Statement version = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
@@ -56,24 +65,58 @@ StoreSummary read_store_summary(const std::string& path) {
 }
 
 std::vector<InterventionTotals> read_intervention_totals(const std::string& path) {
-  if (!std::filesystem::exists(path)) throw Error("no store at " + path);
-  Database db(path, /*read_only=*/true);
-  db.prepare("PRAGMA busy_timeout = 10000").run();
+  Database db(existing(path), /*read_only=*/true);
+  open_for_reading(db);
   std::vector<InterventionTotals> rows;
   Statement s = db.prepare(
       "SELECT m.name, d.name, d.kind, i.name, SUM(u.status = 'done'), COUNT(*), "
-      "json_group_array(CASE WHEN g.totals_json IS NULL THEN NULL ELSE json(g.totals_json) END) "
+      "json_group_array(CASE WHEN g.totals_json IS NULL THEN NULL ELSE json(g.totals_json) END), d.options_json, m.num_layers "
       "FROM units u JOIN unit_interventions ui ON ui.unit_id = u.id JOIN interventions i ON i.id = ui.intervention_id "
       "JOIN models m ON m.id = u.model_id JOIN datasets d ON d.id = u.dataset_id "
       "LEFT JOIN aggregates g ON g.unit_id = u.id AND g.intervention_id = i.id "
       "GROUP BY m.id, d.id, i.id ORDER BY m.id, d.id, MIN(u.id * 1000 + ui.position)");
   while (s.step()) {
-    InterventionTotals row{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), {}};
+    InterventionTotals row{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), {},
+                           nlohmann::json::parse(s.text(7)), int(s.integer(8))};
     for (const auto& totals : nlohmann::json::parse(s.text(6)))
       if (!totals.is_null()) add_totals(row.totals, totals.get<Values>());
     rows.push_back(std::move(row));
   }
   return rows;
+}
+
+std::vector<RunRecord> read_runs(const std::string& path) {
+  Database db(existing(path), /*read_only=*/true);
+  open_for_reading(db);
+  std::vector<RunRecord> runs;
+  Statement s = db.prepare(
+      "SELECT r.id, r.memsweep_version, r.git_commit, r.libtorch_version, r.host, r.ranks, r.started_at, "
+      "COALESCE(r.ended_at, ''), COALESCE(r.outcome, ''), "
+      "COALESCE((SELECT group_concat(device, ', ') FROM (SELECT DISTINCT a.device FROM attempts a WHERE a.run_id = r.id "
+      "ORDER BY a.device)), '') FROM runs r ORDER BY r.id");
+  while (s.step()) {
+    RunRecord run{s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(6), s.text(7), s.text(8), int(s.integer(5)), {}};
+    const std::string devices = s.text(9);
+    for (size_t start = 0; start < devices.size();) {
+      size_t end = devices.find(", ", start);
+      if (end == std::string::npos) end = devices.size();
+      run.devices.push_back(devices.substr(start, end - start));
+      start = end + 2;
+    }
+    runs.push_back(std::move(run));
+  }
+  return runs;
+}
+
+void for_each_example(const std::string& path, const std::function<void(const ExampleValues&)>& visit) {
+  Database db(existing(path), /*read_only=*/true);
+  open_for_reading(db);
+  Statement s = db.prepare(
+      "SELECT m.name, d.name, i.name, e.example_index, e.values_json FROM examples e JOIN units u ON u.id = e.unit_id "
+      "JOIN models m ON m.id = u.model_id JOIN datasets d ON d.id = u.dataset_id "
+      "JOIN interventions i ON i.id = e.intervention_id "
+      "WHERE u.status = 'done' ORDER BY m.id, d.id, e.intervention_id, e.example_index");
+  while (s.step()) visit({s.text(0), s.text(1), s.text(2), s.integer(3), nlohmann::json::parse(s.text(4)).get<Values>()});
 }
 
 }  // namespace memsweep

@@ -1,7 +1,9 @@
 #pragma once
-// Read-only views of a store for `memsweep status` and `memsweep plan`: progress per model and dataset,
-// failures, rate and ETA. Opens the file read-only, so it is safe while a study runs.
+// Read-only views of a store for `memsweep status`, `memsweep plan` and `memsweep report`: progress per model and
+// dataset, failures, rate and ETA, metrics per intervention, provenance, per-example values. Each opens the file
+// read-only, so it is safe while a study runs.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -39,11 +41,31 @@ StoreSummary read_store_summary(const std::string& path);
 
 // Summed ShardResult totals of the done units per model, dataset and intervention (finalize_metrics turns them
 // into the dataset's metrics). `units_done` of `units` tells whether the numbers cover the whole dataset yet.
+// Rows come ordered by model, dataset (store order) and intervention (study order).
 struct InterventionTotals {
   std::string model, dataset, kind, intervention;
   int64_t units_done = 0, units = 0;
   Values totals;
+  nlohmann::json dataset_options;  // the dataset's options table as the study gave it
+  int model_layers = 0;
 };
 std::vector<InterventionTotals> read_intervention_totals(const std::string& path);
+
+// Every `memsweep run` on the store, oldest first, and the devices its attempts ran on.
+struct RunRecord {
+  int64_t id = 0;
+  std::string memsweep_version, git_commit, libtorch_version, host, started_at, ended_at, outcome;
+  int ranks = 0;
+  std::vector<std::string> devices;
+};
+std::vector<RunRecord> read_runs(const std::string& path);
+
+// Per-example values of the done units, ordered by model, dataset, intervention and example index.
+struct ExampleValues {
+  std::string model, dataset, intervention;
+  int64_t index = 0;
+  Values values;
+};
+void for_each_example(const std::string& path, const std::function<void(const ExampleValues&)>& visit);
 
 }  // namespace memsweep

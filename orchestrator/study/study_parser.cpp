@@ -1,7 +1,9 @@
 // Reading a study file: every key is known, typed and placed; errors say "FILE:LINE:COLUMN: what".
 #include <toml++/toml.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -57,14 +59,20 @@ class TableReader {
     if (!table_.contains(key)) throw Error(place().str() + ": '" + name(key) + "' is required");
     return text(key);
   }
-  int64_t integer(const std::string& key, int64_t fallback, int64_t minimum) {
+  int64_t integer(const std::string& key, int64_t fallback, int64_t minimum,
+                  int64_t maximum = std::numeric_limits<int64_t>::max()) {
     int64_t v = value<int64_t>(key, fallback, "an integer");
     if (v < minimum) fail(*table_.get(key), "'" + name(key) + "' must be at least " + std::to_string(minimum) + ", found " + std::to_string(v));
+    if (v > maximum) fail(*table_.get(key), "'" + name(key) + "' must be at most " + std::to_string(maximum) + ", found " + std::to_string(v));
     return v;
+  }
+  // An integer kept in an int: larger values are errors, never wrapped (2^32 would become 0).
+  int small_integer(const std::string& key, int fallback, int minimum) {
+    return int(integer(key, fallback, minimum, std::numeric_limits<int>::max()));
   }
   double number(const std::string& key, double fallback) {
     double v = value<double>(key, fallback, "a number");
-    if (!(v > 0)) fail(*table_.get(key), "'" + name(key) + "' must be positive");
+    if (!(v > 0) || !std::isfinite(v)) fail(*table_.get(key), "'" + name(key) + "' must be positive and finite");
     return v;
   }
   bool boolean(const std::string& key, bool fallback) { return value<bool>(key, fallback, "true or false"); }
@@ -77,7 +85,14 @@ class TableReader {
     if (!array) fail(*node, "'" + name(key) + "' must be an array of " + type_name + ", found " + type_of(*node));
     for (const toml::node& item : *array) {
       std::optional<T> v;
-      if constexpr (std::is_same_v<T, int>) { if (item.is_integer()) v = int(item.as_integer()->get()); }
+      if constexpr (std::is_same_v<T, int>) {
+        if (item.is_integer()) {
+          const int64_t wide = item.as_integer()->get();
+          if (wide < std::numeric_limits<int>::min() || wide > std::numeric_limits<int>::max())
+            fail(item, "'" + name(key) + "': " + std::to_string(wide) + " is out of range");
+          v = int(wide);
+        }
+      }
       else v = item.value_exact<T>();
       if (!v) fail(item, "'" + name(key) + "' must be an array of " + type_name + ", found an element of type " + type_of(item));
       items.push_back(*v);
@@ -194,11 +209,11 @@ Study parse_study(const std::string& text, const std::string& origin, const std:
   header.finish();
 
   TableReader run(table("run"), origin, "run");
-  study.run.batch_size = int(run.integer("batch_size", 8, 1));
+  study.run.batch_size = run.small_integer("batch_size", 8, 1);
   study.run.token_budget = run.integer("token_budget", 0, 0);
   study.run.unit_size = run.integer("unit_size", 256, 1);
-  study.run.interventions_per_unit = int(run.integer("interventions_per_unit", 0, 0));
-  study.run.attempts = int(run.integer("attempts", 3, 1));
+  study.run.interventions_per_unit = run.small_integer("interventions_per_unit", 0, 0);
+  study.run.attempts = run.small_integer("attempts", 3, 1);
   study.run.unit_timeout_s = run.number("unit_timeout_s", 3600);
   study.run.drain_grace_s = run.number("drain_grace_s", 300);
   study.run.cancel_wait_s = run.number("cancel_wait_s", 20);

@@ -1,6 +1,7 @@
 #include "orchestrator/worker_loop/device_choice.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "worker/base/error.h"
 
@@ -26,6 +27,20 @@ std::string choose_device(const std::string& policy, int local_index, int visibl
   }
   if (visible_devices <= 0) return "cpu";
   return "cuda:" + std::to_string(local_index % visible_devices);
+}
+
+int intra_op_threads(int usable_cores, int workers_on_node, const char* omp_num_threads) {
+  if (omp_num_threads && *omp_num_threads) {
+    char* end = nullptr;
+    const long value = std::strtol(omp_num_threads, &end, 10);
+    if (*end == '\0' && value > 0 && value < 100000) return int(value);
+  }
+  return std::max(1, usable_cores / std::max(1, workers_on_node));
+}
+
+int workers_on_node(const std::vector<int>& node_ranks, int world_size) {
+  if (world_size <= 1) return 1;
+  return int(std::count_if(node_ranks.begin(), node_ranks.end(), [](int rank) { return rank != 0; }));
 }
 
 }  // namespace memsweep

@@ -16,4 +16,12 @@ int local_worker_index(int my_rank, std::vector<int> node_ranks, int world_size)
 // sees one device) give every rank cuda:0.
 std::string choose_device(const std::string& policy, int local_index, int visible_devices, const char* cuda_visible_devices);
 
+// libtorch intra-op threads for one worker: OMP_NUM_THREADS when set to a positive number (the user decides),
+// else the cores this process may run on (its affinity mask: a SLURM allocation's) shared evenly among the
+// node's workers, at least 1 — so workers x threads <= cores.
+int intra_op_threads(int usable_cores, int workers_on_node, const char* omp_num_threads);
+
+// How many of `node_ranks` are workers (rank 0 schedules when the world has more than one rank).
+int workers_on_node(const std::vector<int>& node_ranks, int world_size);
+
 }  // namespace memsweep

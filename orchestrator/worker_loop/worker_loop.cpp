@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include <chrono>
+#include <new>
 
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
@@ -83,6 +84,15 @@ UnitReport TorchUnitRunner::run(const UnitOrder& order, const StopCheck& stop) {
     report.out_of_memory = true;
   } catch (const c10::Error& e) {
     report.error = e.what_without_backtrace();
+    // libtorch's CPU allocator reports a failed allocation as a plain c10::Error (CUDA's is OutOfMemoryError):
+    // it is an out-of-memory all the same, and a smaller batch may fit.
+    if (report.error.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos) {
+      report.error = "out of memory: " + report.error;
+      report.out_of_memory = true;
+    }
+  } catch (const std::bad_alloc& e) {
+    report.error = std::string("out of memory: ") + e.what();
+    report.out_of_memory = true;
   } catch (const std::exception& e) {
     report.error = e.what();
   }

@@ -212,6 +212,7 @@ class CrashingStore : public Store {
   int64_t begin_run(const Provenance& p) override { return inner_.begin_run(p); }
   void end_run(int64_t r, const std::string& o) override { inner_.end_run(r, o); }
   int requeue_running() override { return inner_.requeue_running(); }
+  int retry_failed() override { return inner_.retry_failed(); }
   std::vector<UnitRow> units() override { return inner_.units(); }
   int start_attempt(int64_t r, int64_t u, int k, const std::string& h, const std::string& d) override { return inner_.start_attempt(r, u, k, h, d); }
   bool record_done(int64_t u, int a, const std::vector<ShardResult>& r, double s) override {

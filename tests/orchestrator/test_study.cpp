@@ -101,6 +101,11 @@ BOOST_FIXTURE_TEST_CASE(errors_name_file_line_and_column, Fixture) {
       {"[run]\nbatch_size = \"8\"\n" + kModels + kDatasets, "study.toml:2:14: 'run.batch_size' must be an integer, found a string"},
       {"[run]\nbatch_size = 0\n" + kModels + kDatasets, "study.toml:2:14: 'run.batch_size' must be at least 1, found 0"},
       {"[run]\nunit_timeout_s = -1\n" + kModels + kDatasets, "study.toml:2:18: 'run.unit_timeout_s' must be positive"},
+      {"[run]\nunit_timeout_s = inf\n" + kModels + kDatasets, "study.toml:2:18: 'run.unit_timeout_s' must be positive and finite"},
+      // found by fuzz_study: 2^32 used to wrap to a batch size of 0
+      {"[run]\nbatch_size = 4294967296\n" + kModels + kDatasets, "study.toml:2:14: 'run.batch_size' must be at most 2147483647, found 4294967296"},
+      {"[run]\nattempts = 4294967297\n" + kModels + kDatasets, "study.toml:2:12: 'run.attempts' must be at most 2147483647"},
+      {"[interventions]\nlast = [4294967297]\n" + kModels + kDatasets, "study.toml:2:9: 'interventions.last': 4294967297 is out of range"},
       {"[run]\nbatch_size = \n", "study.toml:2:14: "},
       {"colour = 1\n" + kModels + kDatasets, "study.toml:1:1: unknown key 'colour'"},
       {"[[models]]\nname = \"x\"\npath = \"absent\"\n" + kDatasets, "study.toml:3:8: 'models.path': "},

@@ -78,6 +78,11 @@ BOOST_AUTO_TEST_CASE(malformed_messages_name_what_is_wrong) {
       {with("dataset_options", 3), "the order's field 'dataset_options' is not an object"},
       {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{}}]})",
        "malformed shard result"},
+      // found by fuzz_messages: a float index was converted to int64 with undefined behaviour (1e300) or truncated
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{},"examples":[{"index":1e300,"values":{},"detail":null}]}]})",
+       "malformed shard result: an example's index is not an integer >= 0 (1e+300)"},
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{},"examples":[{"index":2.5,"values":{},"detail":null}]}]})",
+       "malformed shard result: an example's index is not an integer >= 0"},
   };
   for (const Case& c : cases) {
     try {
@@ -120,6 +125,18 @@ BOOST_AUTO_TEST_CASE(device_choice_table) {
   }
   BOOST_CHECK_THROW(local_worker_index(9, {0, 1}, 4), Error);
   BOOST_CHECK_THROW(choose_device("gpu", 0, 1, nullptr), Error);
+}
+
+BOOST_AUTO_TEST_CASE(intra_op_threads_share_the_cores) {
+  BOOST_TEST(intra_op_threads(16, 4, nullptr) == 4);
+  BOOST_TEST(intra_op_threads(2, 2, nullptr) == 1);
+  BOOST_TEST(intra_op_threads(2, 3, nullptr) == 1);  // oversubscribed: never 0
+  BOOST_TEST(intra_op_threads(16, 4, "2") == 2);      // the user's OMP_NUM_THREADS wins
+  BOOST_TEST(intra_op_threads(16, 4, "") == 4);
+  BOOST_TEST(intra_op_threads(16, 4, "many") == 4);   // not a number: ignored
+  BOOST_TEST(workers_on_node({0, 1, 2}, 3) == 2);    // rank 0 schedules
+  BOOST_TEST(workers_on_node({3, 4}, 5) == 2);       // a second node: every rank works
+  BOOST_TEST(workers_on_node({0}, 1) == 1);          // one process does both
 }
 
 class CountingRunner : public UnitRunner {

@@ -141,7 +141,7 @@ def test_demo_study_under_mpi_matches_eval_sweep(tmp_path):
     store's summed totals equal `memsweep eval --sweep` on the whole set."""
     store = tmp_path / "demo.sqlite"
     job = subprocess.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run",
-                          str(DEMO / "study.toml"), "--db", str(store)], env=MPI_ENV, capture_output=True, text=True, timeout=300)
+                          str(DEMO.parent / "demo.toml"), "--db", str(store)], env=MPI_ENV, capture_output=True, text=True, timeout=300)
     assert job.returncode == 0, job.stderr
     with sqlite3.connect(store) as db:
         rows = db.execute("SELECT i.name, g.totals_json FROM aggregates g JOIN units u ON u.id = g.unit_id JOIN datasets d "
@@ -153,7 +153,7 @@ def test_demo_study_under_mpi_matches_eval_sweep(tmp_path):
                 totals[name][key] += value
     sweep = json.loads(run_memsweep("eval", "--model", DEMO, "--task", f"memorization:{DEMO / 'canaries.jsonl'}", "--option",
                                     "prefix=16", "--batch-size", "16", "--sweep").stdout)["results"]
-    assert len(sweep) == len(totals) == 7
+    assert len(sweep) == 7 and len(totals) == 8  # the study adds blocks 4-5 together
     for result in sweep:
         summed = totals[result["intervention"]]
         for metric, value in result["metrics"].items():
@@ -164,7 +164,7 @@ def test_demo_study_under_mpi_matches_eval_sweep(tmp_path):
 
 
 def test_example_studies_parse_up_to_their_placeholder_paths(tmp_path):
-    plan = run_memsweep("plan", DEMO / "study.toml", "--db", tmp_path / "plan.sqlite").stdout
+    plan = run_memsweep("plan", DEMO.parent / "demo.toml", "--db", tmp_path / "plan.sqlite").stdout
     assert "demo                 canaries" in plan
     studies = Path(__file__).resolve().parents[2] / "jobs" / "studies"
     for study in sorted(studies.glob("*.toml")):
@@ -232,6 +232,44 @@ def test_sigkill_mid_study_then_rerun_gives_every_unit_once(folder, victim):
                           "HAVING COUNT(*) > 1)").fetchone() == (0,)
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert_same(results(reference), results(store))
+
+
+def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(tmp_path):
+    """plan's parameter count from config.json alone equals transformers' (models built on the meta device: no
+    weights anywhere) for Pythia-12B and GPT-Neo-1.3B shapes; with --device-memory 40 (GB) Pythia-12B in float32
+    (~47 GB of weights) is refused with a message naming it, in bfloat16 it fits."""
+    from transformers import AutoConfig, AutoModelForCausalLM, GPTNeoConfig, GPTNeoXConfig
+    configs = {
+        "pythia12b": GPTNeoXConfig(vocab_size=50688, hidden_size=5120, num_hidden_layers=36, num_attention_heads=40,
+                                   intermediate_size=20480, max_position_embeddings=2048, rotary_pct=0.25),
+        "neo13b": GPTNeoConfig(vocab_size=50257, hidden_size=2048, num_layers=24, num_heads=16, max_position_embeddings=2048,
+                               attention_types=[[["global", "local"], 12]]),
+    }
+    expected = {}
+    for name, config in configs.items():
+        config.save_pretrained(tmp_path / name)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path / name))
+        expected[name] = sum(p.numel() for p in model.parameters())  # tied embeddings counted once
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"tokens": list(range(1, 70))}) + "\n")
+    study_text = "[run]\nbatch_size = 8\n[interventions]\nsingle_blocks = true\n" + "".join(
+        f'[[models]]\nname = "{name}"\npath = "{name}"\ndtype = "{{dtype}}"\n' for name in configs) + \
+        '[[datasets]]\nname = "rows"\nkind = "memorization"\npath = "rows.jsonl"\n'
+    for dtype, fits in (("float32", False), ("bfloat16", True)):
+        study = tmp_path / f"{dtype}.toml"
+        study.write_text(study_text.replace("{dtype}", dtype))
+        result = run_memsweep("plan", study, "--db", tmp_path / f"{dtype}.sqlite", "--device-memory", "40", "--tokens", "64", check=False)
+        table = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["pythia12b"], ["neo13b"])}
+        for name in configs:
+            assert int(table[name][2]) == expected[name], (name, table[name], expected[name])
+        weights_gb = float(table["pythia12b"][3])
+        assert weights_gb == pytest.approx(expected["pythia12b"] * (4 if dtype == "float32" else 2) / 1e9, rel=1e-3)
+        if fits:
+            assert result.returncode == 0, result.stderr
+            assert table["pythia12b"][-1] == "yes"
+        else:
+            assert result.returncode == 1 and table["pythia12b"][-1] == "NO"
+            assert "model 'pythia12b'" in result.stderr and "more than the 40" in result.stderr
 
 
 def test_plan_calibrate_prints_minutes_per_unit_and_the_drain_verdict(folder):

@@ -237,8 +237,11 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
     auto input = ids.to(device_, torch::kInt64);
     AttentionInputs in;
     in.cache = cache;
-    in.fused = fused_attention_;
-    in.causal = fused_attention_ && !mask.defined() && past == 0;
+    // Fused kernels for passes over whole rows (teacher-forced passes, prefill); decode steps against cached keys
+    // keep the eager formula: one query per row gains nothing from them, and on an H200 the memorization sweep
+    // ran 3.6x slower with its decode steps fused (bench/RESULTS.md).
+    in.fused = fused_attention_ && past == 0;
+    in.causal = in.fused && !mask.defined();
     if (!in.causal) in.bias = causal_attention_bias(mask, T, past + T, dtype_, device_);
     if (config_.rotary_dims > 0) {
       auto positions = token_positions(mask, past + T, T, device_).to(torch::kFloat32);  // [B or 1, T]

@@ -105,4 +105,43 @@ torch::Device parse_device(const std::string& name) {
   return device;
 }
 
+ModelSize read_model_size(const std::string& model_dir) {
+  ConfigReader config(model_dir);
+  ModelSize size;
+  size.architecture = config.require_string("model_type");
+  if (size.architecture == "gpt_neox") {
+    const GPTNeoXConfig c = GPTNeoXConfig::read(config);
+    const int64_t d = c.hidden_size, bias = c.attention_bias ? 1 : 0;
+    const int64_t per_layer = 2 * 2 * d                          // input and post-attention layer norms
+                              + 3 * d * d + bias * 3 * d + d * d + bias * d  // query_key_value, dense
+                              + d * c.intermediate_size + c.intermediate_size + c.intermediate_size * d + d;  // MLP
+    size.parameters = c.vocab_size * d + c.num_layers * per_layer + 2 * d + (c.tie_word_embeddings ? 0 : c.vocab_size * d);
+    size.layers = c.num_layers, size.hidden = d, size.intermediate = c.intermediate_size, size.vocab = c.vocab_size;
+    size.max_positions = config.get_int("max_position_embeddings", 2048);
+  } else if (size.architecture == "gpt_neo") {
+    const GPTNeoConfig c = GPTNeoConfig::read(config);
+    const int64_t d = c.hidden_size;
+    const int64_t per_layer = 2 * 2 * d + 3 * d * d + d * d + d + d * c.intermediate_size + c.intermediate_size +
+                              c.intermediate_size * d + d;
+    size.parameters = c.vocab_size * d + c.max_positions * d + c.num_layers * per_layer + 2 * d +
+                      (c.tie_word_embeddings ? 0 : c.vocab_size * d);
+    size.layers = c.num_layers, size.hidden = d, size.intermediate = c.intermediate_size, size.vocab = c.vocab_size;
+    size.max_positions = c.max_positions;
+  } else {
+    config.fail("model_type", "'" + size.architecture + "' is not supported (supported: gpt_neox, gpt_neo)");
+  }
+  return size;
+}
+
+MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens) {
+  const double s = double(c10::elementSize(dtype)), positions = double(rows) * double(tokens);
+  MemoryEstimate e;
+  e.weights = double(size.parameters) * s;
+  const double per_layer = 2 * size.hidden * s  // keys and values
+                           + size.hidden * s;    // the layer's output, kept for the layers above to reuse
+  e.activations = positions * (double(size.layers) * per_layer + double(size.vocab) * (s + 4 + 4) +
+                               2 * double(size.intermediate) * s);
+  return e;
+}
+
 }  // namespace memsweep

@@ -23,7 +23,8 @@ struct LoadOptions {
   torch::ScalarType dtype = torch::kFloat32;
   torch::Device device = torch::kCPU;
   // GPT-NeoX: libtorch's fused scaled_dot_product_attention (flash / memory-efficient kernels on GPUs) instead of
-  // materialising the scores; false is the eager formula. GPT-Neo always runs its fp32 eager attention.
+  // materialising the scores, for passes without cached keys; false is the eager formula everywhere. GPT-Neo
+  // always runs its fp32 eager attention.
   bool fused_attention = true;
 };
 
@@ -93,5 +94,22 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& model_dir, const Loa
 torch::ScalarType parse_dtype(const std::string& name);
 // "cpu" | "cuda" | "cuda:N"; Error when CUDA is asked for and not available.
 torch::Device parse_device(const std::string& name);
+
+// A model's size from its config.json alone (no weights read): what `plan` needs to say whether it fits.
+struct ModelSize {
+  std::string architecture;
+  int64_t parameters = 0, layers = 0, hidden = 0, intermediate = 0, vocab = 0, max_positions = 0;
+};
+ModelSize read_model_size(const std::string& model_dir);
+
+// Peak memory of a worker evaluating `rows` rows of `tokens` tokens in `dtype` (bytes): the weights, and the
+// activations memsweep keeps for one batch — every layer's keys and values and output (the cache and the
+// below-block reuse), the logits in the run dtype plus their float32 copy and log-softmax, the MLP's inner
+// activations. An estimate for planning, not a bound libtorch's allocator promises.
+struct MemoryEstimate {
+  double weights = 0, activations = 0;
+  double total() const { return weights + activations; }
+};
+MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens);
 
 }  // namespace memsweep

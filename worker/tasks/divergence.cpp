@@ -15,13 +15,14 @@
 #include "worker/tasks/token_rows.h"
 
 namespace memsweep {
-namespace {
 
-std::string layer_key(const char* metric, int layer) {
+std::string divergence_metric_name(const char* metric, int layer) {
   char text[48];
   std::snprintf(text, sizeof text, "%s.%02d", metric, layer);
   return text;
 }
+
+namespace {
 
 class DivergenceTask : public Task {
  public:
@@ -87,7 +88,7 @@ class DivergenceTask : public Task {
             auto log_q = torch::log_softmax(model.logits_from_residual(changed[l]).to(torch::kFloat32), -1);
             auto kl = (base_log_p[l].exp() * (base_log_p[l] - log_q)).sum(-1).masked_fill(real.logical_not(), 0.0);
             auto relative_sum = relative.sum(-1).to(torch::kCPU), kl_sum = kl.sum(-1).to(torch::kCPU);
-            const std::string relative_key = layer_key("relative_change", int(l)), kl_key = layer_key("kl", int(l));
+            const std::string relative_key = divergence_metric_name("relative_change", int(l)), kl_key = divergence_metric_name("kl", int(l));
             for (int64_t i = 0; i < size; ++i) {
               const double n = double(rows_[size_t(start + i)].size());
               records[size_t(i)].values[relative_key] = relative_sum[i].item<double>() / n;

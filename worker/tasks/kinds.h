@@ -22,6 +22,8 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
                            int64_t start, int64_t count, const MemorizationOptions& options, ShardResult& result);
 
 std::unique_ptr<Task> open_memorization_task(const DatasetSpec& spec, const TaskContext& context);
+// The divergence kind's per-layer metric names: ("kl", 3) -> "kl.03" (zero-padded so they sort by layer).
+std::string divergence_metric_name(const char* metric, int layer);
 std::unique_ptr<Task> open_divergence_task(const DatasetSpec& spec, const TaskContext& context);
 // The zero-shot benchmarks (worker/tasks/benchmarks/README.md): piqa, arc_easy, ..., multiple_choice, ...
 std::unique_ptr<Task> open_benchmark_task(const DatasetSpec& spec, const TaskContext& context);

@@ -28,7 +28,9 @@ MemorizationOptions MemorizationOptions::read(const DatasetSpec& spec) {
   const std::string where = "dataset '" + spec.name + "' (memorization)";
   if (spec.options.is_null()) return o;
   if (!spec.options.is_object()) throw Error(where + ": options must be a table");
-  for (const auto& [key, value] : spec.options.items()) {
+  for (const auto& item : spec.options.items()) {
+    const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture those in lambdas
+    const nlohmann::json& value = item.value();
     auto integer = [&](int64_t minimum) {
       if (!value.is_number_integer() || value.get<int64_t>() < minimum)
         throw Error(where + ": option '" + key + "' must be an integer >= " + std::to_string(minimum) + ", found " + value.dump());

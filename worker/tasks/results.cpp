@@ -90,8 +90,14 @@ ShardResult shard_result_from_json(const nlohmann::json& json) {
   ShardResult result;
   try {
     result.totals = json.at("totals").get<Values>();
-    for (const auto& e : json.at("examples"))
-      result.examples.push_back({e.at("index").get<int64_t>(), e.at("values").get<Values>(), e.at("detail")});
+    if (!json.is_object() || !json.at("examples").is_array()) throw Error("malformed shard result: no array of examples");
+    for (const auto& e : json.at("examples")) {
+      // Only an integer index: a float one (1e300) would be converted with undefined behaviour (found by fuzz_messages).
+      const nlohmann::json& index = e.at("index");
+      if (!index.is_number_integer() || (index.is_number_unsigned() && index.get<uint64_t>() > uint64_t(INT64_MAX)) || index.get<int64_t>() < 0)
+        throw Error("malformed shard result: an example's index is not an integer >= 0 (" + index.dump() + ")");
+      result.examples.push_back({index.get<int64_t>(), e.at("values").get<Values>(), e.at("detail")});
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("malformed shard result: ") + e.what());
   }

@@ -36,7 +36,9 @@ BenchmarkOptions read_options(const DatasetSpec& spec, const BenchmarkKind& kind
   if (!spec.options.is_null() && !spec.options.is_object()) throw Error(where + ": options must be a table");
   bool has_context = false, has_choices = false, has_label = false;
   const nlohmann::json options = spec.options.is_null() ? nlohmann::json::object() : spec.options;
-  for (const auto& [key, value] : options.items()) {
+  for (const auto& item : options.items()) {
+    const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture those in lambdas
+    const nlohmann::json& value = item.value();
     auto text = [&] {
       if (!value.is_string()) throw Error(where + ": option '" + key + "' must be a string, found " + value.dump());
       return value.template get<std::string>();

@@ -239,7 +239,7 @@ std::vector<BenchmarkDocument> read_benchmark_documents(const std::string& path,
     document.line = number;
     documents.push_back(std::move(document));
   }
-  if (!in.eof()) throw Error("error while reading " + path);
+  if (in.bad()) throw Error("error while reading " + path);  // not !eof(): `limit` stops before the end
   return documents;
 }
 

@@ -1,0 +1,139 @@
+// The report's numbers: the store's totals finalized per dataset and intervention, and the headline summaries.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "orchestrator/report/report.h"
+#include "worker/base/intervention.h"
+#include "worker/tasks/benchmarks/documents.h"
+#include "worker/tasks/kinds.h"
+
+namespace memsweep {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double mean_of(const std::vector<double>& values) {
+  double sum = 0;
+  int count = 0;
+  for (double v : values)
+    if (!std::isnan(v)) sum += v, ++count;
+  return count ? sum / count : kNaN;
+}
+
+ModelReport& model_named(ReportData& data, const InterventionTotals& row) {
+  for (ModelReport& m : data.models)
+    if (m.name == row.model) return m;
+  data.models.push_back({});
+  data.models.back().name = row.model;
+  data.models.back().layers = row.model_layers;
+  return data.models.back();
+}
+
+void summarize(ModelReport& model) {
+  for (const ReportDataset& d : model.datasets)
+    if (d.kind == "memorization" && model.metric(d.name, "baseline", "exact_match") > 0) {
+      model.memorized_set = d.name;
+      break;
+    }
+  const std::string& memorized = model.memorized_set;
+  for (const std::string& name : model.interventions) {
+    InterventionSummary s{name, -1, false, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN};
+    const Intervention parsed = Intervention::parse(name);
+    s.first_block = parsed.first_block();
+    s.single_block = parsed.short_circuit.size() + parsed.zero_attention.size() == 1;
+    if (!memorized.empty()) {
+      s.exact_match = model.metric(memorized, name, "exact_match");
+      s.token_accuracy = model.metric(memorized, name, "token_accuracy");
+      s.completion_entropy = model.metric(memorized, name, "completion_entropy");
+    }
+    std::vector<double> accuracies, language, reasoning;
+    for (const ReportDataset& d : model.datasets) {
+      if (!d.is_benchmark()) continue;
+      const double acc = model.metric(d.name, name, "acc");
+      accuracies.push_back(acc);
+      const double drop = -relative_change(acc, model.metric(d.name, "baseline", "acc"));
+      (d.tag == "language" ? language : reasoning).push_back(drop);
+    }
+    s.mean_accuracy = mean_of(accuracies);
+    s.language_drop = mean_of(language);
+    s.reasoning_drop = mean_of(reasoning);
+    model.summaries.push_back(s);
+  }
+  const InterventionSummary* baseline = nullptr;
+  for (const InterventionSummary& s : model.summaries)
+    if (s.first_block < 0) baseline = &s;
+  if (!baseline) return;
+  const double base_em = baseline->exact_match, base_acc = baseline->mean_accuracy;
+  for (InterventionSummary& s : model.summaries) {
+    if (s.first_block < 0) continue;
+    s.em_drop = base_em - s.exact_match;
+    s.accuracy_lost = base_acc - s.mean_accuracy;
+    s.efficiency = s.em_drop / std::max(s.accuracy_lost, 0.01);
+  }
+}
+
+}  // namespace
+
+const MetricCell* ModelReport::cell(const std::string& dataset, const std::string& intervention) const {
+  auto found = cells.find({dataset, intervention});
+  return found == cells.end() ? nullptr : &found->second;
+}
+
+double ModelReport::metric(const std::string& dataset, const std::string& intervention, const std::string& name) const {
+  const MetricCell* c = cell(dataset, intervention);
+  if (!c || c->units_done == 0) return kNaN;
+  auto found = c->metrics.find(name);
+  return found == c->metrics.end() ? kNaN : found->second;
+}
+
+bool ModelReport::has_baseline() const {
+  return std::find(interventions.begin(), interventions.end(), "baseline") != interventions.end();
+}
+
+double relative_change(double value, double baseline) {
+  if (std::isnan(value) || std::isnan(baseline) || baseline == 0) return kNaN;
+  return (value - baseline) / std::fabs(baseline);
+}
+
+std::vector<std::string> table_metrics(const ModelReport& model, const ReportDataset& dataset) {
+  if (dataset.kind == "memorization") return {"exact_match", "token_accuracy", "completion_entropy"};
+  if (dataset.kind == "divergence") return {divergence_metric_name("kl", model.layers - 1)};
+  if (const BenchmarkKind* kind = find_benchmark_kind(dataset.kind)) {
+    if (kind->type == RequestType::rolling) return {"word_perplexity", "bits_per_byte"};
+    if (dataset.kind == "lambada_openai") return {"acc", "perplexity"};
+    if (kind->acc_norm) return {"acc", "acc_norm"};
+    return {"acc"};
+  }
+  return {};
+}
+
+ReportData read_report_data(const std::string& store) {
+  ReportData data;
+  data.store = store;
+  data.summary = read_store_summary(store);
+  data.runs = read_runs(store);
+  for (const InterventionTotals& row : read_intervention_totals(store)) {
+    ModelReport& model = model_named(data, row);
+    if (std::find(model.interventions.begin(), model.interventions.end(), row.intervention) == model.interventions.end())
+      model.interventions.push_back(row.intervention);
+    if (std::none_of(model.datasets.begin(), model.datasets.end(), [&](const ReportDataset& d) { return d.name == row.dataset; })) {
+      std::string tag;
+      if (find_benchmark_kind(row.kind)) tag = benchmark_tag(DatasetSpec{row.dataset, row.kind, "", row.dataset_options});
+      model.datasets.push_back({row.dataset, row.kind, tag});
+    }
+    MetricCell& cell = model.cells[{row.dataset, row.intervention}];
+    cell.units_done = row.units_done;
+    cell.units = row.units;
+    if (row.units_done > 0) cell.metrics = finalize_metrics(row.kind, row.totals);
+  }
+  for (ModelReport& model : data.models) {
+    // The baseline first, whatever the order units were registered in (--extend may add it later).
+    std::stable_partition(model.interventions.begin(), model.interventions.end(), [](const std::string& n) { return n == "baseline"; });
+    summarize(model);
+  }
+  return data;
+}
+
+}  // namespace memsweep

@@ -1,0 +1,251 @@
+// report.md, the CSV files and the terminal summary of `memsweep report`.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "orchestrator/report/report.h"
+#include "worker/base/error.h"
+#include "worker/tasks/kinds.h"
+#include "worker/base/intervention.h"
+
+namespace memsweep {
+
+namespace {
+
+std::string format(const char* pattern, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, pattern, value);
+  return text;
+}
+
+// Tables show 4 decimals; "n/a" where a number is undefined (no result yet, a zero baseline).
+std::string cell_number(double value) { return std::isnan(value) ? "n/a" : format("%.4f", value); }
+std::string cell_percent(double fraction) { return std::isnan(fraction) ? "n/a" : format("%+.1f%%", 100 * fraction); }
+// CSV keeps every digit; empty where undefined.
+std::string csv_number(double value) { return std::isnan(value) ? "" : format("%.17g", value); }
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+
+class CsvFile {
+ public:
+  CsvFile(const std::string& path, const std::vector<std::string>& header) : path_(path), out_(path) {
+    if (!out_) throw Error("cannot write " + path);
+    row(header);
+  }
+  void row(const std::vector<std::string>& fields) {
+    for (size_t i = 0; i < fields.size(); ++i) out_ << (i ? "," : "") << csv_field(fields[i]);
+    out_ << "\n";
+  }
+  void close() {
+    out_.close();
+    if (!out_) throw Error("writing " + path_ + " failed");
+  }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+std::string join(const std::vector<std::string>& parts, const std::string& separator) {
+  std::string text;
+  for (size_t i = 0; i < parts.size(); ++i) text += (i ? separator : "") + parts[i];
+  return text;
+}
+
+double tag_accuracy(const ModelReport& model, const std::string& intervention, const std::string& tag) {
+  double sum = 0;
+  int count = 0;
+  for (const ReportDataset& d : model.datasets) {
+    const double acc = d.tag == tag ? model.metric(d.name, intervention, "acc") : NAN;
+    if (!std::isnan(acc)) sum += acc, ++count;
+  }
+  return count ? sum / count : NAN;
+}
+
+void write_missing(std::ostream& md, const StoreSummary& summary) {
+  int64_t total = 0, done = 0;
+  for (const GroupProgress& g : summary.groups) total += g.total, done += g.done;
+  if (done == total) {
+    md << "The study is complete: all " << total << " units are done.\n\n";
+    return;
+  }
+  md << "**The study is unfinished: " << done << " of " << total << " units are done.** The numbers below cover the "
+     << "done units only; a value marked (k/n) rests on k of the n units of its dataset.\n\n## What is missing\n\n"
+     << "| model | dataset | units | done | failed | running | pending |\n|---|---|---:|---:|---:|---:|---:|\n";
+  for (const GroupProgress& g : summary.groups)
+    if (g.done < g.total)
+      md << "| " << g.model << " | " << g.dataset << " | " << g.total << " | " << g.done << " | " << g.failed << " | "
+         << g.running << " | " << g.pending << " |\n";
+  bool any_failed = false;
+  for (const FailureRow& f : summary.failures)
+    if (f.final) {
+      if (!any_failed) md << "\nFailed units (no attempts left) and their last error:\n\n";
+      any_failed = true;
+      md << "- `" << f.unit_key << "` attempt " << f.attempt << ": " << f.error << "\n";
+    }
+  md << "\nRerun the study's `memsweep run` command to finish it (done units are kept), then `memsweep report` again.\n\n";
+}
+
+std::string with_units(double value, const MetricCell* cell) {
+  std::string text = cell_number(value);
+  if (cell && cell->units_done > 0 && cell->units_done < cell->units)
+    text += " (" + std::to_string(cell->units_done) + "/" + std::to_string(cell->units) + ")";
+  return text;
+}
+
+void write_model(std::ostream& md, const ModelReport& model) {
+  md << "## Model `" << model.name << "` (" << model.layers << " blocks)\n\n";
+  std::vector<std::string> benchmarks;
+  for (const ReportDataset& d : model.datasets)
+    if (d.is_benchmark()) benchmarks.push_back("`" + d.name + "` (" + d.tag + ")");
+  md << "Memorized set: " << (model.memorized_set.empty() ? "none (no memorization set with baseline EM > 0)" : "`" + model.memorized_set + "`")
+     << "; benchmarks: " << (benchmarks.empty() ? "none" : join(benchmarks, ", ")) << ".\n\n";
+
+  md << "### Overview\n\nEM, TA, CE on the memorized set; mean accuracy (`acc`) over the benchmarks; the drops are the mean "
+     << "relative accuracy drop against the baseline of the language and of the reasoning benchmarks.\n\n"
+     << "| intervention | EM | TA | CE | mean acc | language drop | reasoning drop |\n|---|---:|---:|---:|---:|---:|---:|\n";
+  for (const InterventionSummary& s : model.summaries)
+    md << "| " << s.intervention << " | " << cell_number(s.exact_match) << " | " << cell_number(s.token_accuracy) << " | "
+       << cell_number(s.completion_entropy) << " | " << cell_number(s.mean_accuracy) << " | " << cell_percent(s.language_drop)
+       << " | " << cell_percent(s.reasoning_drop) << " |\n";
+
+  std::vector<InterventionSummary> ranked;
+  for (const InterventionSummary& s : model.summaries)
+    if (s.first_block >= 0 && !std::isnan(s.efficiency)) ranked.push_back(s);
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.efficiency > b.efficiency; });
+  md << "\n### Largest memorization drop per unit of accuracy lost\n\n";
+  if (ranked.empty()) {
+    md << "Needs a baseline, a memorized set and at least one benchmark with results.\n\n";
+  } else {
+    md << "Efficiency = EM drop / max(mean accuracy lost, 0.01), both absolute against the baseline.\n\n"
+       << "| rank | intervention | EM drop | accuracy lost | efficiency |\n|---:|---|---:|---:|---:|\n";
+    for (size_t i = 0; i < ranked.size() && i < 5; ++i)
+      md << "| " << i + 1 << " | " << ranked[i].intervention << " | " << cell_number(ranked[i].em_drop) << " | "
+         << cell_number(ranked[i].accuracy_lost) << " | " << format("%.2f", ranked[i].efficiency) << " |\n";
+    md << "\n";
+  }
+
+  md << "### Per intervention\n\nEvery dataset's metrics, the baseline's and the relative change (value − baseline) / |baseline|.\n\n";
+  for (const std::string& intervention : model.interventions) {
+    md << "#### " << intervention << "\n\n| dataset | metric | value | baseline | relative change |\n|---|---|---:|---:|---:|\n";
+    for (const ReportDataset& d : model.datasets)
+      for (const std::string& metric : table_metrics(model, d)) {
+        const double value = model.metric(d.name, intervention, metric), baseline = model.metric(d.name, "baseline", metric);
+        if (d.kind == "divergence" && std::isnan(value)) continue;  // the baseline changes no layer
+        md << "| " << d.name << " | " << metric << " | " << with_units(value, model.cell(d.name, intervention)) << " | "
+           << cell_number(baseline) << " | " << cell_percent(relative_change(value, baseline)) << " |\n";
+      }
+    md << "\n";
+  }
+}
+
+void write_provenance(std::ostream& md, const ReportData& data) {
+  md << "## Provenance\n\nStore `" << data.store << "` (schema " << data.summary.schema_version << "), study `"
+     << data.summary.study_name << "`, study file sha256:" << data.summary.study_hash << ".\n\n"
+     << "| run | memsweep | commit | libtorch | host | ranks | devices | started | ended | outcome |\n"
+     << "|---:|---|---|---|---|---:|---|---|---|---|\n";
+  for (const RunRecord& r : data.runs)
+    md << "| " << r.id << " | " << r.memsweep_version << " | " << r.git_commit << " | " << r.libtorch_version << " | " << r.host
+       << " | " << r.ranks << " | " << join(r.devices, ", ") << " | " << r.started_at << " | " << r.ended_at << " | "
+       << (r.outcome.empty() ? "running or ended without a word" : r.outcome) << " |\n";
+  md << "\n";
+}
+
+void write_csv_files(const ReportData& data, const std::string& out) {
+  CsvFile metrics(out + "/metrics.csv", {"model", "dataset", "kind", "tag", "intervention", "units_done", "units", "metric",
+                                         "value", "baseline", "relative_change"});
+  CsvFile divergence(out + "/divergence.csv", {"model", "dataset", "intervention", "first_block", "layer", "relative_change", "kl"});
+  CsvFile summaries(out + "/interventions.csv",
+                    {"model", "intervention", "first_block", "single_block", "memorized_set", "exact_match", "token_accuracy",
+                     "completion_entropy", "mean_accuracy", "language_drop", "reasoning_drop", "em_drop", "accuracy_lost", "efficiency"});
+  for (const ModelReport& model : data.models) {
+    for (const ReportDataset& d : model.datasets)
+      for (const std::string& intervention : model.interventions) {
+        const MetricCell* cell = model.cell(d.name, intervention);
+        if (!cell) continue;
+        for (const auto& [name, value] : cell->metrics) {
+          const double baseline = model.metric(d.name, "baseline", name);
+          metrics.row({model.name, d.name, d.kind, d.tag, intervention, std::to_string(cell->units_done), std::to_string(cell->units),
+                       name, csv_number(value), csv_number(baseline), csv_number(relative_change(value, baseline))});
+        }
+        if (d.kind != "divergence") continue;
+        for (int layer = 0; layer < model.layers; ++layer) {
+          const double change = model.metric(d.name, intervention, divergence_metric_name("relative_change", layer));
+          if (std::isnan(change)) continue;
+          const int first = Intervention::parse(intervention).first_block();
+          divergence.row({model.name, d.name, intervention, std::to_string(first), std::to_string(layer), csv_number(change),
+                          csv_number(model.metric(d.name, intervention, divergence_metric_name("kl", layer)))});
+        }
+      }
+    for (const InterventionSummary& s : model.summaries)
+      summaries.row({model.name, s.intervention, std::to_string(s.first_block), s.single_block ? "1" : "0", model.memorized_set,
+                     csv_number(s.exact_match), csv_number(s.token_accuracy), csv_number(s.completion_entropy),
+                     csv_number(s.mean_accuracy), csv_number(s.language_drop), csv_number(s.reasoning_drop),
+                     csv_number(s.em_drop), csv_number(s.accuracy_lost), csv_number(s.efficiency)});
+  }
+  metrics.close();
+  divergence.close();
+  summaries.close();
+  CsvFile examples(out + "/examples.csv", {"model", "dataset", "intervention", "example_index", "metric", "value"});
+  for_each_example(data.store, [&](const ExampleValues& e) {
+    for (const auto& [name, value] : e.values)
+      examples.row({e.model, e.dataset, e.intervention, std::to_string(e.index), name, csv_number(value)});
+  });
+  examples.close();
+}
+
+}  // namespace
+
+void write_report_files(const ReportData& data, const std::string& out, const std::vector<std::string>& figures,
+                        const std::string& figures_error) {
+  std::ofstream md(out + "/report.md");
+  if (!md) throw Error("cannot write " + out + "/report.md");
+  md << "# memsweep report: study `" << data.summary.study_name << "`\n\n";
+  write_missing(md, data.summary);
+  for (const ModelReport& model : data.models) write_model(md, model);
+  md << "## Figures\n\n";
+  if (!figures_error.empty()) md << "No figures: " << figures_error << "\n\n";
+  for (const std::string& figure : figures) {
+    const std::string name = figure.substr(figure.find_last_of('/') + 1);
+    md << "![" << name << "](" << name << ") (also `" << name.substr(0, name.size() - 4) << ".svg`)\n\n";
+  }
+  write_provenance(md, data);
+  md << "## Files\n\n- `metrics.csv`: every metric per model, dataset and intervention, with the baseline and the relative change;\n"
+     << "- `interventions.csv`: the overview's numbers and the efficiency ranking's;\n"
+     << "- `divergence.csv`: per intervention and later layer, the residual stream's relative change and the logit lens's KL;\n"
+     << "- `examples.csv`: per-example values (long format: one row per example and metric);\n"
+     << "- `gnuplot/`: the figures' data and scripts (`gnuplot gnuplot/NAME.gp` redraws one).\n";
+  md.close();
+  if (!md) throw Error("writing " + out + "/report.md failed");
+  write_csv_files(data, out);
+}
+
+std::string summary_table(const ReportData& data) {
+  std::ostringstream text;
+  for (const ModelReport& model : data.models) {
+    text << model.name << " (" << model.layers << " blocks; EM, TA, CE on "
+         << (model.memorized_set.empty() ? "no memorized set" : model.memorized_set) << "; acc = mean benchmark accuracy)\n";
+    char line[200];
+    std::snprintf(line, sizeof line, "%-22s %7s %7s %7s %8s %8s %9s\n", "intervention", "EM", "TA", "CE", "acc", "language",
+                  "reasoning");
+    text << line;
+    for (const InterventionSummary& s : model.summaries) {
+      auto number = [](double v, const char* pattern) { return std::isnan(v) ? std::string("n/a") : format(pattern, v); };
+      std::snprintf(line, sizeof line, "%-22s %7s %7s %7s %8s %8s %9s\n", s.intervention.c_str(), number(s.exact_match, "%.3f").c_str(),
+                    number(s.token_accuracy, "%.3f").c_str(), number(s.completion_entropy, "%.2f").c_str(),
+                    number(s.mean_accuracy, "%.3f").c_str(), number(tag_accuracy(model, s.intervention, "language"), "%.3f").c_str(),
+                    number(tag_accuracy(model, s.intervention, "reasoning"), "%.3f").c_str());
+      text << line;
+    }
+  }
+  return text.str();
+}
+
+}  // namespace memsweep
