@@ -18,5 +18,6 @@ int run_command(const Arguments& args);
 int plan_command(const Arguments& args);
 int status_command(const Arguments& args);
 int report_command(const Arguments& args);
+int submit_command(const Arguments& args);
 
 }  // namespace memsweep

@@ -29,6 +29,7 @@ const Command kCommands[] = {
     {"run", memsweep::run_command, "run a study (alone or under mpirun), resuming what its store holds"},
     {"select-memorized", memsweep::select_memorized_command, "keep the windows of a token corpus the model reproduces exactly"},
     {"status", memsweep::status_command, "progress of a study's store: per model and dataset, failures, rate, ETA"},
+    {"submit", memsweep::submit_command, "write a SLURM batch script for a study from cluster/templates/ and sbatch it"},
     {"tokenize", memsweep::tokenize_command, "encode text to token ids, or decode ids, with a model's tokenizer"},
 };
 

@@ -4,11 +4,18 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <set>
+
+#include <torch/torch.h>
 
 #include "orchestrator/cli/commands.h"
 #include "orchestrator/cli/options.h"
 #include "orchestrator/cli/study_setup.h"
+#include "orchestrator/scheduler/coordinator.h"
 #include "orchestrator/store/summary.h"
+#include "orchestrator/worker_loop/device_choice.h"
+#include "orchestrator/worker_loop/worker_loop.h"
+#include "worker/base/error.h"
 #include "worker/base/log.h"
 #include "worker/model/model.h"
 
@@ -16,22 +23,74 @@ namespace po = boost::program_options;
 
 namespace memsweep {
 
+namespace {
+
+// A short timed run of the first unit of each model and dataset, cut to `examples` examples after a one-example
+// warm-up (model load, first allocations), on the device a worker would use. Prints minutes per unit and
+// whether a unit started just before SIGUSR1 finishes within the drain grace.
+void calibrate(const PreparedStudy& prepared, int64_t examples, double grace_s) {
+  const Study& study = prepared.study;
+  const std::string device = choose_device(study.run.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
+  TorchUnitRunner runner(device);
+  auto timed = [&](UnitOrder order, int64_t count) {
+    order.count = std::min(order.count, count);
+    const UnitReport report = runner.run(order, [] { return false; });
+    if (!report.ok) throw Error("calibration of " + order.model_name + " on " + order.dataset_name + " failed: " + report.error);
+    return std::make_pair(report.seconds, order.count);
+  };
+  std::printf("\ncalibration on %s: up to %lld examples of the first unit of each model and dataset, after a warm-up\n", device.c_str(),
+              (long long)examples);
+  std::printf("%-20s %-20s %7s %12s %9s %11s  %s\n", "model", "dataset", "interv", "s/example", "examples", "min/unit",
+              ("drain in " + std::to_string(int(grace_s)) + " s").c_str());
+  double worst_s_per_example = 0;
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const Unit& unit : prepared.units) {
+    if (!seen.insert({unit.model, unit.dataset}).second) continue;
+    UnitRow row;
+    row.unit = unit;
+    const UnitOrder order = make_unit_order(study, row, 1);
+    timed(order, 1);
+    const auto [seconds, count] = timed(order, examples);
+    const double per_example = seconds / double(std::max<int64_t>(count, 1));
+    const double unit_s = per_example * double(unit.count);
+    worst_s_per_example = std::max(worst_s_per_example, per_example);
+    std::printf("%-20s %-20s %7zu %12.4g %9lld %11.3g  %s\n", unit.model.c_str(), unit.dataset.c_str(), unit.interventions.size(),
+                per_example, (long long)unit.count, unit_s / 60, unit_s <= grace_s ? "fits" : "does NOT fit");
+  }
+  if (worst_s_per_example > 0)
+    std::printf("a drain fits when every unit takes at most drain_grace_s = %g s: unit_size <= %lld here (examples per unit;\n"
+                "fewer interventions per unit shorten a unit too). SLURM's USR1 lead must exceed the grace (memsweep submit\n"
+                "--signal-lead, default drain_grace_s + cancel_wait_s + 60).\n",
+                grace_s, (long long)(grace_s / worst_s_per_example));
+}
+
+}  // namespace
+
 int plan_command(const Arguments& raw) {
-  const CommandSpec spec{"plan", "STUDY.toml [--db PATH] [--device-memory GB] [--tokens N]",
+  const CommandSpec spec{"plan", "STUDY.toml [--db PATH] [--device-memory GB] [--tokens N] [--calibrate [--calibrate-examples N] [--grace SECONDS]]",
                          "Checks a study as `memsweep run` would (keys, paths, tokenizers, datasets) and prints its\n"
                          "grid: units, examples and interventions per model and dataset, the totals, and how many\n"
                          "units the store already has done, failed, running or pending.\n"
                          "Then each model's memory from its config.json: weights in its dtype and the activations of\n"
                          "one batch of [run] batch_size rows of N tokens (default: token_budget / batch_size when a\n"
                          "token budget is set, else the model's context length). With --device-memory (a worker's\n"
-                         "GPU, e.g. 80 for an 80 GB card) a model that does not fit is an error (exit 1)."};
+                         "GPU, e.g. 80 for an 80 GB card) a model that does not fit is an error (exit 1).\n"
+                         "--calibrate: times a few examples of the first unit of each model and dataset on this machine's\n"
+                         "device and prints minutes per unit and whether a unit fits in the drain grace after SIGUSR1\n"
+                         "(run it on a compute node, like the workers: a login node's CPU says little about a GPU)."};
   std::string study_path, db;
   double device_memory_gb = 0;
   int64_t tokens_option = 0;
+  bool calibrate_units = false;
+  int64_t calibrate_examples = 4;
+  double grace_s = -1;
   po::options_description options("options");
   options.add_options()("study", po::value(&study_path)->required(), "the study file")("db", po::value(&db), "the store (overrides [store] path)")(
       "device-memory", po::value(&device_memory_gb), "a worker's device memory in GB (1e9 bytes): refuse what does not fit")(
-      "tokens", po::value(&tokens_option), "tokens per row for the activation estimate");
+      "tokens", po::value(&tokens_option), "tokens per row for the activation estimate")(
+      "calibrate", po::bool_switch(&calibrate_units), "time a short run of one unit per model and dataset")(
+      "calibrate-examples", po::value(&calibrate_examples)->default_value(4), "examples timed per unit")(
+      "grace", po::value(&grace_s), "drain grace to check against (default [run] drain_grace_s)");
   po::positional_options_description positional;
   positional.add("study", 1);
   po::variables_map values;
@@ -113,6 +172,7 @@ int plan_command(const Arguments& raw) {
                 " GB given: use bfloat16, a smaller batch_size or token_budget, or a larger device");
   }
   std::printf("(activations: one batch of %d rows; add ~1 GB for the CUDA context)\n", study.run.batch_size);
+  if (calibrate_units) calibrate(prepared, std::max<int64_t>(calibrate_examples, 1), grace_s >= 0 ? grace_s : study.run.drain_grace_s);
   return refused ? 1 : 0;
 }
 

@@ -18,6 +18,7 @@
 #include "orchestrator/cli/study_setup.h"
 #include "orchestrator/scheduler/coordinator.h"
 #include "orchestrator/scheduler/progress.h"
+#include "orchestrator/store/snapshot.h"
 #include "orchestrator/worker_loop/device_choice.h"
 #include "orchestrator/worker_loop/worker_loop.h"
 #include "worker/base/error.h"
@@ -57,12 +58,17 @@ struct RunArguments {
   std::string study, db;
   bool extend = false, retry_failed = false;
   double progress_every_s = 60;
+  std::string scratch;  // node-local folder of the live store; "" keeps it at the shared path
+  double checkpoint_every_s = 600;
+  int64_t checkpoint_every_units = 0;
 };
 
 // Rank 0's part: everything up to the coordinator, then the coordinator. Returns the process exit code.
 int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, CoordinatorTransport& transport, int ranks) {
   const Study& study = prepared.study;
-  auto store = open_sqlite_store(study.store.path, study.store.journal_mode);
+  std::optional<ScratchStore> scratch;
+  if (!args.scratch.empty()) scratch.emplace(study.store.path, args.scratch, args.checkpoint_every_s, args.checkpoint_every_units);
+  auto store = open_sqlite_store(scratch ? scratch->live_path() : study.store.path, study.store.journal_mode);
   store->register_study(study, prepared.text, prepared.models, prepared.datasets, prepared.units, args.extend);
   if (args.retry_failed)
     if (int retried = store->retry_failed()) log_info("--retry-failed: " + std::to_string(retried) + " failed units are pending again");
@@ -71,19 +77,28 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
   ProgressDisplay display(isatty(STDERR_FILENO) != 0, args.progress_every_s);
   CoordinatorHooks hooks;
   hooks.take_stop_request = take_stop_request;
-  hooks.on_progress = [&](const Progress& p) { display.update(p); };
+  int64_t finished_before = -1;
+  hooks.on_progress = [&](const Progress& p) {
+    display.update(p);
+    // Called between the coordinator's transactions, so a copy of the live store is consistent.
+    if (finished_before < 0) finished_before = p.done + p.failed - p.done_this_run;
+    if (scratch) scratch->after_units(p.done + p.failed - finished_before);
+  };
   RunOutcome outcome;
   try {
     outcome = coordinate(study, *store, run, transport, hooks);
   } catch (const std::exception& e) {
     store->end_run(run, std::string("error: ") + e.what());
+    store.reset();
+    if (scratch) scratch->checkpoint();
     throw;
   }
   display.finish();
   store->end_run(run, run_outcome_name(outcome));
+  store.reset();  // everything is committed; close the file before it is copied or the job is torn down
+  if (scratch) scratch->checkpoint();  // after SIGTERM and SIGUSR1 too: they end the coordinator normally
   log_info(std::string("run ") + run_outcome_name(outcome) + "; results in " + study.store.path);
   if (outcome == RunOutcome::hung) {
-    store.reset();  // everything is committed; close the file before the job is torn down
     log_error("a worker never answered; ending the job with MPI_Abort");
     transport.abort(3);
   }
@@ -94,7 +109,7 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
 
 int run_command(const Arguments& raw) {
   const CommandSpec spec{
-      "run", "STUDY.toml [--db PATH] [--extend] [--retry-failed] [--progress-every SECONDS]",
+      "run", "STUDY.toml [--db PATH] [--extend] [--retry-failed] [--progress-every SECONDS] [--scratch DIR [--checkpoint-every SECONDS]]",
       "Runs a study: every model x dataset shard x intervention group of STUDY.toml (keys: schemas/study.md),\n"
       "results in one SQLite store. Under `mpirun -np N` rank 0 schedules and writes and ranks 1..N-1 work (one\n"
       "device each: the worker's position on its node modulo the visible GPUs, cpu without CUDA); alone, one\n"
@@ -107,14 +122,22 @@ int run_command(const Arguments& raw) {
       "then requeues and cancels the rest the same way and exits 0. A worker that sees SIGTERM itself abandons\n"
       "its unit at the next batch. Workers that do not answer within [run] cancel_wait_s end the job with MPI_Abort.\n"
       "A worker past [run] unit_timeout_s has its unit requeued under a new attempt; if it never answers, the job\n"
-      "ends with MPI_Abort (exit 3) once everything else is done."};
+      "ends with MPI_Abort (exit 3) once everything else is done.\n\n"
+      "Node-local scratch (for a store on Lustre/GPFS/NFS): --scratch DIR keeps the live store in DIR (a node-local\n"
+      "disk such as $SLURM_TMPDIR) and copies it to the store path with SQLite's backup API and an atomic rename every\n"
+      "--checkpoint-every seconds (or --checkpoint-every-units units) and at exit, also after SIGTERM or SIGUSR1. A\n"
+      "run starts from the shared copy, never from a live copy an earlier job left in DIR; units done after the last\n"
+      "copy of a job killed with SIGKILL run again. Only rank 0 touches the store, so DIR is on rank 0's node."};
   RunArguments args;
   po::options_description options("options");
   options.add_options()("study", po::value(&args.study)->required(), "the study file")(
       "db", po::value(&args.db), "the store (overrides [store] path)")("extend", po::bool_switch(&args.extend),
                                                                        "accept a changed study file: add its new units")(
       "retry-failed", po::bool_switch(&args.retry_failed), "give units recorded failed new attempts (after fixing their cause)")(
-      "progress-every", po::value(&args.progress_every_s)->default_value(60), "seconds between progress lines in batch logs");
+      "progress-every", po::value(&args.progress_every_s)->default_value(60), "seconds between progress lines in batch logs")(
+      "scratch", po::value(&args.scratch), "node-local folder for the live store, copied to the store path at checkpoints")(
+      "checkpoint-every", po::value(&args.checkpoint_every_s)->default_value(600), "with --scratch: seconds between copies (0: off)")(
+      "checkpoint-every-units", po::value(&args.checkpoint_every_units)->default_value(0), "with --scratch: finished units between copies (0: off)");
   po::positional_options_description positional;
   positional.add("study", 1);
   po::variables_map values;

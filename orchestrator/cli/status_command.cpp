@@ -47,16 +47,18 @@ void print_metrics(const std::string& path) {
 }  // namespace
 
 int status_command(const Arguments& raw) {
-  const CommandSpec spec{"status", "STORE.sqlite [--failures N] [--metrics]",
+  const CommandSpec spec{"status", "STORE.sqlite [--failures N] [--metrics] [--exit-unfinished]",
                          "Progress per model and dataset (units done, failed, running, pending), the latest failures with\n"
-                         "their errors, the rate of the latest run and the time left at that rate. Safe while a study runs."};
+                         "their errors, the rate of the latest run and the time left at that rate. Safe while a study runs.\n"
+                         "--exit-unfinished: exit 3 while units are pending or running (batch scripts decide to requeue with it)."};
   std::string path;
   int failures_shown = 10;
-  bool metrics = false;
+  bool metrics = false, exit_unfinished = false;
   po::options_description options("options");
   options.add_options()("db", po::value(&path)->required(), "the store")("failures", po::value(&failures_shown)->default_value(10),
                                                                          "how many failed attempts to list")(
-      "metrics", po::bool_switch(&metrics), "also print each dataset's metrics per intervention (from the done units)");
+      "metrics", po::bool_switch(&metrics), "also print each dataset's metrics per intervention (from the done units)")(
+      "exit-unfinished", po::bool_switch(&exit_unfinished), "exit 3 when units are pending or running");
   po::positional_options_description positional;
   positional.add("db", 1);
   po::variables_map values;
@@ -90,7 +92,7 @@ int status_command(const Arguments& raw) {
     }
   }
   if (metrics) print_metrics(path);
-  return 0;
+  return exit_unfinished && left > 0 ? 3 : 0;
 }
 
 }  // namespace memsweep

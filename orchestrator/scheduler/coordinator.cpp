@@ -20,6 +20,31 @@ const char* run_outcome_name(RunOutcome outcome) {
   return "?";
 }
 
+UnitOrder make_unit_order(const Study& study, const UnitRow& row, int attempt) {
+  const ModelEntry& model = study.model(row.unit.model);
+  const DatasetEntry& dataset = study.dataset(row.unit.dataset);
+  UnitOrder o;
+  o.unit = row.id;
+  o.attempt = attempt;
+  o.model_name = model.name;
+  o.model_path = model.path;
+  o.model_dtype = model.dtype;
+  o.model_tokenizer = model.tokenizer;
+  o.dataset_name = dataset.name;
+  o.dataset_kind = dataset.kind;
+  o.dataset_path = dataset.path;
+  o.dataset_options = dataset.options;
+  o.first = row.unit.first;
+  o.count = row.unit.count;
+  o.interventions = row.unit.interventions;
+  o.batch_size = row.batch_size > 0 ? row.batch_size : study.run.batch_size;
+  // An out-of-memory retry halves the unit's batch size; the token budget shrinks in step with it.
+  o.token_budget = study.run.token_budget > 0
+                       ? std::max<int64_t>(1, study.run.token_budget * o.batch_size / std::max(study.run.batch_size, 1))
+                       : 0;
+  return o;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -168,30 +193,7 @@ class Coordinator {
     }
   }
 
-  UnitOrder make_order(const UnitRow& row, int attempt) const {
-    const ModelEntry& model = study_.model(row.unit.model);
-    const DatasetEntry& dataset = study_.dataset(row.unit.dataset);
-    UnitOrder o;
-    o.unit = row.id;
-    o.attempt = attempt;
-    o.model_name = model.name;
-    o.model_path = model.path;
-    o.model_dtype = model.dtype;
-    o.model_tokenizer = model.tokenizer;
-    o.dataset_name = dataset.name;
-    o.dataset_kind = dataset.kind;
-    o.dataset_path = dataset.path;
-    o.dataset_options = dataset.options;
-    o.first = row.unit.first;
-    o.count = row.unit.count;
-    o.interventions = row.unit.interventions;
-    o.batch_size = row.batch_size > 0 ? row.batch_size : study_.run.batch_size;
-    // An out-of-memory retry halves the unit's batch size; the token budget shrinks in step with it.
-    o.token_budget = study_.run.token_budget > 0
-                         ? std::max<int64_t>(1, study_.run.token_budget * o.batch_size / std::max(study_.run.batch_size, 1))
-                         : 0;
-    return o;
-  }
+  UnitOrder make_order(const UnitRow& row, int attempt) const { return make_unit_order(study_, row, attempt); }
 
   void check_timeouts() {
     const Clock::time_point now = hooks_.now();

@@ -39,6 +39,10 @@ enum class RunOutcome {
 const char* run_outcome_name(RunOutcome outcome);
 inline std::ostream& operator<<(std::ostream& out, RunOutcome outcome) { return out << run_outcome_name(outcome); }
 
+// What a worker is sent for an attempt of `row` (batch size: the row's after an out-of-memory retry, else the
+// study's).
+UnitOrder make_unit_order(const Study& study, const UnitRow& row, int attempt);
+
 // REQUIRES: the study is registered in the store and running units were requeued (resume).
 RunOutcome coordinate(const Study& study, Store& store, int64_t run_id, CoordinatorTransport& transport,
                       const CoordinatorHooks& hooks = {});

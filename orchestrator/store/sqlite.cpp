@@ -87,6 +87,20 @@ void Database::fail(const std::string& what) const {
               std::to_string(sqlite3_extended_errcode(db_)) + ")");
 }
 
+void Database::backup_into(Database& destination) {
+  sqlite3_backup* backup = sqlite3_backup_init(destination.db_, "main", db_, "main");
+  if (!backup) destination.fail("backup of " + path_ + " into it");
+  // Busy or locked: a reader holds the source; retry a little instead of failing a checkpoint.
+  int status = SQLITE_OK;
+  for (int tries = 0; tries < 100; ++tries) {
+    status = sqlite3_backup_step(backup, -1);
+    if (status != SQLITE_BUSY && status != SQLITE_LOCKED) break;
+    sqlite3_sleep(50);
+  }
+  sqlite3_backup_finish(backup);
+  if (status != SQLITE_DONE) destination.fail("backup of " + path_ + " into it");
+}
+
 Statement Database::prepare(const std::string& sql) {
   auto found = cache_.find(sql);
   if (found == cache_.end()) {

@@ -60,6 +60,9 @@ class Database {
   Statement prepare(const std::string& sql);
   // Runs several statements (a migration script); no values bound.
   void execute_script(const std::string& sql, const std::string& what);
+  // Copies this whole database into `destination` with SQLite's online backup API (a consistent snapshot even
+  // while other connections read). REQUIRES: no write transaction open on this connection.
+  void backup_into(Database& destination);
   int64_t last_insert_id() const;
   int changes() const;
   const std::string& path() const { return path_; }

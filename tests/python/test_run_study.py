@@ -271,3 +271,15 @@ def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(
         else:
             assert result.returncode == 1 and table["pythia12b"][-1] == "NO"
             assert "model 'pythia12b'" in result.stderr and "more than the 40" in result.stderr
+
+
+def test_plan_calibrate_prints_minutes_per_unit_and_the_drain_verdict(folder):
+    study = write_study(folder, "calibrate.toml")
+    plan = run_memsweep("plan", study, "--db", folder / "calibrate.sqlite", "--calibrate", "--calibrate-examples", "2",
+                        "--grace", "0.000001").stdout
+    lines = [line for line in plan.splitlines() if line.startswith(("neox ", "neo "))]
+    assert "calibration on cpu" in plan
+    calibrated = [line for line in lines if line.endswith("fit")]
+    assert len(calibrated) == 3, plan  # neox x (set_a, set_b), neo x set_a
+    assert all(line.endswith("does NOT fit") for line in calibrated), plan  # no unit runs in a microsecond
+    assert not (folder / "calibrate.sqlite").exists()  # plan writes nothing
