@@ -3,6 +3,7 @@
 
 #include "worker/base/block_list.h"
 #include "worker/base/error.h"
+#include "worker/base/json_file.h"
 
 using memsweep::parse_block_list;
 
@@ -37,5 +38,16 @@ BOOST_AUTO_TEST_CASE(errors_name_the_item) {
         BOOST_TEST(std::string(e.what()).find(c.message) != std::string::npos, e.what());
       }
     }
+  }
+}
+
+// A number too large for a double is nlohmann's out_of_range, not a parse_error: it must still be an Error that
+// names the file (found by fuzz_token_rows; the input is kept in its corpus).
+BOOST_AUTO_TEST_CASE(json_numbers_out_of_range_are_errors) {
+  try {
+    memsweep::parse_json("{\"tokens\": [1, 3e999999]}", "rows.jsonl");
+    BOOST_ERROR("accepted");
+  } catch (const memsweep::Error& e) {
+    BOOST_TEST(std::string(e.what()).find("rows.jsonl: not valid JSON") == 0, e.what());
   }
 }

@@ -21,6 +21,8 @@ nlohmann::json parse_json(const std::string& text, const std::string& origin) {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(origin + ": not valid JSON at byte " + std::to_string(e.byte) + " (" + e.what() + ")");
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double (found by fuzz_token_rows)
+    throw Error(origin + ": not valid JSON (" + e.what() + ")");
   }
 }
 
