@@ -272,6 +272,12 @@ BOOST_AUTO_TEST_CASE(load_errors_name_the_file) {
   BOOST_CHECK_EXCEPTION(Tokenizer::load(path), memsweep::Error, [&](const memsweep::Error& e) {
     return std::string(e.what()) == path + "/merges.txt: line 3 is \"ab\"; expected two tokens separated by one space";
   });
+  // Ids far beyond the number of tokens would size the id table in gigabytes (found by fuzz_tokenizer).
+  dir.write("vocab.json", "{\"a\": 0, \"b\": 2000000000}");
+  dir.write("merges.txt", "#version: 0.2\n");
+  BOOST_CHECK_EXCEPTION(Tokenizer::load(path), memsweep::Error, [&](const memsweep::Error& e) {
+    return std::string(e.what()).find("token ids go up to 2000000000 for only 2 tokens") != std::string::npos;
+  });
 }
 
 BOOST_AUTO_TEST_CASE(hash_is_the_canonical_content) {

@@ -138,6 +138,12 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
       fail(origin, "added token \"" + token.content + "\" appears twice");
     size = std::max(size, token.id + 1);
   }
+  // The id table is dense: a file whose ids run far beyond its number of tokens (a typo, or a hostile file)
+  // would have it allocate gigabytes (found by fuzz_tokenizer).
+  const int64_t entries = int64_t(vocab.size() + added_tokens.size());
+  if (int64_t(size) > 4 * entries + 65536)
+    fail(origin, "token ids go up to " + std::to_string(size - 1) + " for only " + std::to_string(entries) +
+                     " tokens: ids are expected to run from 0 without large gaps");
   state->decoded.resize(static_cast<size_t>(size));
   // A token decodes to the bytes its characters spell in the byte-level map; one with a character
   // outside the map (e.g. an added token made of real spaces) to its own UTF-8, as `tokenizers`' decoder.
