@@ -154,6 +154,28 @@ def test_npy_rows_and_results_do_not_depend_on_batch_size(checkpoint, tmp_path):
             assert a["values"]["completion_entropy"] == pytest.approx(b["values"]["completion_entropy"], rel=1e-5)
 
 
+def test_rows_of_different_lengths_score_as_alone(checkpoint, tmp_path):
+    """Without a `suffix` option a row's suffix is the rest of the row, so a batch mixes suffix lengths (left
+    padding, per-row positions of the needed logits): every row scores exactly as it does in a batch of its own."""
+    directory, _ = checkpoint
+    generator = torch.Generator().manual_seed(15)
+    rows = [torch.randint(1, 97, (8 + n,), generator=generator).tolist() for n in (10, 3, 7, 1, 12, 5)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({"tokens": r}) + "\n" for r in rows))
+    results = []
+    for batch in (1, 6):
+        out = tmp_path / f"r{batch}.json"
+        run_memsweep("eval", "--model", directory, "--task", f"memorization:{data}", "--option", "prefix=8",
+                     "--batch-size", batch, "--out", out, "--sweep")
+        results.append(json.loads(out.read_text())["results"])
+    for alone, mixed in zip(*results):
+        for a, b in zip(alone["examples"], mixed["examples"]):
+            assert len(a["detail"]["continuation"]) == len(rows[a["index"]]) - 8
+            assert a["detail"]["continuation"] == b["detail"]["continuation"]
+            assert a["values"]["match_length"] == b["values"]["match_length"]
+            assert a["values"]["completion_entropy"] == pytest.approx(b["values"]["completion_entropy"], rel=1e-5)
+
+
 def test_text_rows_and_tokenizer_declarations(tmp_path):
     """{"text": ...} rows go through the model's own tokenizer (the real GPT-NeoX-20B one) and score exactly as
     the same rows given as ids; a set declared with another tokenizer is refused before any work."""

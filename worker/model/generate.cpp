@@ -60,7 +60,7 @@ void continue_greedy(CausalLM& model, KVCache& cache, torch::Tensor mask, const 
   torch::Tensor step_input = first.to(torch::kCPU, torch::kInt64).view({count, 1});
   for (int step = 0; step < steps; ++step) {
     if (mask.defined()) mask = torch::cat({mask, torch::ones({count, 1}, torch::kInt64)}, 1);
-    torch::Tensor logits = model.forward(step_input, mask, &cache);
+    torch::Tensor logits = model.forward(step_input, mask, &cache, nullptr, ForwardStart(), 1);
     torch::Tensor gap;
     torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap).to(torch::kCPU);
     gap = gap.to(torch::kCPU);
@@ -85,7 +85,7 @@ std::vector<GreedyRow> greedy_generate(CausalLM& model, const std::vector<std::v
     PaddedBatch batch = left_pad(prompts, first, count);
     torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
     KVCache cache;
-    torch::Tensor logits = model.forward(batch.ids, mask, &cache);
+    torch::Tensor logits = model.forward(batch.ids, mask, &cache, nullptr, ForwardStart(), 1);
     torch::Tensor gap;
     torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap).to(torch::kCPU);
     gap = gap.to(torch::kCPU);

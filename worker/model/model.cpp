@@ -29,6 +29,12 @@ void CausalLM::clear_interventions() {
   for (int layer = 0; layer < num_layers(); ++layer) set_attention_mode(layer, AttentionMode::normal);
 }
 
+torch::Tensor CausalLM::logits_of_last(const torch::Tensor& h, int64_t logits_last) {
+  if (logits_last == 0) return {};
+  const int64_t T = h.size(1);
+  return logits_from_residual(logits_last > 0 && logits_last < T ? h.narrow(1, T - logits_last, logits_last) : h);
+}
+
 void CausalLM::set_attention_mode(const std::vector<int>& layers, AttentionMode mode) {
   for (int layer : layers) {
     if (layer < 0 || layer >= num_layers())

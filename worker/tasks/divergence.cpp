@@ -64,7 +64,7 @@ class DivergenceTask : public Task {
       auto real = batch.mask.to(model.device(), torch::kBool);  // [B, T]
       model.clear_interventions();
       std::vector<torch::Tensor> base;
-      model.forward(batch.ids, mask, nullptr, &base);
+      model.forward(batch.ids, mask, nullptr, &base, ForwardStart(), 0);
       std::vector<torch::Tensor> base_log_p(base.size());
       for (size_t l = 0; l < base.size(); ++l)
         base_log_p[l] = torch::log_softmax(model.logits_from_residual(base[l]).to(torch::kFloat32), -1);
@@ -81,7 +81,7 @@ class DivergenceTask : public Task {
         if (b >= 0) {
           apply_intervention(model, intervention);
           std::vector<torch::Tensor> changed;
-          model.forward(batch.ids, mask, nullptr, &changed);
+          model.forward(batch.ids, mask, nullptr, &changed, ForwardStart(), 0);
           for (size_t l = size_t(b); l < changed.size(); ++l) {
             auto h = base[l].to(torch::kFloat32), g = changed[l].to(torch::kFloat32);
             auto relative = ((h - g).norm(2, -1) / h.norm(2, -1)).masked_fill(real.logical_not(), 0.0);  // [B, T]

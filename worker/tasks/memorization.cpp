@@ -59,6 +59,7 @@ struct MemorizationBatch {
   std::vector<std::vector<int64_t>> inputs, suffixes;
   PaddedBatch padded;
   torch::Tensor mask;  // undefined when no row is padded
+  int64_t longest_suffix = 0;  // the logits a pass needs: its last longest_suffix positions
 };
 
 MemorizationBatch cut_batch(const std::vector<std::vector<int64_t>>& rows, int64_t start, int64_t count,
@@ -70,6 +71,7 @@ MemorizationBatch cut_batch(const std::vector<std::vector<int64_t>>& rows, int64
     const auto& row = rows[size_t(start + i)];
     const int64_t S = options.suffix > 0 ? options.suffix : int64_t(row.size()) - options.prefix;
     batch.suffixes.emplace_back(row.begin() + options.prefix, row.begin() + options.prefix + S);
+    batch.longest_suffix = std::max(batch.longest_suffix, S);
     batch.inputs.emplace_back(row.begin(), row.begin() + options.prefix + S - 1);
   }
   batch.padded = left_pad(batch.inputs, 0, size_t(count));
@@ -83,22 +85,29 @@ void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const tor
   torch::InferenceMode inference;
   const std::vector<int64_t> banned = options.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{};
   const int64_t P = options.prefix, start = batch_rows.start, count = batch_rows.count;
-  const auto& inputs = batch_rows.inputs;
   const auto& suffixes = batch_rows.suffixes;
-  const PaddedBatch& batch = batch_rows.padded;
   const torch::Tensor& mask = batch_rows.mask;
 
-  // Teacher-forced predictions of each suffix position: row i, suffix j is predicted at P - 1 + j after padding.
+  // Teacher-forced predictions of each suffix position. `logits` holds the last `longest` positions of the
+  // left-padded input (forward(..., logits_last = longest suffix)); row i's input ends with its suffix minus the
+  // last token, so its suffix position j is predicted at longest - S_i + j there.
   int64_t longest = 0;
+  bool uniform = true;
   for (const auto& s : suffixes) longest = std::max<int64_t>(longest, int64_t(s.size()));
-  std::vector<int64_t> positions(static_cast<size_t>(count * longest));
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t pad = batch.length - int64_t(inputs[size_t(i)].size());
-    for (int64_t j = 0; j < longest; ++j)
-      positions[size_t(i * longest + j)] = pad + P - 1 + std::min<int64_t>(j, int64_t(suffixes[size_t(i)].size()) - 1);
+  for (const auto& s : suffixes) uniform = uniform && int64_t(s.size()) == longest;
+  if (logits.size(1) != longest) throw Error("memorization: logits of " + std::to_string(logits.size(1)) + " positions for suffixes of " + std::to_string(longest));
+  torch::Tensor predicted;
+  if (uniform) {
+    predicted = logits.to(torch::kFloat32);  // a copy in other dtypes; float32 logits are this batch's alone
+  } else {
+    std::vector<int64_t> positions(static_cast<size_t>(count * longest));
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t S = int64_t(suffixes[size_t(i)].size());
+      for (int64_t j = 0; j < longest; ++j) positions[size_t(i * longest + j)] = longest - S + std::min<int64_t>(j, S - 1);
+    }
+    auto index = torch::tensor(positions, torch::kInt64).view({count, longest, 1}).to(logits.device());
+    predicted = logits.gather(1, index.expand({count, longest, logits.size(2)})).to(torch::kFloat32);
   }
-  auto index = torch::tensor(positions, torch::kInt64).view({count, longest, 1}).to(logits.device());
-  torch::Tensor predicted = logits.gather(1, index.expand({count, longest, logits.size(2)})).to(torch::kFloat32);
   if (!banned.empty()) {
     for (int64_t id : banned)
       if (id >= 0 && id < predicted.size(2)) predicted.select(2, id).fill_(-std::numeric_limits<float>::infinity());
@@ -178,7 +187,7 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
   torch::InferenceMode inference;
   MemorizationBatch batch = cut_batch(rows, start, count, options);
   KVCache cache;
-  torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache);
+  torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr, ForwardStart(), batch.longest_suffix);
   score_batch(model, batch, logits, cache, source, options, result);
 }
 
@@ -231,7 +240,7 @@ class MemorizationTask : public Task {
       torch::Tensor base_logits;
       if (reuse) {
         model.clear_interventions();
-        base_logits = model.forward(batch.padded.ids, batch.mask, &base_cache, &base_outputs);
+        base_logits = model.forward(batch.padded.ids, batch.mask, &base_cache, &base_outputs, ForwardStart(), batch.longest_suffix);
       }
       for (size_t k = 0; k < interventions.size(); ++k) {
         apply_intervention(model, interventions[k]);
@@ -243,11 +252,11 @@ class MemorizationTask : public Task {
           cache.keys.assign(base_cache.keys.begin(), base_cache.keys.begin() + first_block);
           cache.values.assign(base_cache.values.begin(), base_cache.values.begin() + first_block);
           torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr,
-                                               ForwardStart{first_block, base_outputs[size_t(first_block - 1)]});
+                                               ForwardStart{first_block, base_outputs[size_t(first_block - 1)]}, batch.longest_suffix);
           score_batch(model, batch, logits, cache, source_, options_, results[k]);
         } else {
           KVCache cache;
-          torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache);
+          torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr, ForwardStart(), batch.longest_suffix);
           score_batch(model, batch, logits, cache, source_, options_, results[k]);
         }
       }

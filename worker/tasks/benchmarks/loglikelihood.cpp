@@ -171,7 +171,7 @@ KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
 }
 
 struct PassLogits {
-  torch::Tensor context, continuation;  // [C, Tc, V], [R, L, V] (undefined without rows)
+  torch::Tensor context, continuation;  // [C, 1, V] (each context's last position), [R, L, V] (undefined without rows)
 };
 
 // The batch under the model's current modes. With `base` and first_block > 0, the layers below first_block are
@@ -185,7 +185,8 @@ PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, co
     cache.values.assign(base->context_cache.values.begin(), base->context_cache.values.begin() + first_block);
     start = {first_block, base->context_outputs[size_t(first_block - 1)]};
   }
-  logits.context = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start);
+  // Only a context's last position predicts a continuation token.
+  logits.context = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start, 1);
   if (in.rows > 0) {
     KVCache expanded = select_rows(cache, in.continuation_context);
     ForwardStart continuation_start;
