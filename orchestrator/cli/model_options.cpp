@@ -17,6 +17,9 @@ void add_model_options(po::options_description& options, ModelOptions& values) {
       ("zero-attention", po::value(&values.zero_attention), "blocks whose attention sublayer outputs zero")
       ("dtype", po::value(&values.dtype)->default_value("float32"), "float32, float16 or bfloat16 (weights and activations)")
       ("device", po::value(&values.device)->default_value("cpu"), "cpu, cuda or cuda:N")
+      ("devices", po::value(&values.devices)->default_value(1),
+       "split the layers over this many devices from --device on (cuda:N to cuda:N+K-1; with cpu, K placeholders "
+       "that are all the CPU), for a model that does not fit one")
       ("attention", po::value(&values.attention)->default_value("fused"),
        "GPT-NeoX attention: fused (libtorch's scaled_dot_product_attention) or eager (the scores materialised)");
 }
@@ -24,7 +27,7 @@ void add_model_options(po::options_description& options, ModelOptions& values) {
 std::unique_ptr<CausalLM> load_model_with_interventions(const ModelOptions& options) {
   if (options.attention != "fused" && options.attention != "eager")
     throw Error("--attention must be fused or eager, not '" + options.attention + "'");
-  LoadOptions load{parse_dtype(options.dtype), parse_device(options.device), options.attention == "fused"};
+  LoadOptions load{parse_dtype(options.dtype), parse_device(options.device), options.attention == "fused", options.devices};
   auto model = load_causal_lm(options.model_dir, load);
   model->set_attention_mode(parse_block_list(options.short_circuit, model->num_layers()), AttentionMode::short_circuit);
   auto zeroed = parse_block_list(options.zero_attention, model->num_layers());

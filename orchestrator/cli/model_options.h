@@ -14,6 +14,7 @@ namespace memsweep {
 
 struct ModelOptions {
   std::string model_dir, dtype, device, short_circuit, zero_attention, attention;
+  int devices = 1;
 };
 void add_model_options(boost::program_options::options_description& options, ModelOptions& values);
 // Loads the model and sets the interventions; Error for a block out of range or listed under both kinds.

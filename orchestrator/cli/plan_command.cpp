@@ -30,8 +30,9 @@ namespace {
 // whether a unit started just before SIGUSR1 finishes within the drain grace.
 void calibrate(const PreparedStudy& prepared, int64_t examples, double grace_s) {
   const Study& study = prepared.study;
-  const std::string device = choose_device(study.run.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
-  TorchUnitRunner runner(device);
+  const std::string device = choose_device(study.run.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"),
+                                           study.run.devices_per_worker);
+  TorchUnitRunner runner(device, study.run.devices_per_worker);
   auto timed = [&](UnitOrder order, int64_t count) {
     order.count = std::min(order.count, count);
     const UnitReport report = runner.run(order, [] { return false; });
@@ -150,8 +151,10 @@ int plan_command(const Arguments& raw) {
   }
   if (outside) std::printf("the store also holds %lld units this study file does not plan (an earlier version)\n", (long long)outside);
 
-  std::printf("\n%-20s %-9s %12s %11s %14s %10s %s\n", "model", "dtype", "parameters", "weights GB", "activations GB",
-              "total GB", device_memory_gb > 0 ? "fits" : "");
+  // Per device of a worker (devices_per_worker of them, the layers split over them): the one that needs the most.
+  const int k = study.run.devices_per_worker;
+  std::printf("\n%-20s %-9s %12s %8s %11s %14s %10s %s\n", "model", "dtype", "parameters", "devices", "weights GB",
+              "activations GB", "total GB", device_memory_gb > 0 ? "fits (devices needed)" : "");
   int refused = 0;
   for (const ModelEntry& m : study.models) {
     const ModelSize size = read_model_size(m.path);
@@ -159,19 +162,31 @@ int plan_command(const Arguments& raw) {
     const int64_t tokens = tokens_option > 0 ? tokens_option
                            : study.run.token_budget > 0 ? std::max<int64_t>(1, study.run.token_budget / rows)
                                                         : size.max_positions;
-    const MemoryEstimate e = estimate_memory(size, parse_dtype(m.dtype), rows, tokens);
+    const torch::ScalarType dtype = parse_dtype(m.dtype);
+    if (k > size.layers) throw Error("devices_per_worker = " + std::to_string(k) + " is more than model '" + m.name + "''s " +
+                                     std::to_string(size.layers) + " layers");
+    const MemoryEstimate e = estimate_memory(size, dtype, rows, tokens, k);
     const bool fits = e.total() <= device_memory_gb * 1e9;
+    int needed = 0;  // the fewest devices per worker it fits on, 0: none
+    for (int d = 1; d <= size.layers && device_memory_gb > 0 && !needed; ++d)
+      if (estimate_memory(size, dtype, rows, tokens, d).total() <= device_memory_gb * 1e9) needed = d;
     refused += device_memory_gb > 0 && !fits;
-    std::printf("%-20s %-9s %12lld %11.2f %14.2f %10.2f %s\n", m.name.c_str(), m.dtype.c_str(), (long long)size.parameters,
-                e.weights / 1e9, e.activations / 1e9, e.total() / 1e9,
-                device_memory_gb > 0 ? (fits ? "yes" : "NO") : "");
+    const std::string verdict = device_memory_gb <= 0 ? ""
+                                : (fits ? "yes" : "NO") + std::string(needed ? " (" + std::to_string(needed) + ")" : " (none)");
+    std::printf("%-20s %-9s %12lld %8d %11.2f %14.2f %10.2f %s\n", m.name.c_str(), m.dtype.c_str(), (long long)size.parameters, k,
+                e.weights / 1e9, e.activations / 1e9, e.total() / 1e9, verdict.c_str());
     if (device_memory_gb > 0 && !fits)
       log_error("model '" + m.name + "' (" + m.path + ") needs about " + std::to_string(int64_t(e.total() / 1e9 + 0.5)) + " GB in " +
-                m.dtype + " (weights " + std::to_string(int64_t(e.weights / 1e9 + 0.5)) + " GB + one batch of " + std::to_string(rows) +
-                " x " + std::to_string(tokens) + " tokens), more than the " + std::to_string(device_memory_gb) +
-                " GB given: use bfloat16, a smaller batch_size or token_budget, or a larger device");
+                m.dtype + " on its fullest device of " + std::to_string(k) + " (weights " + std::to_string(int64_t(e.weights / 1e9 + 0.5)) +
+                " GB + one batch of " + std::to_string(rows) + " x " + std::to_string(tokens) + " tokens), more than the " +
+                std::to_string(device_memory_gb) + " GB given: " +
+                (needed ? "set [run] devices_per_worker = " + std::to_string(needed) + " (its layers split over " +
+                              std::to_string(needed) + " devices), or "
+                        : std::string()) +
+                "use bfloat16, a smaller batch_size or token_budget, or a larger device");
   }
-  std::printf("(activations: one batch of %d rows; add ~1 GB for the CUDA context)\n", study.run.batch_size);
+  std::printf("(per device of a worker's %d; activations: one batch of %d rows; add ~1 GB for the CUDA context)\n", k,
+              study.run.batch_size);
   if (calibrate_units) calibrate(prepared, std::max<int64_t>(calibrate_examples, 1), grace_s >= 0 ? grace_s : study.run.drain_grace_s);
   return refused ? 1 : 0;
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <sstream>
 #include <thread>
 
 #include <cstdlib>
@@ -148,14 +149,15 @@ int run_command(const Arguments& raw) {
   if (launched_by_mpi()) {
     MpiSession mpi;
     set_log_rank(mpi.rank());
-    // Rank 0 prepares (checks, hashes, counts) while workers wait; it sends the device policy, or "" when the
+    // Rank 0 prepares (checks, hashes, counts) while workers wait; it sends the device policy and the devices per
+    // worker ("auto 1"), or "" when the
     // study is wrong, so every rank ends cleanly with the error shown once.
     std::string policy;
     std::optional<PreparedStudy> prepared;
     if (mpi.rank() == 0) {
       try {
         prepared = prepare_study(args.study, args.db);
-        policy = prepared->study.run.device;
+        policy = prepared->study.run.device + " " + std::to_string(prepared->study.run.devices_per_worker);
         if (mpi.size() < 2) throw Error("mpirun -np 1: run without mpirun, or with at least 2 ranks");
       } catch (const Error& e) {
         log_error(e.what());
@@ -167,17 +169,23 @@ int run_command(const Arguments& raw) {
     const std::vector<int> node_ranks = mpi.node_ranks();  // collective: every rank takes part
     if (mpi.rank() == 0) return coordinate_study(*prepared, args, *mpi.coordinator_transport(), mpi.size());
     const int index = local_worker_index(mpi.rank(), node_ranks, mpi.size());
-    const std::string device = choose_device(policy, index, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
+    std::istringstream placement(policy);
+    std::string device_policy;
+    int devices_per_worker = 1;
+    placement >> device_policy >> devices_per_worker;
+    const std::string device = choose_device(device_policy, index, int(torch::cuda::device_count()),
+                                             std::getenv("CUDA_VISIBLE_DEVICES"), devices_per_worker);
     set_worker_threads(workers_on_node(node_ranks, mpi.size()));
-    TorchUnitRunner runner(device);
+    TorchUnitRunner runner(device, devices_per_worker);
     serve_worker(*mpi.worker_transport(), runner, mpi.host(), terminate_signalled);
     return 0;
   }
 #endif
   const PreparedStudy prepared = prepare_study(args.study, args.db);
-  const std::string device =
-      choose_device(prepared.study.run.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"));
-  TorchUnitRunner runner(device);
+  const RunSettings& settings = prepared.study.run;
+  const std::string device = choose_device(settings.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"),
+                                           settings.devices_per_worker);
+  TorchUnitRunner runner(device, settings.devices_per_worker);
   // One process: the unit holds the process, so it stops itself between batches on SIGTERM, or on SIGUSR1 once
   // the grace period has passed; the coordinator then requeues it.
   const double grace = prepared.study.run.drain_grace_s;

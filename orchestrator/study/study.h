@@ -53,6 +53,7 @@ struct RunSettings {
   double drain_grace_s = 300;       // after SIGUSR1: how long in-flight units may still finish
   double cancel_wait_s = 20;        // after SIGTERM or the grace: how long rank 0 waits for cancelled units' answers
   std::string device = "auto";      // "auto" (a GPU per worker when CUDA is there, else cpu) or "cpu"
+  int devices_per_worker = 1;       // devices each worker spans; its models split their layers over them
 };
 
 enum class JournalMode { rollback, wal };

@@ -220,6 +220,7 @@ Study parse_study(const std::string& text, const std::string& origin, const std:
   study.run.device = run.text("device", "auto");
   if (study.run.device != "auto" && study.run.device != "cpu")
     run.fail(*run.table().get("device"), "'run.device' must be \"auto\" or \"cpu\", found \"" + study.run.device + "\"");
+  study.run.devices_per_worker = run.small_integer("devices_per_worker", 1, 1);
   run.finish();
 
   TableReader store(table("store"), origin, "store");

@@ -18,7 +18,8 @@ int local_worker_index(int my_rank, std::vector<int> node_ranks, int world_size)
   throw Error("rank " + std::to_string(my_rank) + " is not among its node's ranks");
 }
 
-std::string choose_device(const std::string& policy, int local_index, int visible_devices, const char* cuda_visible_devices) {
+std::string choose_device(const std::string& policy, int local_index, int visible_devices, const char* cuda_visible_devices,
+                          int devices_per_worker) {
   if (policy == "cpu") return "cpu";
   if (policy != "auto") throw Error("device policy must be \"auto\" or \"cpu\", found \"" + policy + "\"");
   if (cuda_visible_devices) {
@@ -26,7 +27,11 @@ std::string choose_device(const std::string& policy, int local_index, int visibl
     if (visible.empty() || visible == "-1" || visible == "NoDevFiles") return "cpu";
   }
   if (visible_devices <= 0) return "cpu";
-  return "cuda:" + std::to_string(local_index % visible_devices);
+  const int k = std::max(1, devices_per_worker);
+  if (k > visible_devices)
+    throw Error("devices_per_worker = " + std::to_string(k) + ", but this rank sees " + std::to_string(visible_devices) +
+                " GPU(s): give each worker at least " + std::to_string(k) + " (e.g. --gpus-per-task) or lower devices_per_worker");
+  return "cuda:" + std::to_string((local_index % (visible_devices / k)) * k);
 }
 
 int intra_op_threads(int usable_cores, int workers_on_node, const char* omp_num_threads) {

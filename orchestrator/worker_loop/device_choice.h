@@ -11,10 +11,12 @@ namespace memsweep {
 // single process is worker 0.
 int local_worker_index(int my_rank, std::vector<int> node_ranks, int world_size);
 
-// "cpu" or "cuda:N". policy "cpu" forces the CPU; "auto" takes device local_index % visible_devices.
-// CUDA_VISIBLE_DEVICES (nullptr: unset) set to "" or "-1" hides every GPU. One-GPU-per-task layouts (each rank
-// sees one device) give every rank cuda:0.
-std::string choose_device(const std::string& policy, int local_index, int visible_devices, const char* cuda_visible_devices);
+// "cpu" or "cuda:N": the first of the `devices_per_worker` devices the worker spans. policy "cpu" forces the CPU;
+// "auto" gives worker i the group of devices k·i .. k·i+k-1, groups taken mod the whole groups visible (k = 1: device
+// i % visible_devices). CUDA_VISIBLE_DEVICES (nullptr: unset) set to "" or "-1" hides every GPU. One-GPU-per-task
+// layouts (each rank sees its own k devices) give every rank cuda:0. Error when fewer than k GPUs are visible.
+std::string choose_device(const std::string& policy, int local_index, int visible_devices, const char* cuda_visible_devices,
+                          int devices_per_worker = 1);
 
 // libtorch intra-op threads for one worker: OMP_NUM_THREADS when set to a positive number (the user decides),
 // else the cores this process may run on (its affinity mask: a SLURM allocation's) shared evenly among the

@@ -36,9 +36,12 @@ CausalLM& ModelCache::model(const std::string& name, const std::string& path, co
   model_.reset();  // free the old weights before the new ones load
   tokenizer_.reset();
   name_.clear();
-  log_info("loading model '" + name + "' from " + path + " (" + dtype + ", " + device_ + ")");
+  log_info("loading model '" + name + "' from " + path + " (" + dtype + ", " + device_ +
+           (devices_ > 1 ? ", layers split over " + std::to_string(devices_) + " devices" : "") + ")");
   const auto start = std::chrono::steady_clock::now();
-  model_ = load_causal_lm(path, LoadOptions{parse_dtype(dtype), parse_device(device_)});
+  LoadOptions options{parse_dtype(dtype), parse_device(device_)};
+  options.devices = devices_;
+  model_ = load_causal_lm(path, options);
   if (!tokenizer.empty()) tokenizer_ = Tokenizer::load(tokenizer);
   name_ = name;
   ++loads_;

@@ -18,7 +18,7 @@ namespace memsweep {
 // One model at a time (a 12B model fills a GPU): loading another drops the previous one and its tasks.
 class ModelCache {
  public:
-  explicit ModelCache(std::string device) : device_(std::move(device)) {}
+  ModelCache(std::string device, int devices) : device_(std::move(device)), devices_(devices) {}
   // The model named `name`, loaded from `path` unless it is the one held. Counts loads.
   CausalLM& model(const std::string& name, const std::string& path, const std::string& dtype, const std::string& tokenizer);
   // The dataset opened for the held model (cached per dataset name).
@@ -28,6 +28,7 @@ class ModelCache {
 
  private:
   std::string device_, name_;
+  int devices_;  // a model's layers split over this many devices from device_
   std::unique_ptr<CausalLM> model_;
   std::optional<Tokenizer> tokenizer_;
   std::map<std::string, std::unique_ptr<Task>> tasks_;
@@ -36,7 +37,8 @@ class ModelCache {
 
 class TorchUnitRunner : public UnitRunner {
  public:
-  explicit TorchUnitRunner(std::string device) : device_(device), cache_(std::move(device)) {}
+  // `device`: the first of the `devices` the worker spans (LoadOptions::devices).
+  TorchUnitRunner(std::string device, int devices) : device_(device), cache_(std::move(device), devices) {}
   std::string device() const override { return device_; }
   // Never throws: a failing unit (bad data, out of memory) becomes a report with its error.
   UnitReport run(const UnitOrder& order, const StopCheck& stop) override;

@@ -102,6 +102,7 @@ struct DeviceCase {
   const char* cuda_visible_devices;  // nullptr: unset
   const char* policy;
   const char* expected;
+  int devices_per_worker = 1;
 };
 
 BOOST_AUTO_TEST_CASE(device_choice_table) {
@@ -118,12 +119,21 @@ BOOST_AUTO_TEST_CASE(device_choice_table) {
       {"CUDA_VISIBLE_DEVICES=-1", 1, {0, 1}, 2, 2, "-1", "auto", "cpu"},
       {"cpu asked", 1, {0, 1}, 2, 8, nullptr, "cpu", "cpu"},
       {"node ranks in any order", 3, {3, 0, 2, 1}, 4, 8, nullptr, "auto", "cuda:2"},
+      {"two GPUs per worker: worker 0 starts at 0", 1, {0, 1, 2, 3, 4}, 5, 8, nullptr, "auto", "cuda:0", 2},
+      {"two GPUs per worker: worker 3 starts at 6", 4, {0, 1, 2, 3, 4}, 5, 8, nullptr, "auto", "cuda:6", 2},
+      {"two GPUs per worker, more workers than groups wrap", 5, {0, 1, 2, 3, 4, 5}, 6, 8, nullptr, "auto", "cuda:0", 2},
+      {"three per worker on 8: whole groups only (0, 3)", 3, {0, 1, 2, 3}, 4, 8, nullptr, "auto", "cuda:0", 3},
+      {"two per task (SLURM --gpus-per-task=2)", 2, {0, 1, 2}, 3, 2, "6,7", "auto", "cuda:0", 2},
+      {"two per worker, cpu", 1, {0, 1}, 2, 0, nullptr, "auto", "cpu", 2},
   };
   for (const DeviceCase& c : cases) {
     const int index = local_worker_index(c.rank, c.node_ranks, c.world_size);
-    BOOST_TEST(choose_device(c.policy, index, c.visible, c.cuda_visible_devices) == c.expected, c.layout);
+    BOOST_TEST(choose_device(c.policy, index, c.visible, c.cuda_visible_devices, c.devices_per_worker) == c.expected, c.layout);
   }
   BOOST_CHECK_THROW(local_worker_index(9, {0, 1}, 4), Error);
+  BOOST_CHECK_EXCEPTION(choose_device("auto", 0, 1, nullptr, 2), Error, [](const Error& e) {
+    return std::string(e.what()).find("devices_per_worker = 2, but this rank sees 1 GPU(s)") != std::string::npos;
+  });
   BOOST_CHECK_THROW(choose_device("gpu", 0, 1, nullptr), Error);
 }
 

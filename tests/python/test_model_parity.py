@@ -109,3 +109,35 @@ def test_every_block_short_circuited_logits_depend_only_on_the_token(make, tmp_p
     assert every <= 1e-5
     # The same check with one block left normal fails: the property is the intervention's, not the test's.
     assert largest_difference_between_equals("0-2") > 1e-3
+
+
+@pytest.mark.parametrize("make", [make_gpt_neox, make_gpt_neo], ids=["gpt_neox", "gpt_neo"])
+def test_layers_split_over_devices(make, tmp_path):
+    """--devices K splits the layers over K devices (here K CPU placeholders: the same code path as K GPUs, where
+    the residual stream and the attention inputs follow each layer's device): logits, the memorization sweep (the
+    lower layers reused from a split baseline) and their errors are those of the unsplit model."""
+    directory = tmp_path / "model"
+    make(directory, seed=5)  # 4 blocks
+    tokens = write_tokens(tmp_path / "tokens.json", ROWS)
+    logits = {}
+    for devices in (1, 2, 4):
+        out = tmp_path / f"logits{devices}.safetensors"
+        run_memsweep("forward", "--model", directory, "--tokens", tokens, "--out", out, "--batch-size", 3,
+                     "--short-circuit", "1", "--devices", devices)
+        logits[devices] = read_logits(out, len(ROWS))
+    for devices in (2, 4):
+        worst = max((a - b).abs().max().item() for a, b in zip(logits[devices], logits[1]))
+        print(f"{make.__name__} --devices {devices}: max abs diff to one device {worst:.3g}")
+        assert worst == 0
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join('{"tokens": %s}\n' % r for r in [list(range(3, 23)), list(range(40, 60))]))
+    sweeps = [run_memsweep("eval", "--model", directory, "--task", f"memorization:{rows}", "--option", "prefix=8",
+                           "--sweep", "--devices", devices).stdout for devices in (1, 3)]
+    import json
+    results = [[(r["intervention"], r["metrics"]) for r in json.loads(s)["results"]] for s in sweeps]
+    assert results[0] == results[1] and len(results[0]) == 5
+
+    refused = run_memsweep("forward", "--model", directory, "--tokens", tokens, "--out", tmp_path / "x", "--devices", 5,
+                           check=False)
+    assert refused.returncode == 1 and "cannot split 4 layers over 5 devices" in refused.stderr

@@ -101,13 +101,17 @@ def test_three_ranks_equal_one_rank_and_plan_and_status(folder):
     assert len(results(folder / "one.sqlite")) == 5 * (12 + 7) + 5 * 12
 
 
-def test_results_do_not_depend_on_batch_size(folder):
+def test_results_do_not_depend_on_batch_size_or_devices_per_worker(folder):
     run_memsweep("run", write_study(folder, "b2.toml", batch=2), "--db", folder / "b2.sqlite")
     run_memsweep("run", write_study(folder, "b5.toml", batch=5), "--db", folder / "b5.sqlite")
     assert_same(results(folder / "b2.sqlite"), results(folder / "b5.sqlite"))
     # A token budget of 20 allows one 14-token row (set_a) or two 10-token rows (set_b) per forward pass.
     run_memsweep("run", write_study(folder, "t20.toml", batch=5, extra_run="token_budget = 20"), "--db", folder / "t20.sqlite")
     assert_same(results(folder / "b2.sqlite"), results(folder / "t20.sqlite"))
+    # Nor on splitting each model's layers over a worker's devices (here CPU placeholders).
+    split = run_memsweep("run", write_study(folder, "d3.toml", batch=5, extra_run="devices_per_worker = 3"), "--db", folder / "d3.sqlite")
+    assert "layers split over 3 devices" in split.stderr
+    assert_same(results(folder / "b2.sqlite"), results(folder / "d3.sqlite"))
 
 
 def test_changed_study_refused_unless_extend(folder):
@@ -238,7 +242,8 @@ def test_sigkill_mid_study_then_rerun_gives_every_unit_once(folder, victim):
 def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(tmp_path):
     """plan's parameter count from config.json alone equals transformers' (models built on the meta device: no
     weights anywhere) for Pythia-12B and GPT-Neo-1.3B shapes; with --device-memory 40 (GB) Pythia-12B in float32
-    (~47 GB of weights) is refused with a message naming it, in bfloat16 it fits."""
+    (~47 GB of weights) is refused with a message naming it and the devices per worker it needs (2); in bfloat16 it
+    fits one device, and in float32 split over two (devices_per_worker = 2)."""
     from transformers import AutoConfig, AutoModelForCausalLM, GPTNeoConfig, GPTNeoXConfig
     configs = {
         "pythia12b": GPTNeoXConfig(vocab_size=50688, hidden_size=5120, num_hidden_layers=36, num_attention_heads=40,
@@ -256,21 +261,29 @@ def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(
     study_text = "[run]\nbatch_size = 8\n[interventions]\nsingle_blocks = true\n" + "".join(
         f'[[models]]\nname = "{name}"\npath = "{name}"\ndtype = "{{dtype}}"\n' for name in configs) + \
         '[[datasets]]\nname = "rows"\nkind = "memorization"\npath = "rows.jsonl"\n'
-    for dtype, fits in (("float32", False), ("bfloat16", True)):
-        study = tmp_path / f"{dtype}.toml"
-        study.write_text(study_text.replace("{dtype}", dtype))
+    for dtype, devices, fits in (("float32", 1, False), ("bfloat16", 1, True), ("float32", 2, True)):
+        study = tmp_path / f"{dtype}{devices}.toml"
+        study.write_text(study_text.replace("{dtype}", dtype).replace("[run]\n", f"[run]\ndevices_per_worker = {devices}\n"))
         result = run_memsweep("plan", study, "--db", tmp_path / f"{dtype}.sqlite", "--device-memory", "40", "--tokens", "64", check=False)
         table = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["pythia12b"], ["neo13b"])}
         for name in configs:
             assert int(table[name][2]) == expected[name], (name, table[name], expected[name])
-        weights_gb = float(table["pythia12b"][3])
-        assert weights_gb == pytest.approx(expected["pythia12b"] * (4 if dtype == "float32" else 2) / 1e9, rel=1e-3)
+            assert int(table[name][3]) == devices
+        weights_gb = float(table["pythia12b"][4])
+        full = expected["pythia12b"] * (4 if dtype == "float32" else 2) / 1e9
+        if devices == 1:
+            assert weights_gb == pytest.approx(full, rel=1e-3)
+        else:  # the fuller of two balanced halves: at most one layer more than half
+            assert full / 2 - 0.01 <= weights_gb <= full / 2 + 12 * 5120**2 * 4 / 1e9 * 1.01  # printed to 0.01 GB
+        # float32 Pythia-12B (~47 GB) needs two 40-GB devices, bfloat16 one.
+        assert table["pythia12b"][-1] == ("(2)" if dtype == "float32" else "(1)"), result.stdout
         if fits:
             assert result.returncode == 0, result.stderr
-            assert table["pythia12b"][-1] == "yes"
+            assert table["pythia12b"][-2] == "yes"
         else:
-            assert result.returncode == 1 and table["pythia12b"][-1] == "NO"
+            assert result.returncode == 1 and table["pythia12b"][-2] == "NO"
             assert "model 'pythia12b'" in result.stderr and "more than the 40" in result.stderr
+            assert "set [run] devices_per_worker = 2" in result.stderr
 
 
 def test_plan_calibrate_prints_minutes_per_unit_and_the_drain_verdict(folder):

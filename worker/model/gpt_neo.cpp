@@ -147,24 +147,31 @@ TORCH_MODULE(GPTNeoBlock);
 
 class GPTNeoModelImpl : public torch::nn::Module {
  public:
-  GPTNeoModelImpl(const GPTNeoConfig& c, WeightLoader& w)
-      : wte(register_module("wte", Embedding(w, "transformer.wte.", c.vocab_size, c.hidden_size))),
-        wpe(register_module("wpe", Embedding(w, "transformer.wpe.", c.max_positions, c.hidden_size))),
-        h(register_module("h", torch::nn::ModuleList())),
-        ln_f(register_module("ln_f", LayerNorm(w, "transformer.ln_f.", c.hidden_size, c.layer_norm_eps))) {
-    for (int64_t i = 0; i < c.num_layers; ++i) h->push_back(GPTNeoBlock(c, w, "transformer.h." + std::to_string(i) + ".", int(i)));
+  // Each part is read onto its device (w.at_*): the embeddings with the first layer, the final norm with the last.
+  GPTNeoModelImpl(const GPTNeoConfig& c, WeightLoader& w) {
+    w.at_first();
+    wte = register_module("wte", Embedding(w, "transformer.wte.", c.vocab_size, c.hidden_size));
+    wpe = register_module("wpe", Embedding(w, "transformer.wpe.", c.max_positions, c.hidden_size));
+    h = register_module("h", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      w.at_layer(i);
+      h->push_back(GPTNeoBlock(c, w, "transformer.h." + std::to_string(i) + ".", int(i)));
+    }
+    w.at_last();
+    ln_f = register_module("ln_f", LayerNorm(w, "transformer.ln_f.", c.hidden_size, c.layer_norm_eps));
   }
-  Embedding wte, wpe;
-  torch::nn::ModuleList h;
-  LayerNorm ln_f;
+  Embedding wte{nullptr}, wpe{nullptr};
+  torch::nn::ModuleList h{nullptr};
+  LayerNorm ln_f{nullptr};
 };
 TORCH_MODULE(GPTNeoModel);
 
 class GPTNeo : public CausalLM, public torch::nn::Module {
  public:
   GPTNeo(GPTNeoConfig config, WeightLoader& w)
-      : config_(std::move(config)), dtype_(w.dtype()), device_(w.device()),
+      : config_(std::move(config)), dtype_(w.dtype()), layer_devices_(w.layer_devices()), device_(layer_devices_.front()),
         transformer(register_module("transformer", GPTNeoModel(config_, w))) {
+    w.at_last();
     lm_head = config_.tie_word_embeddings
                   ? transformer->wte->weight
                   : register_parameter("lm_head", w.take("lm_head.weight", {config_.vocab_size, config_.hidden_size}), false);
@@ -176,6 +183,7 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
   std::vector<int64_t> eos_token_ids() const override { return config_.eos_token_ids; }
   torch::ScalarType dtype() const override { return dtype_; }
   torch::Device device() const override { return device_; }
+  const std::vector<torch::Device>& layer_devices() const override { return layer_devices_; }
   void set_attention_mode(int layer, AttentionMode mode) override { block(layer).attn->attention->mode = mode; }
   AttentionMode attention_mode(int layer) const override {
     return transformer->h->at<GPTNeoBlockImpl>(size_t(layer)).attn->attention->mode;
@@ -193,10 +201,18 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
     in.cache = cache;
     in.global_bias = causal_attention_bias(mask, T, past + T, torch::kFloat32, device_);
     in.local_bias = causal_attention_bias(mask, T, past + T, torch::kFloat32, device_, config_.window_size);
-    torch::Tensor h = start.layer > 0 ? start.hidden.to(device_)
+    torch::Tensor h = start.layer > 0 ? start.hidden
                                       : transformer->wte(ids.to(device_, torch::kInt64)) + transformer->wpe(positions);
+    AttentionInputs here = in;  // `in` on the device of the layer running (a split model moves it with h)
+    torch::Device here_device = device_;
     for (int64_t i = start.layer; i < config_.num_layers; ++i) {
-      h = block(int(i)).forward(h, in);
+      const torch::Device& device = layer_devices_[size_t(i)];
+      if (h.device() != device) h = h.to(device);
+      if (here_device != device) {
+        here.global_bias = in.global_bias.to(device), here.local_bias = in.local_bias.to(device);
+        here_device = device;
+      }
+      h = block(int(i)).forward(h, here);
       if (layer_outputs) layer_outputs->push_back(h);
     }
     if (cache) cache->length += T;
@@ -205,7 +221,8 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
 
   torch::Tensor logits_from_residual(const torch::Tensor& h) override {
     torch::InferenceMode inference;
-    return torch::linear(transformer->ln_f(h), lm_head);
+    auto normed = transformer->ln_f(h.to(transformer->ln_f->weight.device()));
+    return torch::linear(normed.to(lm_head.device()), lm_head);
   }
 
  private:
@@ -213,6 +230,7 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
 
   GPTNeoConfig config_;
   torch::ScalarType dtype_;
+  std::vector<torch::Device> layer_devices_;
   torch::Device device_;
 
  public:

@@ -70,6 +70,13 @@ struct AttentionInputs {
   KVCache* cache = nullptr;
 };
 
+AttentionInputs on_device(const AttentionInputs& in, const torch::Device& device) {
+  AttentionInputs out = in;
+  for (torch::Tensor* t : {&out.cos, &out.sin, &out.bias})
+    if (t->defined()) *t = t->to(device);
+  return out;
+}
+
 // "rotate half" rotary on the first r dims of each head; x [B, H, T, hd].
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, int64_t r) {
   auto rotated = x.narrow(-1, 0, r);
@@ -185,25 +192,30 @@ TORCH_MODULE(GPTNeoXLayer);
 
 class GPTNeoXModelImpl : public torch::nn::Module {
  public:
-  GPTNeoXModelImpl(const GPTNeoXConfig& c, WeightLoader& w)
-      : embed_in(register_module("embed_in", Embedding(w, "gpt_neox.embed_in.", c.vocab_size, c.hidden_size))),
-        layers(register_module("layers", torch::nn::ModuleList())),
-        final_layer_norm(register_module("final_layer_norm",
-                                         LayerNorm(w, "gpt_neox.final_layer_norm.", c.hidden_size, c.layer_norm_eps))) {
-    for (int64_t i = 0; i < c.num_layers; ++i)
+  // Each part is read onto its device (w.at_*): the embeddings with the first layer, the final norm with the last.
+  GPTNeoXModelImpl(const GPTNeoXConfig& c, WeightLoader& w) {
+    w.at_first();
+    embed_in = register_module("embed_in", Embedding(w, "gpt_neox.embed_in.", c.vocab_size, c.hidden_size));
+    layers = register_module("layers", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      w.at_layer(i);
       layers->push_back(GPTNeoXLayer(c, w, "gpt_neox.layers." + std::to_string(i) + ".", int(i)));
+    }
+    w.at_last();
+    final_layer_norm = register_module("final_layer_norm", LayerNorm(w, "gpt_neox.final_layer_norm.", c.hidden_size, c.layer_norm_eps));
   }
-  Embedding embed_in;
-  torch::nn::ModuleList layers;
-  LayerNorm final_layer_norm;
+  Embedding embed_in{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  LayerNorm final_layer_norm{nullptr};
 };
 TORCH_MODULE(GPTNeoXModel);
 
 class GPTNeoX : public CausalLM, public torch::nn::Module {
  public:
   GPTNeoX(GPTNeoXConfig config, WeightLoader& w, bool fused_attention)
-      : config_(std::move(config)), dtype_(w.dtype()), device_(w.device()), fused_attention_(fused_attention),
-        gpt_neox(register_module("gpt_neox", GPTNeoXModel(config_, w))) {
+      : config_(std::move(config)), dtype_(w.dtype()), layer_devices_(w.layer_devices()), device_(layer_devices_.front()),
+        fused_attention_(fused_attention), gpt_neox(register_module("gpt_neox", GPTNeoXModel(config_, w))) {
+    w.at_last();
     if (config_.tie_word_embeddings) {
       embed_out = gpt_neox->embed_in->weight;
     } else {
@@ -225,6 +237,7 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
   std::vector<int64_t> eos_token_ids() const override { return config_.eos_token_ids; }
   torch::ScalarType dtype() const override { return dtype_; }
   torch::Device device() const override { return device_; }
+  const std::vector<torch::Device>& layer_devices() const override { return layer_devices_; }
   void set_attention_mode(int layer, AttentionMode mode) override { layer_at(layer)->attention->set_mode(mode); }
   AttentionMode attention_mode(int layer) const override {
     return gpt_neox->layers->at<GPTNeoXLayerImpl>(size_t(layer)).attention->mode();
@@ -250,9 +263,14 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
       in.cos = angles.cos().to(dtype_);
       in.sin = angles.sin().to(dtype_);
     }
-    torch::Tensor h = start.layer > 0 ? start.hidden.to(device_) : gpt_neox->embed_in(input);
+    torch::Tensor h = start.layer > 0 ? start.hidden : gpt_neox->embed_in(input);
+    AttentionInputs here = in;  // `in` on the device of the layer running (a split model moves it with h)
+    torch::Device here_device = device_;
     for (int64_t i = start.layer; i < config_.num_layers; ++i) {
-      h = layer_at(int(i))->forward(h, in);
+      const torch::Device& device = layer_devices_[size_t(i)];
+      if (h.device() != device) h = h.to(device);
+      if (here_device != device) here = on_device(in, device), here_device = device;
+      h = layer_at(int(i))->forward(h, here);
       if (layer_outputs) layer_outputs->push_back(h);
     }
     if (cache) cache->length += T;
@@ -261,7 +279,8 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
 
   torch::Tensor logits_from_residual(const torch::Tensor& h) override {
     torch::InferenceMode inference;
-    return torch::linear(gpt_neox->final_layer_norm(h), embed_out);
+    auto normed = gpt_neox->final_layer_norm(h.to(gpt_neox->final_layer_norm->weight.device()));
+    return torch::linear(normed.to(embed_out.device()), embed_out);
   }
 
  private:
@@ -269,6 +288,7 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
 
   GPTNeoXConfig config_;
   torch::ScalarType dtype_;
+  std::vector<torch::Device> layer_devices_;
   torch::Device device_;
   bool fused_attention_;
   torch::Tensor inv_freq_;

@@ -1,6 +1,9 @@
 #include "worker/model/model.h"
 
+#include <algorithm>
+
 #include "worker/base/error.h"
+#include "worker/base/layer_split.h"
 #include "worker/model/config_reader.h"
 #include "worker/model/gpt_neo.h"
 #include "worker/model/gpt_neox.h"
@@ -83,7 +86,7 @@ std::unique_ptr<CausalLM> load_causal_lm(const std::string& model_dir, const Loa
     known += (known.empty() ? "" : ", ") + std::string(architecture.model_type);
     if (model_type != architecture.model_type) continue;
     Checkpoint checkpoint = Checkpoint::open(model_dir);
-    WeightLoader weights(checkpoint, options.dtype, options.device);
+    WeightLoader weights(checkpoint, options.dtype, place_layers(read_model_size(model_dir), options.device, options.devices));
     auto model = architecture.build(config, weights, options);
     checkpoint.check_all_taken(architecture.skipped_suffixes);
     return model;
@@ -121,7 +124,10 @@ ModelSize read_model_size(const std::string& model_dir) {
     const int64_t per_layer = 2 * 2 * d                          // input and post-attention layer norms
                               + 3 * d * d + bias * 3 * d + d * d + bias * d  // query_key_value, dense
                               + d * c.intermediate_size + c.intermediate_size + c.intermediate_size * d + d;  // MLP
-    size.parameters = c.vocab_size * d + c.num_layers * per_layer + 2 * d + (c.tie_word_embeddings ? 0 : c.vocab_size * d);
+    size.first_parameters = c.vocab_size * d;
+    size.layer_parameters = per_layer;
+    size.last_parameters = 2 * d + (c.tie_word_embeddings ? 0 : c.vocab_size * d);
+    size.parameters = size.first_parameters + c.num_layers * per_layer + size.last_parameters;
     size.layers = c.num_layers, size.hidden = d, size.intermediate = c.intermediate_size, size.vocab = c.vocab_size;
     size.max_positions = config.get_int("max_position_embeddings", 2048);
   } else if (size.architecture == "gpt_neo") {
@@ -129,8 +135,10 @@ ModelSize read_model_size(const std::string& model_dir) {
     const int64_t d = c.hidden_size;
     const int64_t per_layer = 2 * 2 * d + 3 * d * d + d * d + d + d * c.intermediate_size + c.intermediate_size +
                               c.intermediate_size * d + d;
-    size.parameters = c.vocab_size * d + c.max_positions * d + c.num_layers * per_layer + 2 * d +
-                      (c.tie_word_embeddings ? 0 : c.vocab_size * d);
+    size.first_parameters = c.vocab_size * d + c.max_positions * d;
+    size.layer_parameters = per_layer;
+    size.last_parameters = 2 * d + (c.tie_word_embeddings ? 0 : c.vocab_size * d);
+    size.parameters = size.first_parameters + c.num_layers * per_layer + size.last_parameters;
     size.layers = c.num_layers, size.hidden = d, size.intermediate = c.intermediate_size, size.vocab = c.vocab_size;
     size.max_positions = c.max_positions;
   } else {
@@ -139,15 +147,39 @@ ModelSize read_model_size(const std::string& model_dir) {
   return size;
 }
 
-MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens) {
+std::vector<torch::Device> place_layers(const ModelSize& size, torch::Device device, int devices) {
+  const int64_t layers = size.layers;
+  if (devices == 1) return std::vector<torch::Device>(size_t(layers), device);
+  const std::vector<int> device_of = split_layers(layers, devices, double(size.first_parameters), double(size.layer_parameters),
+                                                  double(size.last_parameters));
+  const int first = device.is_cuda() ? std::max<int>(0, device.index()) : 0;
+  if (device.is_cuda() && first + devices > int(torch::cuda::device_count()))
+    throw Error("a model split over " + std::to_string(devices) + " devices from cuda:" + std::to_string(first) + " needs cuda:" +
+                std::to_string(first) + " to cuda:" + std::to_string(first + devices - 1) + ", but " +
+                std::to_string(torch::cuda::device_count()) + " GPUs are visible");
+  std::vector<torch::Device> placement;
+  for (int64_t l = 0; l < layers; ++l)
+    placement.push_back(device.is_cuda() ? torch::Device(torch::kCUDA, c10::DeviceIndex(first + device_of[size_t(l)])) : device);
+  return placement;
+}
+
+MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens, int devices) {
   const double s = double(c10::elementSize(dtype)), positions = double(rows) * double(tokens);
-  MemoryEstimate e;
-  e.weights = double(size.parameters) * s;
   const double per_layer = 2 * size.hidden * s  // keys and values
                            + size.hidden * s;    // the layer's output, kept for the layers above to reuse
-  e.activations = positions * (double(size.layers) * per_layer + double(size.vocab) * (s + 4 + 4) +
-                               2 * double(size.intermediate) * s);
-  return e;
+  const double logits = double(size.vocab) * (s + 4 + 4), inner = 2 * double(size.intermediate) * s;
+  const std::vector<int> device_of = split_layers(size.layers, devices, double(size.first_parameters),
+                                                  double(size.layer_parameters), double(size.last_parameters));
+  MemoryEstimate worst;
+  for (int d = 0; d < devices; ++d) {
+    const double layers = double(std::count(device_of.begin(), device_of.end(), d));
+    MemoryEstimate e;
+    e.weights = (layers * double(size.layer_parameters) + (d == 0 ? double(size.first_parameters) : 0) +
+                 (d == devices - 1 ? double(size.last_parameters) : 0)) * s;
+    e.activations = positions * (layers * per_layer + inner + (d == devices - 1 || d == 0 ? logits : 0));
+    if (e.total() > worst.total()) worst = e;
+  }
+  return worst;
 }
 
 }  // namespace memsweep

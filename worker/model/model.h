@@ -26,6 +26,10 @@ struct LoadOptions {
   // materialising the scores, for passes without cached keys; false is the eager formula everywhere. GPT-Neo
   // always runs its fp32 eager attention.
   bool fused_attention = true;
+  // Split the layers over this many devices, in order (worker/base/layer_split.h balances them by parameters):
+  // cuda:n .. cuda:n+k-1 from `device` = cuda:n, or k placeholders that are all the CPU (the same code path, for
+  // tests). For models that do not fit one device; `memsweep plan --device-memory` says how many they need.
+  int devices = 1;
 };
 
 // Keys and values of the tokens seen so far, per layer, for incremental decoding. Layers whose attention is
@@ -52,7 +56,10 @@ class CausalLM {
   virtual int64_t vocab_size() const = 0;  // rows of the output head (may exceed the tokenizer's ids)
   virtual std::vector<int64_t> eos_token_ids() const = 0;
   virtual torch::ScalarType dtype() const = 0;
-  virtual torch::Device device() const = 0;
+  virtual torch::Device device() const = 0;  // where inputs go: the first layer's device
+  // Every layer's device (all device() unless the model is split); the output head is on the last one, or with
+  // the embeddings when tied to them. Logits come back on the head's device.
+  virtual const std::vector<torch::Device>& layer_devices() const = 0;
 
   virtual void set_attention_mode(int layer, AttentionMode mode) = 0;
   virtual AttentionMode attention_mode(int layer) const = 0;
@@ -106,17 +113,24 @@ torch::Device parse_device(const std::string& name);
 struct ModelSize {
   std::string architecture;
   int64_t parameters = 0, layers = 0, hidden = 0, intermediate = 0, vocab = 0, max_positions = 0;
+  // Where they live when split: with the first layer (embeddings, and a head tied to them), each layer, with the
+  // last layer (final norm, an untied head).
+  int64_t first_parameters = 0, layer_parameters = 0, last_parameters = 0;
 };
+// The device of each layer for LoadOptions' device and devices (Error: not enough GPUs, more devices than layers).
+std::vector<torch::Device> place_layers(const ModelSize& size, torch::Device device, int devices);
 ModelSize read_model_size(const std::string& model_dir);
 
 // Peak memory of a worker evaluating `rows` rows of `tokens` tokens in `dtype` (bytes): the weights, and the
 // activations memsweep keeps for one batch — every layer's keys and values and output (the cache and the
 // below-block reuse), the logits in the run dtype plus their float32 copy and log-softmax, the MLP's inner
-// activations. An estimate for planning, not a bound libtorch's allocator promises.
+// activations. Split over `devices`: the device that needs the most (its layers' share; the logits counted on
+// the first and the last, where a tied or an untied head puts them). An estimate for planning, not a bound
+// libtorch's allocator promises.
 struct MemoryEstimate {
   double weights = 0, activations = 0;
   double total() const { return weights + activations; }
 };
-MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens);
+MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens, int devices = 1);
 
 }  // namespace memsweep
