@@ -50,7 +50,8 @@ int forward_command(const Arguments& args) {
   if (timing > 0) {
     torch::InferenceMode inference;
     auto synchronize = [&] {
-      if (model->device().is_cuda()) torch::cuda::synchronize(model->device().index());
+      for (const torch::Device& device : model->layer_devices())
+        if (device.is_cuda()) torch::cuda::synchronize(device.index());
     };
     nlohmann::json seconds = nlohmann::json::array();
     for (int pass = -1; pass < timing; ++pass) {  // pass -1: warm-up

@@ -84,9 +84,10 @@ class DivergenceTask : public Task {
           model.forward(batch.ids, mask, nullptr, &changed, ForwardStart(), 0);
           for (size_t l = size_t(b); l < changed.size(); ++l) {
             auto h = base[l].to(torch::kFloat32), g = changed[l].to(torch::kFloat32);
-            auto relative = ((h - g).norm(2, -1) / h.norm(2, -1)).masked_fill(real.logical_not(), 0.0);  // [B, T]
+            // A model split over devices keeps layer l's outputs on its device and the logits on the head's.
+            auto relative = ((h - g).norm(2, -1) / h.norm(2, -1)).masked_fill(real.logical_not().to(h.device()), 0.0);  // [B, T]
             auto log_q = torch::log_softmax(model.logits_from_residual(changed[l]).to(torch::kFloat32), -1);
-            auto kl = (base_log_p[l].exp() * (base_log_p[l] - log_q)).sum(-1).masked_fill(real.logical_not(), 0.0);
+            auto kl = (base_log_p[l].exp() * (base_log_p[l] - log_q)).sum(-1).masked_fill(real.logical_not().to(log_q.device()), 0.0);
             auto relative_sum = relative.sum(-1).to(torch::kCPU), kl_sum = kl.sum(-1).to(torch::kCPU);
             const std::string relative_key = divergence_metric_name("relative_change", int(l)), kl_key = divergence_metric_name("kl", int(l));
             for (int64_t i = 0; i < size; ++i) {

@@ -166,7 +166,10 @@ KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
   out.keys.resize(cache.keys.size());
   out.values.resize(cache.values.size());
   for (size_t l = 0; l < cache.keys.size(); ++l)
-    if (cache.keys[l].defined()) out.keys[l] = cache.keys[l].index_select(0, rows), out.values[l] = cache.values[l].index_select(0, rows);
+    if (cache.keys[l].defined()) {
+      const auto here = rows.to(cache.keys[l].device());  // a split model's layers live on several devices
+      out.keys[l] = cache.keys[l].index_select(0, here), out.values[l] = cache.values[l].index_select(0, here);
+    }
   return out;
 }
 
