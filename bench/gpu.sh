@@ -8,6 +8,7 @@
 #   forward-*     workload (3): teacher-forced forward at several batch x length, bfloat16, against transformers'
 #                 eager and sdpa attention, with the GPU's bf16 matmul rate (bench/forward_throughput.py)
 #   memorize-*    workload (1): a full single-block memorization sweep, bfloat16 (bench/memorization_sweep.py)
+#   split         with 2+ GPUs: a model split over them (--devices K) equals the unsplit one (bench/split_devices.py)
 # for a pythia-70m-shaped and a pythia-1.4b-shaped random-init model. The multiple-choice sweep (workload 2) needs
 # lm-evaluation-harness, which such a machine may lack: run bench on a CPU machine for it.
 # C++ libraries the machine lacks come from Debian packages in bench/gpu-deps/ (bench/gpu-deps.sh fetches them
@@ -60,6 +61,7 @@ unset LD_LIBRARY_PATH  # the binary finds its libraries through its run path; py
 bin="$root/build-gpu/memsweep"
 
 stage info 30 "$bin" info --matmul-size 1024
+stage split 60 "$python" "$root/bench/split_devices.py" --memsweep "$bin"
 stage forward-70m 100 "$python" "$root/bench/forward_throughput.py" --shape pythia-70m --device cuda --dtype bfloat16 \
   --shapes 1x64,8x64,8x512,32x512,64x1024 --repeats 10 --memsweep "$bin"
 stage memorize-70m 150 "$python" "$root/bench/memorization_sweep.py" --shape pythia-70m --device cuda --dtype bfloat16 \
