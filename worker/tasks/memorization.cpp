@@ -112,13 +112,21 @@ void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const tor
     for (int64_t id : banned)
       if (id >= 0 && id < predicted.size(2)) predicted.select(2, id).fill_(-std::numeric_limits<float>::infinity());
   }
-  torch::Tensor gap;
-  torch::Tensor choice = greedy_choice(predicted, {}, &gap).to(torch::kCPU);
-  auto log_p = torch::log_softmax(predicted, -1);
-  // 0 * log 0 is 0: masked ids contribute nothing.
-  torch::Tensor entropy = (-(log_p.exp() * log_p.nan_to_num(0.0, 0.0, 0.0))).sum(-1).to(torch::kCPU);
-  gap = gap.to(torch::kCPU);
-  entropy = entropy.to(torch::kFloat64);
+  // Argmax, top-two gap and entropy a few rows at a time: the full-vocabulary temporaries of a whole batch
+  // (log-probabilities, probabilities, their product) would be several times the logits themselves.
+  std::vector<torch::Tensor> choices, gaps, entropies;
+  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 24) / std::max<int64_t>(1, longest * predicted.size(2)));
+  for (int64_t first = 0; first < count; first += chunk) {
+    const torch::Tensor part = predicted.narrow(0, first, std::min(chunk, count - first));
+    torch::Tensor part_gap;
+    choices.push_back(greedy_choice(part, {}, &part_gap).to(torch::kCPU));
+    gaps.push_back(part_gap.to(torch::kCPU));
+    torch::Tensor log_p = torch::log_softmax(part, -1);
+    torch::Tensor p = log_p.exp();
+    p.mul_(log_p.nan_to_num_(0.0, 0.0, 0.0));  // 0 * log 0 is 0: masked ids contribute nothing
+    entropies.push_back((-p.sum(-1)).to(torch::kCPU, torch::kFloat64));
+  }
+  torch::Tensor choice = torch::cat(choices), gap = torch::cat(gaps), entropy = torch::cat(entropies);
   auto chosen = choice.accessor<int64_t, 2>();
   auto gap_at = gap.accessor<float, 2>();
   auto entropy_at = entropy.accessor<double, 2>();
@@ -241,13 +249,16 @@ class MemorizationTask : public Task {
       if (reuse) {
         model.clear_interventions();
         base_logits = model.forward(batch.padded.ids, batch.mask, &base_cache, &base_outputs, ForwardStart(), batch.longest_suffix);
+        // The baseline is scored at once, so its logits are not held while the interventions run.
+        for (size_t k = 0; k < interventions.size(); ++k)
+          if (interventions[k].first_block() < 0) score_batch(model, batch, base_logits, base_cache, source_, options_, results[k]);
+        base_logits = torch::Tensor();
       }
       for (size_t k = 0; k < interventions.size(); ++k) {
-        apply_intervention(model, interventions[k]);
         const int first_block = interventions[k].first_block();
-        if (reuse && first_block < 0) {
-          score_batch(model, batch, base_logits, base_cache, source_, options_, results[k]);
-        } else if (reuse && first_block > 0) {
+        if (reuse && first_block < 0) continue;  // scored above
+        apply_intervention(model, interventions[k]);
+        if (reuse && first_block > 0) {
           KVCache cache;  // the baseline's keys and values below the first block (no copy: tensors are shared)
           cache.keys.assign(base_cache.keys.begin(), base_cache.keys.begin() + first_block);
           cache.values.assign(base_cache.values.begin(), base_cache.values.begin() + first_block);
