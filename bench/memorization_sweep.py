@@ -71,9 +71,38 @@ def reference_sweep(model, rows, batch):
     return metrics
 
 
-def peak_rss_mb(children=False):
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
-    return usage.ru_maxrss / 1024
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def forward_flops(config):
+    """Per token: 2 x the parameters of the layers (matmuls; attention scores left out: <= 64 tokens here) and of
+    the output head."""
+    d, inner, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = 2 * (4 * d * d + 2 * d * inner)
+    return per_layer, layers, 2 * d * config.vocab_size
+
+
+def reference_flops(config, rows):
+    """transformers' generate (prefill of the prefix, the head at its last position only, then S - 1 decode steps)
+    plus a teacher-forced pass with the head at every position, per configuration."""
+    per_layer, layers, head = forward_flops(config)
+    per_row = layers * per_layer * (PREFIX + SUFFIX - 1) + head * SUFFIX + (layers * per_layer + head) * (PREFIX + SUFFIX - 1)
+    return (layers + 1) * rows * per_row
+
+
+def memsweep_minimum_flops(config, examples_per_configuration):
+    """What memsweep must compute: a baseline pass with the head on suffix positions; per short-circuited block b,
+    layers b.. again with the head on suffix positions; decode steps only after each row's first mismatch."""
+    per_layer, layers, head = forward_flops(config)
+    total = 0
+    for name, examples in examples_per_configuration.items():
+        first = 0 if name == "baseline" else int(name.split(":")[1])
+        for e in examples:
+            total += (layers - first) * per_layer * (PREFIX + SUFFIX - 1) + head * SUFFIX
+            m = int(e["values"]["match_length"])
+            total += max(0, SUFFIX - 1 - m) * (layers * per_layer + head)
+    return total
 
 
 def main():
@@ -116,13 +145,16 @@ def main():
         synchronize()
         reference_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        out = subprocess.run([args.memsweep, "eval", "--model", work / "model", "--task", f"memorization:{work / 'set.jsonl'}",
-                              "--option", f"prefix={PREFIX}", "--batch-size", str(args.batch), "--sweep", "--device",
-                              args.device if args.device != "cuda" else "cuda:0", "--dtype", args.dtype],
+        # /usr/bin/time for the peak RSS: getrusage's children figure counts the forked Python image before exec.
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", args.memsweep, "eval", "--model", work / "model", "--task",
+                              f"memorization:{work / 'set.jsonl'}", "--option", f"prefix={PREFIX}", "--batch-size", str(args.batch),
+                              "--sweep", "--device", args.device if args.device != "cuda" else "cuda:0", "--dtype", args.dtype,
+                              "--out", work / "examples.json"],
                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         if out.returncode != 0:
             sys.exit(f"memsweep eval failed:\n{out.stderr}")
         memsweep_times.append(time.perf_counter() - start)
+        memsweep_peak_mb = int(out.stderr.strip().splitlines()[-1]) / 1024
         memsweep_evaluation_times.append(json.loads(out.stdout)["seconds"]["evaluation"])
         ours = {r["intervention"]: r["metrics"] for r in json.loads(out.stdout)["results"]}
         for name, theirs in reference.items():
@@ -145,10 +177,15 @@ def main():
     print(f"EM per configuration (memsweep):  " + ", ".join(f"{k}={v['exact_match']:.2f}" for k, v in ours.items()))
     print(f"reference (transformers + generate): {ref:.2f} s, {tokens / ref:.0f} tokens/s, peak RSS {peak_rss_mb():.0f} MB{gpu}")
     ms_evaluation = statistics.median(memsweep_evaluation_times)
-    print(f"memsweep eval --sweep:               {ms:.2f} s, {tokens / ms:.0f} tokens/s, peak RSS {peak_rss_mb(True):.0f} MB "
+    print(f"memsweep eval --sweep:               {ms:.2f} s, {tokens / ms:.0f} tokens/s, peak RSS {memsweep_peak_mb:.0f} MB "
           f"(whole process; the evaluation alone {ms_evaluation:.2f} s, ratio {ms_evaluation / ref:.3f})")
     print(f"largest differences: " + ", ".join(f"{k} {v:.3g}" for k, v in largest.items()) +
           (" (same metrics)" if exact else f" ({args.dtype}: two implementations round differently)"))
+    examples = {r["intervention"]: r["examples"] for r in json.loads((work / "examples.json").read_text())["results"]}
+    ref_flops, ms_flops = reference_flops(config, args.rows), memsweep_minimum_flops(config, examples)
+    print(f"analytic FLOPs (matmuls): reference {ref_flops / 1e12:.3f} TFLOP ({ref_flops / ref / 1e9:.0f} GFLOP/s), memsweep's "
+          f"minimum {ms_flops / 1e12:.3f} TFLOP ({ms_flops / ms / 1e9:.0f} GFLOP/s): the ratio at equal FLOP rates would be "
+          f"{ms_flops / ref_flops:.3f}")
     print(f"ratio memsweep / reference: {ms / ref:.3f} (target <= 0.2)")
 
 
