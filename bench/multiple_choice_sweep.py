@@ -39,6 +39,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,8 +52,6 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import resource  # noqa: E402
-
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +62,7 @@ SHAPES = {
     "pythia-70m": dict(vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
     "pythia-160m": dict(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
     "pythia-1.4b": dict(vocab_size=50304, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192),
+    # tiny keeps the real vocabulary: the GPT-NeoX-20B tokenizer's ids go up to 50,276.
     "tiny": dict(vocab_size=50304, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256),
 }
 EOS = 0
@@ -102,7 +102,6 @@ def quiet_hflm_class():
     """HFLM without its progress bars (it passes disable=False explicitly, so TQDM_DISABLE does not reach them)."""
     from lm_eval.models.huggingface import HFLM
 
-
     class QuietHFLM(HFLM):
         def loglikelihood(self, requests, disable_tqdm=False):
             return super().loglikelihood(requests, disable_tqdm=True)
@@ -126,7 +125,7 @@ def reference_sweep(model, lm, task_manager, layers):
 def run_memsweep(command, stdout_path):
     """Runs memsweep under GNU time; returns (wall seconds, its JSON on stdout, its peak RSS in MB). Not this
     process's RUSAGE_CHILDREN: Linux starts a child's ru_maxrss at its parent's high-water mark (fork copies it,
-    exec keeps it), so a child of this 1-GB Python process would never report less than that."""
+    exec keeps it), so a child of this multi-GB Python process would never report less than that."""
     err, rss = Path(str(stdout_path) + ".err"), Path(str(stdout_path) + ".rss")
     with open(stdout_path, "w") as stdout, open(err, "w") as stderr:
         start = time.perf_counter()
