@@ -244,7 +244,8 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
   }
 
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache,
-                        std::vector<torch::Tensor>* layer_outputs, const ForwardStart& start, int64_t logits_last) override {
+                        std::vector<torch::Tensor>* layer_outputs, const ForwardStart& start, int64_t logits_last,
+                        const torch::Tensor& logits_at) override {
     torch::InferenceMode inference;
     const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto input = ids.to(device_, torch::kInt64);
@@ -274,7 +275,7 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
       if (layer_outputs) layer_outputs->push_back(h);
     }
     if (cache) cache->length += T;
-    return logits_of_last(h, logits_last);
+    return logits_of_last(h, logits_last, logits_at);
   }
 
   torch::Tensor logits_from_residual(const torch::Tensor& h) override {

@@ -32,7 +32,8 @@ void CausalLM::clear_interventions() {
   for (int layer = 0; layer < num_layers(); ++layer) set_attention_mode(layer, AttentionMode::normal);
 }
 
-torch::Tensor CausalLM::logits_of_last(const torch::Tensor& h, int64_t logits_last) {
+torch::Tensor CausalLM::logits_of_last(const torch::Tensor& h, int64_t logits_last, const torch::Tensor& logits_at) {
+  if (logits_at.defined()) return logits_from_residual(h.reshape({-1, h.size(-1)}).index_select(0, logits_at.to(h.device())));
   if (logits_last == 0) return {};
   const int64_t T = h.size(1);
   return logits_from_residual(logits_last > 0 && logits_last < T ? h.narrow(1, T - logits_last, logits_last) : h);

@@ -80,16 +80,18 @@ class CausalLM {
   // for these T tokens.
   // `logits_last` > 0 computes the logits of the last logits_last positions only ([B, logits_last, V]; the
   // output head is most of a small model's work and its logits most of the memory), 0 none (the result is
-  // undefined: for callers that want layer_outputs or the cache), -1 every position.
+  // undefined: for callers that want layer_outputs or the cache), -1 every position. `logits_at`, when defined,
+  // instead lists positions of the flattened [B * T] (int64 [N]): the logits of those only, [N, V].
   virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache = nullptr,
                                 std::vector<torch::Tensor>* layer_outputs = nullptr,
-                                const ForwardStart& start = ForwardStart(), int64_t logits_last = -1) = 0;
+                                const ForwardStart& start = ForwardStart(), int64_t logits_last = -1,
+                                const torch::Tensor& logits_at = torch::Tensor()) = 0;
   // Logits from a residual stream [.., d]: final layer norm, then the output head (the "logit lens" at a layer).
   virtual torch::Tensor logits_from_residual(const torch::Tensor& h) = 0;
 
  protected:
-  // The end of forward(): logits of the last `logits_last` positions of h [B, T, d] (see forward()).
-  torch::Tensor logits_of_last(const torch::Tensor& h, int64_t logits_last);
+  // The end of forward(): the logits forward() was asked for from h [B, T, d] (logits_last, logits_at).
+  torch::Tensor logits_of_last(const torch::Tensor& h, int64_t logits_last, const torch::Tensor& logits_at);
 };
 
 // Rows [first, first + count) of `rows`, left-padded to the longest: ids and mask [count, T] (int64; mask 1 for

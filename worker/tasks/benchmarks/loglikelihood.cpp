@@ -122,6 +122,9 @@ struct BatchInputs {
   torch::Tensor continuation_ids, continuation_mask, continuation_context;  // [R, L], [R, Tc + L], [R]
   int64_t rows = 0, fed_length = 0;
   std::vector<int64_t> row_of_request;  // per request of the batch (in plan order): its continuation row or -1
+  // The positions of the flattened [R * L] continuation pass that predict a token, request by request: the only
+  // ones whose logits are computed (not the padding after shorter continuations).
+  torch::Tensor predicting;
 };
 
 BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, torch::Device device) {
@@ -148,6 +151,14 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
     }
   in.continuation_ids = torch::tensor(ids, torch::kInt64).view({in.rows, in.fed_length}).to(device);
   in.continuation_context = torch::tensor(context_of_row, torch::kInt64).to(device);
+  std::vector<int64_t> predicting;
+  size_t k = 0;
+  for (size_t c = 0; c < batch.requests.size(); ++c)
+    for (size_t r : batch.requests[c]) {
+      for (size_t j = 1; j < requests[r].continuation.size(); ++j) predicting.push_back(in.row_of_request[k] * in.fed_length + int64_t(j) - 1);
+      ++k;
+    }
+  in.predicting = torch::tensor(predicting, torch::kInt64).to(device);
   if (in.context_mask.defined())
     in.continuation_mask = torch::cat({in.context_mask.index_select(0, in.continuation_context),
                                        torch::ones({in.rows, in.fed_length}, in.context_mask.options())}, 1);
@@ -174,7 +185,7 @@ KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
 }
 
 struct PassLogits {
-  torch::Tensor context, continuation;  // [C, 1, V] (each context's last position), [R, L, V] (undefined without rows)
+  torch::Tensor context, continuation;  // [C, 1, V] (each context's last position), [N, V] at in.predicting (undefined without rows)
 };
 
 // The batch under the model's current modes. With `base` and first_block > 0, the layers below first_block are
@@ -199,7 +210,7 @@ PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, co
       continuation_start = {first_block, base->continuation_outputs[size_t(first_block - 1)]};
     }
     logits.continuation = model.forward(in.continuation_ids, in.continuation_mask, &expanded,
-                                        keep ? &keep->continuation_outputs : nullptr, continuation_start);
+                                        keep ? &keep->continuation_outputs : nullptr, continuation_start, -1, in.predicting);
     if (keep) keep->continuation_cache = std::move(expanded);
   }
   if (keep) keep->context_cache = std::move(cache);
@@ -210,32 +221,24 @@ PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, co
 // request into `results` (indexed by the request list).
 void score_batch(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, const BatchInputs& in,
                  const PassLogits& logits, std::vector<LoglikelihoodResult>& results) {
-  const int64_t vocab = logits.context.size(2), context_length = logits.context.size(1);
-  std::vector<int64_t> context_positions, continuation_positions, targets;
-  size_t k = 0;
+  // Each request's first token is predicted by its context's last position, the others at in.predicting (in the
+  // same request order, as logits.continuation holds them).
+  std::vector<int64_t> context_of_request, targets;
   for (size_t c = 0; c < batch.requests.size(); ++c)
-    for (size_t r : batch.requests[c]) {
-      const auto& continuation = requests[r].continuation;
-      context_positions.push_back(int64_t(c) * context_length + context_length - 1);
-      for (size_t j = 1; j < continuation.size(); ++j) continuation_positions.push_back(in.row_of_request[k] * in.fed_length + int64_t(j) - 1);
-      ++k;
-    }
-  auto pick = [&](const torch::Tensor& all, const std::vector<int64_t>& positions) {
-    return all.reshape({-1, vocab}).index_select(0, torch::tensor(positions, torch::kInt64).to(all.device())).to(torch::kFloat32);
-  };
-  torch::Tensor first = pick(logits.context, context_positions);  // [requests, V]
-  torch::Tensor rest = in.rows > 0 ? pick(logits.continuation, continuation_positions) : first.narrow(0, 0, 0);
+    for (size_t r = 0; r < batch.requests[c].size(); ++r) context_of_request.push_back(int64_t(c));
+  const torch::Tensor last = logits.context.select(1, logits.context.size(1) - 1);  // [C, V]
+  torch::Tensor first = last.index_select(0, torch::tensor(context_of_request, torch::kInt64).to(last.device())).to(torch::kFloat32);
+  torch::Tensor rest = in.rows > 0 ? logits.continuation.to(torch::kFloat32) : first.narrow(0, 0, 0);
   // The harness takes argmax of the log_softmax (not of the logits): the same here, so ties round alike.
   auto log_p = torch::log_softmax(torch::cat({first, rest}, 0), -1);  // first tokens, then the others
   std::vector<int64_t> order;  // row of log_p per continuation token, request by request
-  size_t rest_at = 0;
-  k = 0;
+  size_t rest_at = 0, k = 0;
   for (size_t c = 0; c < batch.requests.size(); ++c)
     for (size_t r : batch.requests[c]) {
       order.push_back(int64_t(k));
       targets.push_back(requests[r].continuation[0]);
       for (size_t j = 1; j < requests[r].continuation.size(); ++j)
-        order.push_back(int64_t(context_positions.size() + rest_at++)), targets.push_back(requests[r].continuation[j]);
+        order.push_back(int64_t(context_of_request.size() + rest_at++)), targets.push_back(requests[r].continuation[j]);
       ++k;
     }
   auto index = torch::tensor(order, torch::kInt64).to(log_p.device());
@@ -279,17 +282,16 @@ std::vector<std::vector<LoglikelihoodResult>> score_requests(CausalLM& model, co
     // Below an intervention's first block every layer computes what the baseline computes: one baseline pass
     // keeps those activations and each intervention runs only from its first block on.
     Activations base;
-    PassLogits base_logits;
     if (reuse) {
       model.clear_interventions();
-      base_logits = run_batch(model, in, 0, nullptr, &base);
+      const PassLogits base_logits = run_batch(model, in, 0, nullptr, &base);
+      // The baseline is scored at once, so its logits are not held while the interventions run.
+      for (size_t k = 0; k < interventions.size(); ++k)
+        if (interventions[k].first_block() < 0) score_batch(batch, requests, in, base_logits, results[k]);
     }
     for (size_t k = 0; k < interventions.size(); ++k) {
       const int first_block = interventions[k].first_block();
-      if (reuse && first_block < 0) {
-        score_batch(batch, requests, in, base_logits, results[k]);
-        continue;
-      }
+      if (reuse && first_block < 0) continue;  // scored above
       apply_intervention(model, interventions[k]);
       score_batch(batch, requests, in, run_batch(model, in, first_block, reuse ? &base : nullptr, nullptr), results[k]);
     }
