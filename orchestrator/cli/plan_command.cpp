@@ -163,8 +163,9 @@ int plan_command(const Arguments& raw) {
                            : study.run.token_budget > 0 ? std::max<int64_t>(1, study.run.token_budget / rows)
                                                         : size.max_positions;
     const torch::ScalarType dtype = parse_dtype(m.dtype);
-    if (k > size.layers) throw Error("devices_per_worker = " + std::to_string(k) + " is more than model '" + m.name + "''s " +
-                                     std::to_string(size.layers) + " layers");
+    if (k > size.layers)
+      throw Error("devices_per_worker = " + std::to_string(k) + " is more than the " + std::to_string(size.layers) + " layers of model '" +
+                  m.name + "': a worker cannot split it that far");
     const MemoryEstimate e = estimate_memory(size, dtype, rows, tokens, k);
     const bool fits = e.total() <= device_memory_gb * 1e9;
     int needed = 0;  // the fewest devices per worker it fits on, 0: none
