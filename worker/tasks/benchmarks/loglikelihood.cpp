@@ -115,16 +115,19 @@ std::vector<PlannedBatch> plan_batches(const std::vector<TokenRequest>& requests
 namespace {
 
 // A planned batch as tensors: the contexts left-padded; the continuations (without their last token) of the
-// requests with two or more continuation tokens, right-padded (the padding comes after every real token, so
+// requests with two or more continuation tokens, in passes of similar lengths (longest first; a pass ends where a
+// row is shorter than 3/4 of its longest), each right-padded (the padding comes after every real token, so
 // causal attention never lets a real token see it), each row after its context's keys and values.
+struct ContinuationPass {
+  torch::Tensor ids, mask, context;  // [R, L], [R, Tc + L] (undefined when no context is padded), [R]
+  torch::Tensor predicting;          // positions of the flattened [R * L] that predict a token
+};
 struct BatchInputs {
   torch::Tensor context_ids, context_mask;  // [C, Tc]; mask undefined when no context is padded
-  torch::Tensor continuation_ids, continuation_mask, continuation_context;  // [R, L], [R, Tc + L], [R]
-  int64_t rows = 0, fed_length = 0;
-  std::vector<int64_t> row_of_request;  // per request of the batch (in plan order): its continuation row or -1
-  // The positions of the flattened [R * L] continuation pass that predict a token, request by request: the only
-  // ones whose logits are computed (not the padding after shorter continuations).
-  torch::Tensor predicting;
+  std::vector<ContinuationPass> passes;
+  // Row of cat(every pass's predicted logits) for each continuation token after the first, request by request.
+  torch::Tensor rest_order;
+  int64_t predicted = 0;  // how many such tokens
 };
 
 BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, torch::Device device) {
@@ -132,43 +135,63 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
   PaddedBatch contexts = left_pad(batch.contexts, 0, batch.contexts.size());
   in.context_ids = contexts.ids.to(device);
   if (contexts.padded) in.context_mask = contexts.mask.to(device);
-  std::vector<int64_t> ids, context_of_row;
+  struct Row {
+    size_t request;
+    int64_t context, fed, order;  // order: the request's place in the batch
+  };
+  std::vector<Row> rows;
+  int64_t order = 0;
   for (size_t c = 0; c < batch.requests.size(); ++c)
     for (size_t r : batch.requests[c]) {
       const int64_t fed = int64_t(requests[r].continuation.size()) - 1;
-      in.row_of_request.push_back(fed > 0 ? in.rows++ : -1);
-      if (fed > 0) context_of_row.push_back(int64_t(c)), in.fed_length = std::max(in.fed_length, fed);
+      if (fed > 0) rows.push_back({r, int64_t(c), fed, order});
+      ++order;
     }
-  if (in.rows == 0) return in;
-  ids.assign(size_t(in.rows * in.fed_length), 0);
-  int64_t row = 0;
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.fed > b.fed; });
+  // Where each request's predicted tokens land in cat(pass outputs): a pass lists its rows' tokens row by row.
+  std::vector<int64_t> first_output(size_t(order), -1);
+  int64_t outputs = 0;
+  for (size_t begin = 0; begin < rows.size();) {
+    const int64_t length = rows[begin].fed;
+    size_t end = begin;
+    while (end < rows.size() && 4 * rows[end].fed >= 3 * length) ++end;
+    const int64_t count = int64_t(end - begin);
+    std::vector<int64_t> ids(size_t(count * length), 0), context_of_row, predicting;
+    for (int64_t i = 0; i < count; ++i) {
+      const Row& row = rows[begin + size_t(i)];
+      const auto& continuation = requests[row.request].continuation;
+      std::copy(continuation.begin(), continuation.end() - 1, ids.begin() + i * length);
+      context_of_row.push_back(row.context);
+      first_output[size_t(row.order)] = outputs;
+      for (int64_t j = 0; j < row.fed; ++j) predicting.push_back(i * length + j), ++outputs;
+    }
+    ContinuationPass pass;
+    pass.ids = torch::tensor(ids, torch::kInt64).view({count, length}).to(device);
+    pass.context = torch::tensor(context_of_row, torch::kInt64).to(device);
+    pass.predicting = torch::tensor(predicting, torch::kInt64).to(device);
+    if (in.context_mask.defined())
+      pass.mask = torch::cat({in.context_mask.index_select(0, pass.context), torch::ones({count, length}, in.context_mask.options())}, 1);
+    in.passes.push_back(std::move(pass));
+    begin = end;
+  }
+  std::vector<int64_t> rest_order;
+  order = 0;
   for (size_t c = 0; c < batch.requests.size(); ++c)
     for (size_t r : batch.requests[c]) {
-      const auto& continuation = requests[r].continuation;
-      if (continuation.size() < 2) continue;
-      std::copy(continuation.begin(), continuation.end() - 1, ids.begin() + row * in.fed_length);
-      ++row;
+      for (int64_t j = 0; j + 1 < int64_t(requests[r].continuation.size()); ++j) rest_order.push_back(first_output[size_t(order)] + j);
+      ++order;
     }
-  in.continuation_ids = torch::tensor(ids, torch::kInt64).view({in.rows, in.fed_length}).to(device);
-  in.continuation_context = torch::tensor(context_of_row, torch::kInt64).to(device);
-  std::vector<int64_t> predicting;
-  size_t k = 0;
-  for (size_t c = 0; c < batch.requests.size(); ++c)
-    for (size_t r : batch.requests[c]) {
-      for (size_t j = 1; j < requests[r].continuation.size(); ++j) predicting.push_back(in.row_of_request[k] * in.fed_length + int64_t(j) - 1);
-      ++k;
-    }
-  in.predicting = torch::tensor(predicting, torch::kInt64).to(device);
-  if (in.context_mask.defined())
-    in.continuation_mask = torch::cat({in.context_mask.index_select(0, in.continuation_context),
-                                       torch::ones({in.rows, in.fed_length}, in.context_mask.options())}, 1);
+  in.predicted = int64_t(rest_order.size());
+  in.rest_order = torch::tensor(rest_order, torch::kInt64).to(device);
   return in;
 }
 
 // What a baseline pass keeps so that an intervention can start at its first block.
 struct Activations {
-  KVCache context_cache, continuation_cache;
-  std::vector<torch::Tensor> context_outputs, continuation_outputs;
+  KVCache context_cache;
+  std::vector<KVCache> continuation_caches;                    // per continuation pass
+  std::vector<torch::Tensor> context_outputs;
+  std::vector<std::vector<torch::Tensor>> continuation_outputs;  // per continuation pass
 };
 
 KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
@@ -185,7 +208,7 @@ KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
 }
 
 struct PassLogits {
-  torch::Tensor context, continuation;  // [C, 1, V] (each context's last position), [N, V] at in.predicting (undefined without rows)
+  torch::Tensor context, continuation;  // [C, 1, V] (each context's last position), [N, V] (undefined without rows)
 };
 
 // The batch under the model's current modes. With `base` and first_block > 0, the layers below first_block are
@@ -201,18 +224,23 @@ PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, co
   }
   // Only a context's last position predicts a continuation token.
   logits.context = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start, 1);
-  if (in.rows > 0) {
-    KVCache expanded = select_rows(cache, in.continuation_context);
+  std::vector<torch::Tensor> predicted;
+  for (size_t p = 0; p < in.passes.size(); ++p) {
+    const ContinuationPass& pass = in.passes[p];
+    KVCache expanded = select_rows(cache, pass.context);
     ForwardStart continuation_start;
     if (base && first_block > 0) {
       for (int l = 0; l < first_block; ++l)
-        expanded.keys[size_t(l)] = base->continuation_cache.keys[size_t(l)], expanded.values[size_t(l)] = base->continuation_cache.values[size_t(l)];
-      continuation_start = {first_block, base->continuation_outputs[size_t(first_block - 1)]};
+        expanded.keys[size_t(l)] = base->continuation_caches[p].keys[size_t(l)],
+        expanded.values[size_t(l)] = base->continuation_caches[p].values[size_t(l)];
+      continuation_start = {first_block, base->continuation_outputs[p][size_t(first_block - 1)]};
     }
-    logits.continuation = model.forward(in.continuation_ids, in.continuation_mask, &expanded,
-                                        keep ? &keep->continuation_outputs : nullptr, continuation_start, -1, in.predicting);
-    if (keep) keep->continuation_cache = std::move(expanded);
+    std::vector<torch::Tensor>* outputs = nullptr;
+    if (keep) outputs = &keep->continuation_outputs.emplace_back();
+    predicted.push_back(model.forward(pass.ids, pass.mask, &expanded, outputs, continuation_start, -1, pass.predicting));
+    if (keep) keep->continuation_caches.push_back(std::move(expanded));
   }
+  if (!predicted.empty()) logits.continuation = torch::cat(predicted).index_select(0, in.rest_order.to(predicted[0].device()));
   if (keep) keep->context_cache = std::move(cache);
   return logits;
 }
@@ -221,14 +249,14 @@ PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, co
 // request into `results` (indexed by the request list).
 void score_batch(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, const BatchInputs& in,
                  const PassLogits& logits, std::vector<LoglikelihoodResult>& results) {
-  // Each request's first token is predicted by its context's last position, the others at in.predicting (in the
-  // same request order, as logits.continuation holds them).
+  // Each request's first token is predicted by its context's last position, the others by the continuation passes
+  // (logits.continuation holds them request by request).
   std::vector<int64_t> context_of_request, targets;
   for (size_t c = 0; c < batch.requests.size(); ++c)
     for (size_t r = 0; r < batch.requests[c].size(); ++r) context_of_request.push_back(int64_t(c));
   const torch::Tensor last = logits.context.select(1, logits.context.size(1) - 1);  // [C, V]
   torch::Tensor first = last.index_select(0, torch::tensor(context_of_request, torch::kInt64).to(last.device())).to(torch::kFloat32);
-  torch::Tensor rest = in.rows > 0 ? logits.continuation.to(torch::kFloat32) : first.narrow(0, 0, 0);
+  torch::Tensor rest = in.predicted > 0 ? logits.continuation.to(torch::kFloat32) : first.narrow(0, 0, 0);
   // The harness takes argmax of the log_softmax (not of the logits): the same here, so ties round alike.
   auto log_p = torch::log_softmax(torch::cat({first, rest}, 0), -1);  // first tokens, then the others
   std::vector<int64_t> order;  // row of log_p per continuation token, request by request
