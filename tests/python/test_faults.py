@@ -426,9 +426,8 @@ name = "long"
 path = "long"
 [[datasets]]
 name = "long_rows"
-kind = "memorization"
+kind = "divergence"
 path = "long_rows.jsonl"
-options = {{ prefix = 1020 }}
 """
 
 
@@ -447,8 +446,9 @@ def peak_virtual_memory(command):
 
 
 def test_out_of_memory_in_a_unit_halves_the_batch_until_it_fits(tmp_path):
-    """A real allocation failure, no test hook: 16 rows of 1024 tokens with a 32,768-token vocabulary (float32
-    logits and their log-softmax ~130 MB each a row; attention is fused and allocates little) under an
+    """A real allocation failure, no test hook: a divergence unit (full-vocabulary log-probabilities at every layer
+    and position) over 16 rows of 1024 tokens with a 32,768-token vocabulary (~130 MB per row and layer; attention
+    is fused and allocates little) under an
     address-space limit (RLIMIT_AS) of what a batch-1 run peaked at + 300 MB. The batch of 16 cannot be
     allocated; the worker reports out-of-memory, each retry halves the batch until it fits, and the results
     equal an unlimited run's."""

@@ -160,6 +160,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, uint64_t size, 
     header = nlohmann::json::parse(text, text + header_length);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(origin + ": header is not valid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double (found by fuzz_safetensors)
+    throw Error(origin + ": header is not valid JSON: " + e.what());
   }
   if (!header.is_object()) throw Error(origin + ": header is JSON but not an object");
 
