@@ -22,6 +22,13 @@ std::string SourcePlace::str() const {
 
 namespace {
 
+// Whether a path exists; false, not an exception, for a name the file system refuses (too long, bad bytes): the
+// caller then says it does not exist (found by fuzz_study).
+bool path_exists(const std::filesystem::path& path) {
+  std::error_code error;
+  return std::filesystem::exists(path, error);
+}
+
 // One TOML table being read: each key taken is remembered so the leftovers can be reported as unknown.
 class TableReader {
  public:
@@ -103,7 +110,7 @@ class TableReader {
   std::string existing_path(const std::string& key, const std::string& base_dir) {
     const std::string raw = required_text(key);
     fs::path path = fs::path(raw).is_absolute() ? fs::path(raw) : fs::path(base_dir) / raw;
-    if (!fs::exists(path)) fail(*table_.get(key), "'" + name(key) + "': " + path.string() + " does not exist");
+    if (!path_exists(path)) fail(*table_.get(key), "'" + name(key) + "': " + path.string() + " does not exist");
     return path.lexically_normal().string();
   }
   // Unknown keys are errors (a misspelled key must not silently fall back to a default).
@@ -166,7 +173,7 @@ std::vector<const toml::table*> tables_of(TableReader& root, const std::string& 
 
 int read_num_layers(const std::string& model_dir, const SourcePlace& place) {
   const fs::path config = fs::path(model_dir) / "config.json";
-  if (!fs::exists(config)) throw Error(place.str() + ": model '" + model_dir + "' has no config.json");
+  if (!path_exists(config)) throw Error(place.str() + ": model '" + model_dir + "' has no config.json");
   const nlohmann::json json = read_json_file(config.string());
   for (const char* key : {"num_hidden_layers", "num_layers", "n_layer"})
     if (json.contains(key) && json[key].is_number_integer()) return json[key].get<int>();
@@ -258,7 +265,7 @@ Study parse_study(const std::string& text, const std::string& origin, const std:
     if (model.dtype != "float32" && model.dtype != "float16" && model.dtype != "bfloat16")
       reader.fail(*t->get("dtype"), "'models.dtype' must be float32, float16 or bfloat16, found \"" + model.dtype + "\"");
     if (t->contains("tokenizer")) model.tokenizer = reader.existing_path("tokenizer", base_dir);
-    else if (fs::exists(fs::path(model.path) / "tokenizer.json")) model.tokenizer = model.path;
+    else if (path_exists(fs::path(model.path) / "tokenizer.json")) model.tokenizer = model.path;
     model.num_layers = read_num_layers(model.path, model.place);
     reader.finish();
     study.models.push_back(std::move(model));
