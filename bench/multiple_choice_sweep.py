@@ -39,7 +39,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -58,24 +57,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
 from memsweep_testing import SHARED_DIR, reference_intervention  # noqa: E402
 
-SHAPES = {
-    "pythia-70m": dict(vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048),
-    "pythia-160m": dict(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "pythia-1.4b": dict(vocab_size=50304, hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192),
-    # tiny keeps the real vocabulary: the GPT-NeoX-20B tokenizer's ids go up to 50,276.
-    "tiny": dict(vocab_size=50304, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256),
-}
+sys.path.insert(0, str(ROOT / "bench"))
+from memorization_sweep import SHAPES, peak_rss_mb, synchronize  # noqa: E402
+
+# memorization_sweep's shapes, but tiny keeps the real vocabulary: the GPT-NeoX-20B tokenizer's ids go up to 50,276.
+SHAPES = {**SHAPES, "tiny": {**SHAPES["tiny"], "vocab_size": 50304}}
 EOS = 0
 TASK = "memsweep_bench_piqa"
 # 1e-4 absolute, or one part in 1e6 for large sums: both sides sum a request's token log-probabilities as a float32
 # tensor, and a random-init model's sums lie near -10.8 x tokens (-500 to -1500 here), where one float32 step is
 # 6.1e-5 or 1.2e-4 (the rule of tests/python/test_benchmarks.py).
 ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE = 1e-4, 1e-6
-
-
-def synchronize():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def write_task_yaml(directory, data_file):
@@ -209,10 +201,6 @@ def flop_counts(documents, layers, hidden, vocab, block_parameters, batch):
     return dict(tokens=configs * sum(lengths), requests=len(lengths), fed=sum(lengths), longest=max(lengths),
                 per_configuration=layers * block + head, head=head, workload=naive, z=minimum / naive,
                 reference_padded=configs * padded, floor=floor)
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main():
