@@ -115,7 +115,7 @@ void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const tor
   // Argmax, top-two gap and entropy a few rows at a time: the full-vocabulary temporaries of a whole batch
   // (log-probabilities, probabilities, their product) would be several times the logits themselves.
   std::vector<torch::Tensor> choices, gaps, entropies;
-  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 24) / std::max<int64_t>(1, longest * predicted.size(2)));
+  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, longest * predicted.size(2)));
   for (int64_t first = 0; first < count; first += chunk) {
     const torch::Tensor part = predicted.narrow(0, first, std::min(chunk, count - first));
     torch::Tensor part_gap;

@@ -114,20 +114,22 @@ std::vector<PlannedBatch> plan_batches(const std::vector<TokenRequest>& requests
 
 namespace {
 
-// A planned batch as tensors: the contexts left-padded; the continuations (without their last token) of the
-// requests with two or more continuation tokens, in passes of similar lengths (longest first; a pass ends where a
-// row is shorter than 3/4 of its longest), each right-padded (the padding comes after every real token, so
-// causal attention never lets a real token see it), each row after its context's keys and values.
+// A planned batch as tensors: the contexts left-padded; the continuations (without their last token, whose
+// prediction nobody reads) of the requests with two or more continuation tokens, in passes of similar lengths
+// (longest first; a pass ends where a row is shorter than 3/4 of its longest), each right-padded (the padding comes
+// after every real token, so causal attention never lets a real token see it), each row after its context's keys
+// and values. Every predicted token comes with its target, so a pass is scored as soon as it has run.
 struct ContinuationPass {
   torch::Tensor ids, mask, context;  // [R, L], [R, Tc + L] (undefined when no context is padded), [R]
   torch::Tensor predicting;          // positions of the flattened [R * L] that predict a token
+  torch::Tensor targets;             // [N]: the token each of those predicts
 };
 struct BatchInputs {
   torch::Tensor context_ids, context_mask;  // [C, Tc]; mask undefined when no context is padded
+  torch::Tensor first_context, first_targets;  // per request (batch order): its context's row, its first token
   std::vector<ContinuationPass> passes;
-  // Row of cat(every pass's predicted logits) for each continuation token after the first, request by request.
+  // Row of cat(every pass's predicted tokens) for each continuation token after the first, request by request.
   torch::Tensor rest_order;
-  int64_t predicted = 0;  // how many such tokens
 };
 
 BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, torch::Device device) {
@@ -140,13 +142,18 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
     int64_t context, fed, order;  // order: the request's place in the batch
   };
   std::vector<Row> rows;
+  std::vector<int64_t> first_context, first_targets;
   int64_t order = 0;
   for (size_t c = 0; c < batch.requests.size(); ++c)
     for (size_t r : batch.requests[c]) {
+      first_context.push_back(int64_t(c));
+      first_targets.push_back(requests[r].continuation[0]);
       const int64_t fed = int64_t(requests[r].continuation.size()) - 1;
       if (fed > 0) rows.push_back({r, int64_t(c), fed, order});
       ++order;
     }
+  in.first_context = torch::tensor(first_context, torch::kInt64);
+  in.first_targets = torch::tensor(first_targets, torch::kInt64);
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.fed > b.fed; });
   // Where each request's predicted tokens land in cat(pass outputs): a pass lists its rows' tokens row by row.
   std::vector<int64_t> first_output(size_t(order), -1);
@@ -156,19 +163,20 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
     size_t end = begin;
     while (end < rows.size() && 4 * rows[end].fed >= 3 * length) ++end;
     const int64_t count = int64_t(end - begin);
-    std::vector<int64_t> ids(size_t(count * length), 0), context_of_row, predicting;
+    std::vector<int64_t> ids(size_t(count * length), 0), context_of_row, predicting, targets;
     for (int64_t i = 0; i < count; ++i) {
       const Row& row = rows[begin + size_t(i)];
       const auto& continuation = requests[row.request].continuation;
       std::copy(continuation.begin(), continuation.end() - 1, ids.begin() + i * length);
       context_of_row.push_back(row.context);
       first_output[size_t(row.order)] = outputs;
-      for (int64_t j = 0; j < row.fed; ++j) predicting.push_back(i * length + j), ++outputs;
+      for (int64_t j = 0; j < row.fed; ++j) predicting.push_back(i * length + j), targets.push_back(continuation[size_t(j + 1)]), ++outputs;
     }
     ContinuationPass pass;
     pass.ids = torch::tensor(ids, torch::kInt64).view({count, length}).to(device);
     pass.context = torch::tensor(context_of_row, torch::kInt64).to(device);
     pass.predicting = torch::tensor(predicting, torch::kInt64).to(device);
+    pass.targets = torch::tensor(targets, torch::kInt64);
     if (in.context_mask.defined())
       pass.mask = torch::cat({in.context_mask.index_select(0, pass.context), torch::ones({count, length}, in.context_mask.options())}, 1);
     in.passes.push_back(std::move(pass));
@@ -181,8 +189,7 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
       for (int64_t j = 0; j + 1 < int64_t(requests[r].continuation.size()); ++j) rest_order.push_back(first_output[size_t(order)] + j);
       ++order;
     }
-  in.predicted = int64_t(rest_order.size());
-  in.rest_order = torch::tensor(rest_order, torch::kInt64).to(device);
+  in.rest_order = torch::tensor(rest_order, torch::kInt64);
   return in;
 }
 
@@ -207,14 +214,48 @@ KVCache select_rows(const KVCache& cache, const torch::Tensor& rows) {
   return out;
 }
 
-struct PassLogits {
-  torch::Tensor context, continuation;  // [C, 1, V] (each context's last position), [N, V] (undefined without rows)
+// Per predicted token (on the CPU): the log-probability of its target (float32, as the harness sums them), whether
+// the target is the argmax of the log-probabilities (the harness takes argmax of the log_softmax, not of the
+// logits: the same here, so ties round alike), and the top-two gap.
+struct TokenScores {
+  torch::Tensor log_p, greedy, gap;  // [N] float32, bool, float64
 };
 
-// The batch under the model's current modes. With `base` and first_block > 0, the layers below first_block are
-// the baseline's (kept in `base`); with `keep`, this (baseline) pass keeps its activations there.
-PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, const Activations* base, Activations* keep) {
-  PassLogits logits;
+TokenScores cat(const std::vector<TokenScores>& parts) {
+  std::vector<torch::Tensor> log_p, greedy, gap;
+  for (const auto& part : parts) log_p.push_back(part.log_p), greedy.push_back(part.greedy), gap.push_back(part.gap);
+  return {torch::cat(log_p), torch::cat(greedy), torch::cat(gap)};
+}
+
+// logits [N, V], targets [N] (CPU). A few rows at a time: a chunk's float32 log-probabilities are allocated and
+// freed per chunk (small enough for the allocator to reuse), never a copy of the whole [N, V].
+TokenScores score_tokens(const torch::Tensor& logits, const torch::Tensor& targets) {
+  const int64_t N = logits.size(0), V = logits.size(1);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, V));
+  std::vector<TokenScores> parts;
+  for (int64_t first = 0; first < N; first += chunk) {
+    const int64_t n = std::min(chunk, N - first);
+    const torch::Tensor target = targets.narrow(0, first, n).to(logits.device());
+    const torch::Tensor log_p = torch::log_softmax(logits.narrow(0, first, n).to(torch::kFloat32), -1);
+    const torch::Tensor top2 = std::get<0>(log_p.topk(2, -1));
+    parts.push_back({log_p.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU), (log_p.argmax(-1) == target).to(torch::kCPU),
+                     (top2.select(1, 0) - top2.select(1, 1)).to(torch::kCPU, torch::kFloat64)});
+  }
+  if (parts.empty()) return {torch::zeros({0}, torch::kFloat32), torch::zeros({0}, torch::kBool), torch::zeros({0}, torch::kFloat64)};
+  return cat(parts);
+}
+
+// Scores of a batch's tokens: each request's first token (predicted by its context's last position), then the
+// others, request by request.
+struct BatchScores {
+  TokenScores first, rest;
+};
+
+// The batch under the model's current modes, scored pass by pass (no pass's logits outlive it). With `base` and
+// first_block > 0, the layers below first_block are the baseline's (kept in `base`); with `keep`, this (baseline)
+// pass keeps its activations there.
+BatchScores run_batch(CausalLM& model, const BatchInputs& in, int first_block, const Activations* base, Activations* keep) {
+  BatchScores scores;
   KVCache cache;
   ForwardStart start;
   if (base && first_block > 0) {
@@ -223,8 +264,11 @@ PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, co
     start = {first_block, base->context_outputs[size_t(first_block - 1)]};
   }
   // Only a context's last position predicts a continuation token.
-  logits.context = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start, 1);
-  std::vector<torch::Tensor> predicted;
+  {
+    const torch::Tensor last = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start, 1);
+    scores.first = score_tokens(last.select(1, 0).index_select(0, in.first_context.to(last.device())), in.first_targets);
+  }
+  std::vector<TokenScores> rest;
   for (size_t p = 0; p < in.passes.size(); ++p) {
     const ContinuationPass& pass = in.passes[p];
     KVCache expanded = select_rows(cache, pass.context);
@@ -237,60 +281,40 @@ PassLogits run_batch(CausalLM& model, const BatchInputs& in, int first_block, co
     }
     std::vector<torch::Tensor>* outputs = nullptr;
     if (keep) outputs = &keep->continuation_outputs.emplace_back();
-    predicted.push_back(model.forward(pass.ids, pass.mask, &expanded, outputs, continuation_start, -1, pass.predicting));
+    rest.push_back(score_tokens(model.forward(pass.ids, pass.mask, &expanded, outputs, continuation_start, -1, pass.predicting), pass.targets));
     if (keep) keep->continuation_caches.push_back(std::move(expanded));
   }
-  if (!predicted.empty()) logits.continuation = torch::cat(predicted).index_select(0, in.rest_order.to(predicted[0].device()));
+  if (!rest.empty()) {
+    const TokenScores all = cat(rest);
+    scores.rest = {all.log_p.index_select(0, in.rest_order), all.greedy.index_select(0, in.rest_order), all.gap.index_select(0, in.rest_order)};
+  } else {
+    scores.rest = {torch::zeros({0}, torch::kFloat32), torch::zeros({0}, torch::kBool), torch::zeros({0}, torch::kFloat64)};
+  }
   if (keep) keep->context_cache = std::move(cache);
-  return logits;
+  return scores;
 }
 
-// Every continuation token's log-probability, argmax and top-two gap from the pass's logits; adds them up per
-// request into `results` (indexed by the request list).
-void score_batch(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, const BatchInputs& in,
-                 const PassLogits& logits, std::vector<LoglikelihoodResult>& results) {
-  // Each request's first token is predicted by its context's last position, the others by the continuation passes
-  // (logits.continuation holds them request by request).
-  std::vector<int64_t> context_of_request, targets;
-  for (size_t c = 0; c < batch.requests.size(); ++c)
-    for (size_t r = 0; r < batch.requests[c].size(); ++r) context_of_request.push_back(int64_t(c));
-  const torch::Tensor last = logits.context.select(1, logits.context.size(1) - 1);  // [C, V]
-  torch::Tensor first = last.index_select(0, torch::tensor(context_of_request, torch::kInt64).to(last.device())).to(torch::kFloat32);
-  torch::Tensor rest = in.predicted > 0 ? logits.continuation.to(torch::kFloat32) : first.narrow(0, 0, 0);
-  // The harness takes argmax of the log_softmax (not of the logits): the same here, so ties round alike.
-  auto log_p = torch::log_softmax(torch::cat({first, rest}, 0), -1);  // first tokens, then the others
-  std::vector<int64_t> order;  // row of log_p per continuation token, request by request
-  size_t rest_at = 0, k = 0;
-  for (size_t c = 0; c < batch.requests.size(); ++c)
-    for (size_t r : batch.requests[c]) {
-      order.push_back(int64_t(k));
-      targets.push_back(requests[r].continuation[0]);
-      for (size_t j = 1; j < requests[r].continuation.size(); ++j)
-        order.push_back(int64_t(context_of_request.size() + rest_at++)), targets.push_back(requests[r].continuation[j]);
-      ++k;
-    }
-  auto index = torch::tensor(order, torch::kInt64).to(log_p.device());
-  auto target = torch::tensor(targets, torch::kInt64).to(log_p.device());
-  auto ordered = log_p.index_select(0, index);
-  auto token_log_p = ordered.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU);
-  auto greedy = (ordered.argmax(-1) == target).to(torch::kCPU);
-  auto top2 = std::get<0>(ordered.topk(2, -1));
-  auto gap = (top2.select(1, 0) - top2.select(1, 1)).to(torch::kCPU).to(torch::kFloat64);
-
-  auto is_greedy = greedy.accessor<bool, 1>();
-  auto gaps = gap.accessor<double, 1>();
-  int64_t at = 0;
+// Adds up each request's token scores into `results` (indexed by the request list).
+void score_batch(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, const BatchScores& scores,
+                 std::vector<LoglikelihoodResult>& results) {
+  auto first_log_p = scores.first.log_p.accessor<float, 1>(), rest_log_p = scores.rest.log_p.accessor<float, 1>();
+  auto first_greedy = scores.first.greedy.accessor<bool, 1>(), rest_greedy = scores.rest.greedy.accessor<bool, 1>();
+  auto first_gap = scores.first.gap.accessor<double, 1>(), rest_gap = scores.rest.gap.accessor<double, 1>();
+  int64_t k = 0, at = 0;
   for (size_t c = 0; c < batch.requests.size(); ++c)
     for (size_t r : batch.requests[c]) {
       const int64_t m = int64_t(requests[r].continuation.size());
-      // A float32 torch sum, as the harness's float(logits.sum()): the same rounding of long sums.
-      LoglikelihoodResult result{double(token_log_p.narrow(0, at, m).sum().item<float>()), true,
-                                 std::numeric_limits<double>::infinity()};
-      for (int64_t j = 0; j < m; ++j, ++at) {
-        result.is_greedy = result.is_greedy && is_greedy[at];
-        result.min_top2_gap = std::min(result.min_top2_gap, gaps[at]);
+      std::vector<float> token_log_p{first_log_p[k]};
+      LoglikelihoodResult result{0, first_greedy[k], first_gap[k]};
+      for (int64_t j = 1; j < m; ++j, ++at) {
+        token_log_p.push_back(rest_log_p[at]);
+        result.is_greedy = result.is_greedy && rest_greedy[at];
+        result.min_top2_gap = std::min(result.min_top2_gap, rest_gap[at]);
       }
+      // A float32 torch sum, as the harness's float(logits.sum()): the same rounding of long sums.
+      result.loglikelihood = double(torch::tensor(token_log_p, torch::kFloat32).sum().item<float>());
       results[r] = result;
+      ++k;
     }
 }
 
@@ -312,16 +336,15 @@ std::vector<std::vector<LoglikelihoodResult>> score_requests(CausalLM& model, co
     Activations base;
     if (reuse) {
       model.clear_interventions();
-      const PassLogits base_logits = run_batch(model, in, 0, nullptr, &base);
-      // The baseline is scored at once, so its logits are not held while the interventions run.
+      const BatchScores base_scores = run_batch(model, in, 0, nullptr, &base);
       for (size_t k = 0; k < interventions.size(); ++k)
-        if (interventions[k].first_block() < 0) score_batch(batch, requests, in, base_logits, results[k]);
+        if (interventions[k].first_block() < 0) score_batch(batch, requests, base_scores, results[k]);
     }
     for (size_t k = 0; k < interventions.size(); ++k) {
       const int first_block = interventions[k].first_block();
       if (reuse && first_block < 0) continue;  // scored above
       apply_intervention(model, interventions[k]);
-      score_batch(batch, requests, in, run_batch(model, in, first_block, reuse ? &base : nullptr, nullptr), results[k]);
+      score_batch(batch, requests, run_batch(model, in, first_block, reuse ? &base : nullptr, nullptr), results[k]);
     }
   }
   model.clear_interventions();
