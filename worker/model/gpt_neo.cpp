@@ -59,6 +59,7 @@ namespace {
 struct AttentionInputs {
   torch::Tensor global_bias, local_bias;  // float32 [B or 1, 1, Tq, Tk]
   KVCache* cache = nullptr;
+  torch::Tensor row_short_circuit, row_zeroed;  // [B] bool, the layer's rows under per-row modes (or undefined)
 };
 
 // gelu_new, written as transformers' NewGELUActivation so rounding matches.
@@ -87,13 +88,17 @@ class GPTNeoSelfAttentionImpl : public torch::nn::Module {
     const int64_t B = x.size(0), T = x.size(1);
     auto split = [&](const torch::Tensor& t) { return t.view({B, T, heads_, head_size_}).permute({0, 2, 1, 3}); };
     torch::Tensor q = split(q_proj(x)), k = split(k_proj(x)), v = split(v_proj(x));  // [B, H, T, hd]
+    const torch::Tensor own_value = v;  // what a short-circuited row's attention returns
     if (in.cache) std::tie(k, v) = in.cache->append(layer_, k, v);
     // q and k in fp32 and no 1/sqrt(hd) scaling: GPT-Neo was trained that way.
     auto scores = torch::matmul(q.to(torch::kFloat32), k.to(torch::kFloat32).transpose(-1, -2));
     scores = scores + (local_ ? in.local_bias : in.global_bias);
     auto probs = torch::softmax(scores, -1).to(v.scalar_type());
-    auto heads = torch::matmul(probs, v).permute({0, 2, 1, 3}).contiguous().view({B, T, heads_ * head_size_});
-    return out_proj(heads);
+    torch::Tensor context = torch::matmul(probs, v);
+    if (in.row_short_circuit.defined()) context = torch::where(in.row_short_circuit.view({B, 1, 1, 1}), own_value, context);
+    torch::Tensor out = out_proj(context.permute({0, 2, 1, 3}).contiguous().view({B, T, heads_ * head_size_}));
+    if (in.row_zeroed.defined()) out = out.masked_fill(in.row_zeroed.view({B, 1, 1}), 0);
+    return out;
   }
 
  private:
@@ -193,6 +198,7 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
                         std::vector<torch::Tensor>* layer_outputs, const ForwardStart& start, int64_t logits_last,
                         const torch::Tensor& logits_at) override {
     torch::InferenceMode inference;
+    check_row_modes(ids.size(0));
     const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto positions = token_positions(mask, past + T, T, device_);
     if (positions.max().item<int64_t>() >= config_.max_positions)
@@ -213,6 +219,7 @@ class GPTNeo : public CausalLM, public torch::nn::Module {
         here.global_bias = in.global_bias.to(device), here.local_bias = in.local_bias.to(device);
         here_device = device;
       }
+      if (row_modes_.rows > 0) here.row_short_circuit = row_modes_.short_circuit[size_t(i)], here.row_zeroed = row_modes_.zeroed[size_t(i)];
       h = block(int(i)).forward(h, here);
       if (layer_outputs) layer_outputs->push_back(h);
     }

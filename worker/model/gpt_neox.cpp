@@ -68,6 +68,7 @@ struct AttentionInputs {
   bool causal = false;     // fused, no padding, no cached keys: the kernel's own causal pattern, no bias tensor
   bool fused = true;       // scaled_dot_product_attention rather than the eager formula
   KVCache* cache = nullptr;
+  torch::Tensor row_short_circuit, row_zeroed;  // [B] bool, the layer's rows under per-row modes (or undefined)
 };
 
 AttentionInputs on_device(const AttentionInputs& in, const torch::Device& device) {
@@ -120,6 +121,7 @@ class GPTNeoXAttentionImpl : public torch::nn::Module {
     auto qkv = query_key_value(x).view({B, T, H, 3 * hd}).transpose(1, 2);  // [B, H, T, 3hd]
     auto parts = qkv.chunk(3, -1);
     torch::Tensor q = parts[0], k = parts[1], v = parts[2];
+    const torch::Tensor own_value = v;  // [B, H, T, hd]: what a short-circuited row's attention returns
     if (config_.rotary_dims > 0) {
       q = apply_rotary(q, in.cos, in.sin, config_.rotary_dims);
       k = apply_rotary(k, in.cos, in.sin, config_.rotary_dims);
@@ -135,7 +137,10 @@ class GPTNeoXAttentionImpl : public torch::nn::Module {
       // Softmax accumulates in fp32 whatever the activation dtype (transformers 5.x eager does the same).
       context = torch::matmul(torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type()), v);
     }
-    return dense(context.transpose(1, 2).reshape({B, T, H * hd}));
+    if (in.row_short_circuit.defined()) context = torch::where(in.row_short_circuit.view({B, 1, 1, 1}), own_value, context);
+    torch::Tensor out = dense(context.transpose(1, 2).reshape({B, T, H * hd}));
+    if (in.row_zeroed.defined()) out = out.masked_fill(in.row_zeroed.view({B, 1, 1}), 0);
+    return out;
   }
 
  private:
@@ -247,6 +252,7 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
                         std::vector<torch::Tensor>* layer_outputs, const ForwardStart& start, int64_t logits_last,
                         const torch::Tensor& logits_at) override {
     torch::InferenceMode inference;
+    check_row_modes(ids.size(0));
     const int64_t T = ids.size(1), past = cache ? cache->length : 0;
     auto input = ids.to(device_, torch::kInt64);
     AttentionInputs in;
@@ -271,6 +277,7 @@ class GPTNeoX : public CausalLM, public torch::nn::Module {
       const torch::Device& device = layer_devices_[size_t(i)];
       if (h.device() != device) h = h.to(device);
       if (here_device != device) here = on_device(in, device), here_device = device;
+      if (row_modes_.rows > 0) here.row_short_circuit = row_modes_.short_circuit[size_t(i)], here.row_zeroed = row_modes_.zeroed[size_t(i)];
       h = layer_at(int(i))->forward(h, here);
       if (layer_outputs) layer_outputs->push_back(h);
     }

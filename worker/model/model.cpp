@@ -30,6 +30,48 @@ std::pair<torch::Tensor, torch::Tensor> KVCache::append(int layer, const torch::
 
 void CausalLM::clear_interventions() {
   for (int layer = 0; layer < num_layers(); ++layer) set_attention_mode(layer, AttentionMode::normal);
+  row_modes_ = RowModes();
+}
+
+void CausalLM::set_row_attention_modes(const std::vector<std::vector<AttentionMode>>& rows) {
+  clear_interventions();
+  const int layers = num_layers();
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (int(rows[r].size()) != layers)
+      throw Error("row " + std::to_string(r) + " lists attention modes of " + std::to_string(rows[r].size()) + " layers; the model has " +
+                  std::to_string(layers));
+  if (rows.empty()) return;
+  RowModes modes;
+  modes.rows = int64_t(rows.size());
+  modes.short_circuit.resize(size_t(layers));
+  modes.zeroed.resize(size_t(layers));
+  for (int layer = 0; layer < layers; ++layer) {
+    const AttentionMode first = rows[0][size_t(layer)];
+    bool uniform = true;
+    std::vector<uint8_t> short_circuit, zeroed;
+    for (const auto& row : rows) {
+      uniform = uniform && row[size_t(layer)] == first;
+      short_circuit.push_back(row[size_t(layer)] == AttentionMode::short_circuit);
+      zeroed.push_back(row[size_t(layer)] == AttentionMode::zero_attention);
+    }
+    if (uniform) {
+      set_attention_mode(layer, first);
+      continue;
+    }
+    const torch::Device& device = layer_devices()[size_t(layer)];
+    auto as_tensor = [&](const std::vector<uint8_t>& flags) {
+      if (std::find(flags.begin(), flags.end(), 1) == flags.end()) return torch::Tensor();
+      return torch::tensor(std::vector<int64_t>(flags.begin(), flags.end()), torch::kInt64).to(torch::kBool).to(device);
+    };
+    modes.short_circuit[size_t(layer)] = as_tensor(short_circuit);
+    modes.zeroed[size_t(layer)] = as_tensor(zeroed);
+  }
+  row_modes_ = std::move(modes);
+}
+
+void CausalLM::check_row_modes(int64_t batch) const {
+  if (row_modes_.rows > 0 && batch != row_modes_.rows)
+    throw Error("a pass of " + std::to_string(batch) + " rows under attention modes set for " + std::to_string(row_modes_.rows) + " rows");
 }
 
 torch::Tensor CausalLM::logits_of_last(const torch::Tensor& h, int64_t logits_last, const torch::Tensor& logits_at) {
@@ -166,8 +208,10 @@ std::vector<torch::Device> place_layers(const ModelSize& size, torch::Device dev
 
 MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens, int devices) {
   const double s = double(c10::elementSize(dtype)), positions = double(rows) * double(tokens);
-  const double per_layer = 2 * size.hidden * s  // keys and values
-                           + size.hidden * s;    // the layer's output, kept for the layers above to reuse
+  const double per_layer = 2 * size.hidden * s                            // the baseline's keys and values
+                           + size.hidden * s                              // its output, for the layers above to reuse
+                           + 2 * size.hidden * s                          // an intervention's own keys and values
+                           + 2 * double(kGenerationBatches) * size.hidden * s;  // kept caches of waiting generations
   const double logits = double(size.vocab) * (s + 4 + 4), inner = 2 * double(size.intermediate) * s;
   const std::vector<int> device_of = split_layers(size.layers, devices, double(size.first_parameters),
                                                   double(size.layer_parameters), double(size.last_parameters));

@@ -63,10 +63,17 @@ class CausalLM {
 
   virtual void set_attention_mode(int layer, AttentionMode mode) = 0;
   virtual AttentionMode attention_mode(int layer) const = 0;
-  // Every block back to normal.
+  // Every block back to normal, and no per-row modes.
   void clear_interventions();
   // Sets `mode` on each listed block (others unchanged); Error on a block that does not exist.
   void set_attention_mode(const std::vector<int>& layers, AttentionMode mode);
+  // Attention modes per row instead of per block, for the passes that follow until clear_interventions():
+  // rows[r][layer] is batch row r's mode at `layer`, and every pass must have rows.size() rows. For decoding the rows
+  // of several interventions as one batch: each row computes what it would under its own modes. A layer where all
+  // rows agree takes that mode as its block mode; elsewhere it runs the normal attention for every row (its cache
+  // holds keys and values for all rows), then a short-circuited row takes its own value instead of the attention's
+  // mix and a zeroed row adds nothing. Replaces any block modes; Error when a row lists the wrong number of layers.
+  void set_row_attention_modes(const std::vector<std::vector<AttentionMode>>& rows);
 
   // ids [B, T] (int64) -> logits [B, T, V] in the model's dtype. `mask` [B, P + T] is 1 for real tokens and 0
   // for left padding, or undefined when no row is padded; positions are derived from it (cumsum(mask) - 1), so a
@@ -92,6 +99,16 @@ class CausalLM {
  protected:
   // The end of forward(): the logits forward() was asked for from h [B, T, d] (logits_last, logits_at).
   torch::Tensor logits_of_last(const torch::Tensor& h, int64_t logits_last, const torch::Tensor& logits_at);
+
+  // set_row_attention_modes' rows, per layer: [B] bool on the layer's device, the rows short-circuited / zeroed there
+  // (undefined where no row is, or where the layer's block mode says it for all rows). rows = 0: none set.
+  struct RowModes {
+    int64_t rows = 0;
+    std::vector<torch::Tensor> short_circuit, zeroed;
+  };
+  RowModes row_modes_;
+  // Error unless a pass of `batch` rows fits the row modes set (any batch when none are).
+  void check_row_modes(int64_t batch) const;
 };
 
 // Rows [first, first + count) of `rows`, left-padded to the longest: ids and mask [count, T] (int64; mask 1 for
@@ -123,9 +140,14 @@ struct ModelSize {
 std::vector<torch::Device> place_layers(const ModelSize& size, torch::Device device, int devices);
 ModelSize read_model_size(const std::string& model_dir);
 
+// Memorization sweeps decode the generations that several interventions' teacher-forced passes leave as one batch:
+// up to this many batches' rows at once (their kept caches count in estimate_memory).
+constexpr int64_t kGenerationBatches = 4;
+
 // Peak memory of a worker evaluating `rows` rows of `tokens` tokens in `dtype` (bytes): the weights, and the
 // activations memsweep keeps for one batch — every layer's keys and values and output (the cache and the
-// below-block reuse), the logits in the run dtype plus their float32 copy and log-softmax, the MLP's inner
+// below-block reuse), an intervention's own keys and values, the kept caches of kGenerationBatches batches of
+// waiting generations, the logits in the run dtype plus their float32 copy and log-softmax, the MLP's inner
 // activations. Split over `devices`: the device that needs the most (its layers' share; the logits counted on
 // the first and the last, where a tied or an untied head puts them). An estimate for planning, not a bound
 // libtorch's allocator promises.

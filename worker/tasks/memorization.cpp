@@ -11,7 +11,8 @@
 // Shortcut, exact in exact arithmetic: greedy decoding reproduces the suffix up to the first position where the
 // teacher-forced argmax differs from the true token, so one teacher-forced pass gives EM, the matching length
 // and CE; generation runs only from the first mismatch on, continuing from that pass's KV cache cut to the
-// matched prefix.
+// matched prefix. In a sweep, the generations of a batch's interventions run as one batch, each row under its own
+// intervention's attention modes (per-row modes: same results, one decode loop instead of one per intervention).
 #include <algorithm>
 #include <cmath>
 
@@ -79,14 +80,27 @@ MemorizationBatch cut_batch(const std::vector<std::vector<int64_t>>& rows, int64
   return batch;
 }
 
-// Scores a batch from its teacher-forced logits and cache under the model's current attention modes.
-void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const torch::Tensor& logits, const KVCache& cache,
-                 const std::vector<int64_t>& source, const MemorizationOptions& options, ShardResult& result) {
+// A batch's teacher-forced scores under one intervention, and the generation its rows still need.
+struct TeacherForced {
+  torch::Tensor choice, gap, entropy;  // [count, longest suffix] on the CPU: int64, float32, float64
+  std::vector<int64_t> first_mismatch;
+  // Rows whose continuation leaves the suffix before its last token continue greedily from their first mismatch,
+  // on the pass's cache cut to the matched prefix (kept, kept_mask); generate() fills more_tokens and more_gaps.
+  std::vector<int64_t> generate_rows, firsts;
+  KVCache kept;
+  torch::Tensor kept_mask;
+  int steps = 0;
+  std::vector<std::vector<int64_t>> more_tokens;
+  std::vector<std::vector<float>> more_gaps;
+};
+
+// From a pass's teacher-forced logits and cache under the model's current attention modes.
+TeacherForced teacher_forced(CausalLM& model, const MemorizationBatch& batch_rows, const torch::Tensor& logits, const KVCache& cache,
+                             const MemorizationOptions& options) {
   torch::InferenceMode inference;
   const std::vector<int64_t> banned = options.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{};
-  const int64_t P = options.prefix, start = batch_rows.start, count = batch_rows.count;
+  const int64_t P = options.prefix, count = batch_rows.count;
   const auto& suffixes = batch_rows.suffixes;
-  const torch::Tensor& mask = batch_rows.mask;
 
   // Teacher-forced predictions of each suffix position. `logits` holds the last `longest` positions of the
   // left-padded input (forward(..., logits_last = longest suffix)); row i's input ends with its suffix minus the
@@ -113,7 +127,8 @@ void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const tor
       if (id >= 0 && id < predicted.size(2)) predicted.select(2, id).fill_(-std::numeric_limits<float>::infinity());
   }
   // Argmax, top-two gap and entropy a few rows at a time: the full-vocabulary temporaries of a whole batch
-  // (log-probabilities, probabilities, their product) would be several times the logits themselves.
+  // (log-probabilities, probabilities, their product) would be several times the logits themselves, and chunks of
+  // 16 MB are reused by the allocator instead of being mapped afresh each time.
   std::vector<torch::Tensor> choices, gaps, entropies;
   const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, longest * predicted.size(2)));
   for (int64_t first = 0; first < count; first += chunk) {
@@ -126,46 +141,113 @@ void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const tor
     p.mul_(log_p.nan_to_num_(0.0, 0.0, 0.0));  // 0 * log 0 is 0: masked ids contribute nothing
     entropies.push_back((-p.sum(-1)).to(torch::kCPU, torch::kFloat64));
   }
-  torch::Tensor choice = torch::cat(choices), gap = torch::cat(gaps), entropy = torch::cat(entropies);
-  auto chosen = choice.accessor<int64_t, 2>();
-  auto gap_at = gap.accessor<float, 2>();
-  auto entropy_at = entropy.accessor<double, 2>();
+  TeacherForced scored;
+  scored.choice = torch::cat(choices), scored.gap = torch::cat(gaps), scored.entropy = torch::cat(entropies);
+  auto chosen = scored.choice.accessor<int64_t, 2>();
 
-  // Rows whose continuation leaves the suffix before its last token need generation.
-  std::vector<int64_t> first_mismatch(static_cast<size_t>(count)), generate_rows, keep;
+  std::vector<int64_t> keep;
+  scored.first_mismatch.resize(size_t(count));
   for (int64_t i = 0; i < count; ++i) {
     const auto& suffix = suffixes[size_t(i)];
     int64_t m = 0;
     while (m < int64_t(suffix.size()) && chosen[i][m] == suffix[size_t(m)]) ++m;
-    first_mismatch[size_t(i)] = m;
-    if (m + 1 < int64_t(suffix.size())) generate_rows.push_back(i), keep.push_back(P + m);
-  }
-  std::vector<std::vector<int64_t>> more_tokens;
-  std::vector<std::vector<float>> more_gaps;
-  if (!generate_rows.empty()) {
-    torch::Tensor kept_mask;
-    KVCache kept = keep_prefixes(cache, mask, generate_rows, keep, &kept_mask);
-    std::vector<int64_t> firsts;
-    int steps = 0;
-    for (size_t g = 0; g < generate_rows.size(); ++g) {
-      const int64_t i = generate_rows[g];
-      firsts.push_back(chosen[i][first_mismatch[size_t(i)]]);
-      steps = std::max<int>(steps, int(suffixes[size_t(i)].size()) - int(first_mismatch[size_t(i)]) - 1);
+    scored.first_mismatch[size_t(i)] = m;
+    if (m + 1 < int64_t(suffix.size())) {
+      scored.generate_rows.push_back(i), keep.push_back(P + m), scored.firsts.push_back(chosen[i][m]);
+      scored.steps = std::max<int>(scored.steps, int(suffix.size() - m - 1));
     }
-    continue_greedy(model, kept, kept_mask, torch::tensor(firsts, torch::kInt64), steps, banned, more_tokens, more_gaps);
   }
+  if (!scored.generate_rows.empty()) scored.kept = keep_prefixes(cache, batch_rows.mask, scored.generate_rows, keep, &scored.kept_mask);
+  return scored;
+}
 
+// One intervention's attention mode per layer.
+std::vector<AttentionMode> layer_modes(const Intervention& intervention, int layers) {
+  std::vector<AttentionMode> modes(size_t(layers), AttentionMode::normal);
+  for (int b : intervention.short_circuit) modes.at(size_t(b)) = AttentionMode::short_circuit;
+  for (int b : intervention.zero_attention) modes.at(size_t(b)) = AttentionMode::zero_attention;
+  return modes;
+}
+
+// Runs the generations that teacher-forced passes left (`parts`, each under its intervention) as one batch: every
+// row under its own intervention's modes (CausalLM::set_row_attention_modes), the kept caches left-padded to one
+// length (a padded row computes what it computes alone). One decode loop instead of one per intervention: fewer,
+// larger matrix products (on CPUs the weights are packed once per step instead of once per intervention and step;
+// on GPUs, fewer kernel launches). A single part runs under the model's current modes, or `interventions[0]`'s.
+void generate(CausalLM& model, const std::vector<TeacherForced*>& parts, const std::vector<const Intervention*>& interventions,
+              const std::vector<int64_t>& banned) {
+  torch::InferenceMode inference;
+  if (parts.size() == 1) {
+    TeacherForced& part = *parts[0];
+    if (interventions[0]) apply_intervention(model, *interventions[0]);
+    continue_greedy(model, part.kept, part.kept_mask, torch::tensor(part.firsts, torch::kInt64), part.steps, banned, part.more_tokens, part.more_gaps);
+    return;
+  }
+  int64_t length = 0;
+  int steps = 0;
+  std::vector<std::vector<AttentionMode>> row_modes;
+  std::vector<int64_t> firsts;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    length = std::max(length, parts[k]->kept.length);
+    steps = std::max(steps, parts[k]->steps);
+    firsts.insert(firsts.end(), parts[k]->firsts.begin(), parts[k]->firsts.end());
+    row_modes.insert(row_modes.end(), parts[k]->generate_rows.size(), layer_modes(*interventions[k], model.num_layers()));
+  }
+  // Left-pad each part's cache and mask to the longest; a layer a part short-circuits or zeroes stores nothing, so
+  // its rows get zeros there (under per-row modes those rows never read them).
+  KVCache merged;
+  merged.length = length;
+  const size_t layers = size_t(model.num_layers());
+  merged.keys.resize(layers), merged.values.resize(layers);
+  for (size_t layer = 0; layer < layers; ++layer) {
+    torch::Tensor like;
+    for (const TeacherForced* part : parts)
+      if (part->kept.keys.size() > layer && part->kept.keys[layer].defined()) like = part->kept.keys[layer];
+    if (!like.defined()) continue;  // every part's rows skip this layer's attention
+    std::vector<torch::Tensor> keys, values;
+    for (const TeacherForced* part : parts) {
+      const int64_t rows = int64_t(part->generate_rows.size()), pad = length - part->kept.length;
+      if (part->kept.keys.size() <= layer || !part->kept.keys[layer].defined()) {
+        keys.push_back(torch::zeros({rows, like.size(1), length, like.size(3)}, like.options()));
+        values.push_back(keys.back());
+        continue;
+      }
+      keys.push_back(torch::constant_pad_nd(part->kept.keys[layer], {0, 0, pad, 0}));
+      values.push_back(torch::constant_pad_nd(part->kept.values[layer], {0, 0, pad, 0}));
+    }
+    merged.keys[layer] = torch::cat(keys), merged.values[layer] = torch::cat(values);
+  }
+  std::vector<torch::Tensor> masks;
+  for (const TeacherForced* part : parts) masks.push_back(torch::constant_pad_nd(part->kept_mask, {length - part->kept.length, 0}));
+  std::vector<std::vector<int64_t>> tokens;
+  std::vector<std::vector<float>> gaps;
+  model.set_row_attention_modes(row_modes);
+  continue_greedy(model, merged, torch::cat(masks), torch::tensor(firsts, torch::kInt64), steps, banned, tokens, gaps);
+  model.clear_interventions();
+  size_t row = 0;
+  for (TeacherForced* part : parts)
+    for (size_t i = 0; i < part->generate_rows.size(); ++i, ++row) {
+      part->more_tokens.push_back(std::move(tokens[row]));
+      part->more_gaps.push_back(std::move(gaps[row]));
+    }
+}
+
+// The batch's records under one intervention, once its generation has run.
+void record_batch(const MemorizationBatch& batch_rows, const TeacherForced& scored, const std::vector<int64_t>& source, ShardResult& result) {
+  auto chosen = scored.choice.accessor<int64_t, 2>();
+  auto gap_at = scored.gap.accessor<float, 2>();
+  auto entropy_at = scored.entropy.accessor<double, 2>();
   size_t generated_index = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const auto& suffix = suffixes[size_t(i)];
-    const int64_t S = int64_t(suffix.size()), m = first_mismatch[size_t(i)];
+  for (int64_t i = 0; i < batch_rows.count; ++i) {
+    const auto& suffix = batch_rows.suffixes[size_t(i)];
+    const int64_t S = int64_t(suffix.size()), m = scored.first_mismatch[size_t(i)];
     std::vector<int64_t> continuation(suffix.begin(), suffix.begin() + m);
     std::vector<float> gaps;
     for (int64_t j = 0; j <= std::min(m, S - 1); ++j) gaps.push_back(gap_at[i][j]);
     if (m < S) continuation.push_back(chosen[i][m]);
     if (m + 1 < S) {
-      const auto& tokens = more_tokens[generated_index];
-      const auto& step_gaps = more_gaps[generated_index];
+      const auto& tokens = scored.more_tokens[generated_index];
+      const auto& step_gaps = scored.more_gaps[generated_index];
       ++generated_index;
       continuation.insert(continuation.end(), tokens.begin(), tokens.begin() + (S - m - 1));
       gaps.insert(gaps.end(), step_gaps.begin(), step_gaps.begin() + (S - m - 1));
@@ -176,12 +258,12 @@ void score_batch(CausalLM& model, const MemorizationBatch& batch_rows, const tor
     for (int64_t j = 0; j < S; ++j) completion_entropy += entropy_at[i][j];
 
     ExampleRecord record;
-    record.index = start + i;
+    record.index = batch_rows.start + i;
     record.values = {{"exact_match", m == S ? 1.0 : 0.0},
                      {"token_accuracy", double(agree) / double(S)},
                      {"completion_entropy", completion_entropy},
                      {"match_length", double(m)}};
-    record.detail = {{"source", source[size_t(start + i)]}, {"continuation", continuation}, {"top2_gap", gaps}};
+    record.detail = {{"source", source[size_t(batch_rows.start + i)]}, {"continuation", continuation}, {"top2_gap", gaps}};
     for (const auto& [key, value] : record.values) result.totals[key] += value;
     result.totals["examples"] += 1;
     result.examples.push_back(std::move(record));
@@ -196,7 +278,11 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
   MemorizationBatch batch = cut_batch(rows, start, count, options);
   KVCache cache;
   torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr, ForwardStart(), batch.longest_suffix);
-  score_batch(model, batch, logits, cache, source, options, result);
+  TeacherForced scored = teacher_forced(model, batch, logits, cache, options);
+  logits = torch::Tensor();
+  if (!scored.generate_rows.empty())
+    generate(model, {&scored}, {nullptr}, options.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{});
+  record_batch(batch, scored, source, result);
 }
 
 namespace {
@@ -239,38 +325,63 @@ class MemorizationTask : public Task {
     for (int64_t start = first; start < first + count; start += rows_per_batch) {
       options.check_stop();
       MemorizationBatch batch = cut_batch(rows_, start, std::min<int64_t>(rows_per_batch, first + count - start), options_);
+      const bool reuse = options.reuse_lower_layers && interventions.size() > 1;
+      // Generations left by the teacher-forced passes wait here and run together (generate()): up to
+      // kGenerationBatches batches' rows at once, so that their kept caches stay a few batches' worth.
+      std::vector<TeacherForced> scored(interventions.size());
+      std::vector<size_t> waiting;
+      int64_t waiting_rows = 0;
+      const std::vector<int64_t> banned = options_.mask_eos ? model.eos_token_ids() : std::vector<int64_t>{};
+      auto run_waiting = [&] {
+        if (waiting.empty()) return;
+        std::vector<TeacherForced*> parts;
+        std::vector<const Intervention*> of;
+        for (size_t k : waiting) parts.push_back(&scored[k]), of.push_back(&interventions[k]);
+        generate(model, parts, of, banned);
+        for (size_t k : waiting) record_batch(batch, scored[k], source_, results[k]), scored[k] = TeacherForced();
+        waiting.clear();
+        waiting_rows = 0;
+      };
+      auto done = [&](size_t k, TeacherForced teacher) {
+        scored[k] = std::move(teacher);
+        const int64_t rows = int64_t(scored[k].generate_rows.size());
+        if (rows == 0) {
+          record_batch(batch, scored[k], source_, results[k]);
+          scored[k] = TeacherForced();
+          return;
+        }
+        if (waiting_rows + rows > kGenerationBatches * rows_per_batch) run_waiting();
+        waiting.push_back(k);
+        waiting_rows += rows;
+      };
       // Below an intervention's first block every layer computes what the baseline computes: one baseline pass
       // per batch keeps each layer's output and its keys and values, and each intervention runs only the layers
       // from its first block on.
-      const bool reuse = options.reuse_lower_layers && interventions.size() > 1;
       KVCache base_cache;
       std::vector<torch::Tensor> base_outputs;
-      torch::Tensor base_logits;
       if (reuse) {
         model.clear_interventions();
-        base_logits = model.forward(batch.padded.ids, batch.mask, &base_cache, &base_outputs, ForwardStart(), batch.longest_suffix);
+        torch::Tensor base_logits = model.forward(batch.padded.ids, batch.mask, &base_cache, &base_outputs, ForwardStart(), batch.longest_suffix);
         // The baseline is scored at once, so its logits are not held while the interventions run.
         for (size_t k = 0; k < interventions.size(); ++k)
-          if (interventions[k].first_block() < 0) score_batch(model, batch, base_logits, base_cache, source_, options_, results[k]);
-        base_logits = torch::Tensor();
+          if (interventions[k].first_block() < 0) done(k, teacher_forced(model, batch, base_logits, base_cache, options_));
       }
       for (size_t k = 0; k < interventions.size(); ++k) {
         const int first_block = interventions[k].first_block();
         if (reuse && first_block < 0) continue;  // scored above
         apply_intervention(model, interventions[k]);
+        KVCache cache;
+        ForwardStart start;
         if (reuse && first_block > 0) {
-          KVCache cache;  // the baseline's keys and values below the first block (no copy: tensors are shared)
+          // The baseline's keys and values below the first block (no copy: tensors are shared).
           cache.keys.assign(base_cache.keys.begin(), base_cache.keys.begin() + first_block);
           cache.values.assign(base_cache.values.begin(), base_cache.values.begin() + first_block);
-          torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr,
-                                               ForwardStart{first_block, base_outputs[size_t(first_block - 1)]}, batch.longest_suffix);
-          score_batch(model, batch, logits, cache, source_, options_, results[k]);
-        } else {
-          KVCache cache;
-          torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr, ForwardStart(), batch.longest_suffix);
-          score_batch(model, batch, logits, cache, source_, options_, results[k]);
+          start = {first_block, base_outputs[size_t(first_block - 1)]};
         }
+        torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr, start, batch.longest_suffix);
+        done(k, teacher_forced(model, batch, logits, cache, options_));
       }
+      run_waiting();
     }
     model.clear_interventions();
     return results;

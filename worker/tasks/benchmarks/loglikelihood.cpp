@@ -116,7 +116,7 @@ namespace {
 
 // A planned batch as tensors: the contexts left-padded; the continuations (without their last token, whose
 // prediction nobody reads) of the requests with two or more continuation tokens, in passes of similar lengths
-// (longest first; a pass ends where a row is shorter than 3/4 of its longest), each right-padded (the padding comes
+// (longest first, cut where it saves the most padding: pass_ends), each right-padded (the padding comes
 // after every real token, so causal attention never lets a real token see it), each row after its context's keys
 // and values. Every predicted token comes with its target, so a pass is scored as soon as it has run.
 struct ContinuationPass {
@@ -131,6 +131,26 @@ struct BatchInputs {
   // Row of cat(every pass's predicted tokens) for each continuation token after the first, request by request.
   torch::Tensor rest_order;
 };
+
+// Where the continuation passes end, for rows of `fed` tokens sorted longest first: the cut with the fewest padded
+// positions, each pass counted kPassOverhead positions more (its own copy of the contexts' keys and values, smaller
+// matrix products). Dynamic programming over the cut points.
+constexpr int64_t kPassOverhead = 16;
+std::vector<size_t> pass_ends(const std::vector<int64_t>& fed) {
+  const size_t n = fed.size();
+  std::vector<int64_t> cost(n + 1, std::numeric_limits<int64_t>::max());
+  std::vector<size_t> cut(n + 1, 0);
+  cost[0] = 0;
+  for (size_t end = 1; end <= n; ++end)
+    for (size_t begin = 0; begin < end; ++begin) {
+      const int64_t c = cost[begin] + int64_t(end - begin) * fed[begin] + kPassOverhead;
+      if (c < cost[end]) cost[end] = c, cut[end] = begin;
+    }
+  std::vector<size_t> ends;
+  for (size_t end = n; end > 0; end = cut[end]) ends.push_back(end);
+  std::reverse(ends.begin(), ends.end());
+  return ends;
+}
 
 BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, torch::Device device) {
   BatchInputs in;
@@ -155,14 +175,15 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
   in.first_context = torch::tensor(first_context, torch::kInt64);
   in.first_targets = torch::tensor(first_targets, torch::kInt64);
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.fed > b.fed; });
+  std::vector<int64_t> fed;
+  for (const Row& row : rows) fed.push_back(row.fed);
+  const std::vector<size_t> ends = pass_ends(fed);
   // Where each request's predicted tokens land in cat(pass outputs): a pass lists its rows' tokens row by row.
   std::vector<int64_t> first_output(size_t(order), -1);
   int64_t outputs = 0;
-  for (size_t begin = 0; begin < rows.size();) {
-    const int64_t length = rows[begin].fed;
-    size_t end = begin;
-    while (end < rows.size() && 4 * rows[end].fed >= 3 * length) ++end;
-    const int64_t count = int64_t(end - begin);
+  size_t begin = 0;
+  for (size_t end : ends) {
+    const int64_t length = rows[begin].fed, count = int64_t(end - begin);
     std::vector<int64_t> ids(size_t(count * length), 0), context_of_row, predicting, targets;
     for (int64_t i = 0; i < count; ++i) {
       const Row& row = rows[begin + size_t(i)];
@@ -237,9 +258,15 @@ TokenScores score_tokens(const torch::Tensor& logits, const torch::Tensor& targe
     const int64_t n = std::min(chunk, N - first);
     const torch::Tensor target = targets.narrow(0, first, n).to(logits.device());
     const torch::Tensor log_p = torch::log_softmax(logits.narrow(0, first, n).to(torch::kFloat32), -1);
-    const torch::Tensor top2 = std::get<0>(log_p.topk(2, -1));
-    parts.push_back({log_p.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU), (log_p.argmax(-1) == target).to(torch::kCPU),
-                     (top2.select(1, 0) - top2.select(1, 1)).to(torch::kCPU, torch::kFloat64)});
+    const auto [top2, top2_index] = log_p.topk(2, -1);
+    const torch::Tensor gap = top2.select(1, 0) - top2.select(1, 1);
+    // The top index is the argmax where the maximum is unique; a tie goes to the lowest id (torch.argmax), which
+    // topk does not promise: those rows take argmax.
+    torch::Tensor best = top2_index.select(1, 0);
+    const torch::Tensor tied = (gap == 0).nonzero().squeeze(1);
+    if (tied.numel() > 0) best = best.index_copy(0, tied, log_p.index_select(0, tied).argmax(-1));
+    parts.push_back({log_p.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU), (best == target).to(torch::kCPU),
+                     gap.to(torch::kCPU, torch::kFloat64)});
   }
   if (parts.empty()) return {torch::zeros({0}, torch::kFloat32), torch::zeros({0}, torch::kBool), torch::zeros({0}, torch::kFloat64)};
   return cat(parts);
