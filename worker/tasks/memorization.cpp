@@ -218,7 +218,10 @@ void generate(CausalLM& model, const std::vector<TeacherForced*>& parts, const s
     merged.keys[layer] = torch::cat(keys), merged.values[layer] = torch::cat(values);
   }
   std::vector<torch::Tensor> masks;
-  for (const TeacherForced* part : parts) masks.push_back(torch::constant_pad_nd(part->kept_mask, {length - part->kept.length, 0}));
+  for (TeacherForced* part : parts) {
+    masks.push_back(torch::constant_pad_nd(part->kept_mask, {length - part->kept.length, 0}));
+    part->kept = KVCache(), part->kept_mask = torch::Tensor();  // merged: not held twice
+  }
   std::vector<std::vector<int64_t>> tokens;
   std::vector<std::vector<float>> gaps;
   model.set_row_attention_modes(row_modes);
