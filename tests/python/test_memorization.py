@@ -262,6 +262,16 @@ def test_sweep_reuses_lower_layers_without_changing_results(checkpoint, tmp_path
         worst_ce, worst_gap = max(worst_ce, ce), max(worst_gap, gap)
         generated += sum(e["values"]["match_length"] + 1 < len(e["detail"]["continuation"]) for e in alone)
     assert generated >= len(rows) * layers  # the merged decoding ran for most rows of most interventions
+    # A layer no row runs normally but some short-circuit and others zero (their caches hold nothing there); and
+    # interventions that skip every layer's attention (no cache at all to merge by).
+    for mixed in (["zero_attention:1", "short_circuit:1", "short_circuit:0-3", "zero_attention:0-3"],
+                  ["short_circuit:0-3", "zero_attention:0-3"]):
+        run_memsweep("eval", "--model", directory, "--task", f"memorization:{data}", "--option", "prefix=8", "--batch-size", 4,
+                     *[a for name in mixed for a in ("--intervention", name)], "--out", tmp_path / "mixed.json")
+        for merged in json.loads((tmp_path / "mixed.json").read_text())["results"]:
+            run_memsweep("eval", "--model", directory, "--task", f"memorization:{data}", "--option", "prefix=8", "--batch-size", 4,
+                         "--intervention", merged["intervention"], "--out", tmp_path / "alone.json")
+            same_examples(merged["examples"], json.loads((tmp_path / "alone.json").read_text())["results"][0]["examples"])
     ems = {r["intervention"]: r["metrics"]["exact_match"] for r in outputs["reuse"]}
     print(f"{directory.name}: sweep of {len(names)} interventions, reuse == no reuse; each alone: largest CE difference "
           f"{worst_ce:.2g} (relative), top-two gap {worst_gap:.2g}; {generated} rows generated; EM {ems}")

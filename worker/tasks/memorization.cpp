@@ -183,39 +183,47 @@ void generate(CausalLM& model, const std::vector<TeacherForced*>& parts, const s
     continue_greedy(model, part.kept, part.kept_mask, torch::tensor(part.firsts, torch::kInt64), part.steps, banned, part.more_tokens, part.more_gaps);
     return;
   }
+  // Left-pad each part's cache and mask to the longest. A layer whose rows all share a mode other than normal runs
+  // under that block mode and stores nothing; elsewhere every row needs keys and values, and a part whose
+  // intervention short-circuits or zeroes the layer (it stored none) gets zeros there, which its rows never read.
+  const int layers = model.num_layers();
   int64_t length = 0;
   int steps = 0;
   std::vector<std::vector<AttentionMode>> row_modes;
   std::vector<int64_t> firsts;
+  torch::Tensor like;  // any part's keys: their heads and head size
   for (size_t k = 0; k < parts.size(); ++k) {
     length = std::max(length, parts[k]->kept.length);
     steps = std::max(steps, parts[k]->steps);
     firsts.insert(firsts.end(), parts[k]->firsts.begin(), parts[k]->firsts.end());
-    row_modes.insert(row_modes.end(), parts[k]->generate_rows.size(), layer_modes(*interventions[k], model.num_layers()));
+    row_modes.insert(row_modes.end(), parts[k]->generate_rows.size(), layer_modes(*interventions[k], layers));
+    for (const torch::Tensor& keys : parts[k]->kept.keys)
+      if (keys.defined()) like = keys;
   }
-  // Left-pad each part's cache and mask to the longest; a layer a part short-circuits or zeroes stores nothing, so
-  // its rows get zeros there (under per-row modes those rows never read them).
+  if (!like.defined()) {  // every part skips every layer's attention: nothing to merge the caches by
+    for (size_t k = 0; k < parts.size(); ++k) generate(model, {parts[k]}, {interventions[k]}, banned);
+    return;
+  }
   KVCache merged;
   merged.length = length;
-  const size_t layers = size_t(model.num_layers());
-  merged.keys.resize(layers), merged.values.resize(layers);
-  for (size_t layer = 0; layer < layers; ++layer) {
-    torch::Tensor like;
-    for (const TeacherForced* part : parts)
-      if (part->kept.keys.size() > layer && part->kept.keys[layer].defined()) like = part->kept.keys[layer];
-    if (!like.defined()) continue;  // every part's rows skip this layer's attention
+  merged.keys.resize(size_t(layers)), merged.values.resize(size_t(layers));
+  for (int layer = 0; layer < layers; ++layer) {
+    bool uniform = true;
+    for (const auto& modes : row_modes) uniform = uniform && modes[size_t(layer)] == row_modes[0][size_t(layer)];
+    if (uniform && row_modes[0][size_t(layer)] != AttentionMode::normal) continue;
     std::vector<torch::Tensor> keys, values;
     for (const TeacherForced* part : parts) {
-      const int64_t rows = int64_t(part->generate_rows.size()), pad = length - part->kept.length;
-      if (part->kept.keys.size() <= layer || !part->kept.keys[layer].defined()) {
-        keys.push_back(torch::zeros({rows, like.size(1), length, like.size(3)}, like.options()));
+      const auto& kept = part->kept;
+      if (kept.keys.size() <= size_t(layer) || !kept.keys[size_t(layer)].defined()) {
+        const torch::Device device = model.layer_devices()[size_t(layer)];
+        keys.push_back(torch::zeros({int64_t(part->generate_rows.size()), like.size(1), length, like.size(3)}, like.options().device(device)));
         values.push_back(keys.back());
         continue;
       }
-      keys.push_back(torch::constant_pad_nd(part->kept.keys[layer], {0, 0, pad, 0}));
-      values.push_back(torch::constant_pad_nd(part->kept.values[layer], {0, 0, pad, 0}));
+      keys.push_back(torch::constant_pad_nd(kept.keys[size_t(layer)], {0, 0, length - kept.length, 0}));
+      values.push_back(torch::constant_pad_nd(kept.values[size_t(layer)], {0, 0, length - kept.length, 0}));
     }
-    merged.keys[layer] = torch::cat(keys), merged.values[layer] = torch::cat(values);
+    merged.keys[size_t(layer)] = torch::cat(keys), merged.values[size_t(layer)] = torch::cat(values);
   }
   std::vector<torch::Tensor> masks;
   for (TeacherForced* part : parts) {
