@@ -57,21 +57,30 @@ void continue_greedy(CausalLM& model, KVCache& cache, torch::Tensor mask, const 
   const int64_t count = first.size(0);
   tokens.assign(size_t(count), {});
   gaps.assign(size_t(count), {});
-  torch::Tensor step_input = first.to(torch::kCPU, torch::kInt64).view({count, 1});
+  // Tokens, mask and gaps stay on the model's device until the end: a step's input is the previous step's argmax
+  // where it was computed, so a GPU is never waited for between steps (a copy to the host would make the host wait
+  // for each step before it could queue the next one).
+  const torch::Device device = model.device();
+  torch::Tensor step_input = first.to(device, torch::kInt64).view({count, 1});
+  if (mask.defined()) mask = mask.to(device);
+  std::vector<torch::Tensor> chosen, chosen_gaps;
   for (int step = 0; step < steps; ++step) {
-    if (mask.defined()) mask = torch::cat({mask, torch::ones({count, 1}, torch::kInt64)}, 1);
+    if (mask.defined()) mask = torch::cat({mask, torch::ones({count, 1}, mask.options())}, 1);
     torch::Tensor logits = model.forward(step_input, mask, &cache, nullptr, ForwardStart(), 1);
     torch::Tensor gap;
-    torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap).to(torch::kCPU);
-    gap = gap.to(torch::kCPU);
-    auto next_at = next.accessor<int64_t, 1>();
-    auto gap_at = gap.accessor<float, 1>();
-    for (int64_t i = 0; i < count; ++i) {
-      tokens[size_t(i)].push_back(next_at[i]);
-      gaps[size_t(i)].push_back(gap_at[i]);
-    }
-    step_input = next.view({count, 1});
+    torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap);
+    chosen.push_back(next), chosen_gaps.push_back(gap);
+    step_input = next.to(device).view({count, 1});
   }
+  if (steps <= 0) return;
+  const torch::Tensor all = torch::stack(chosen, 1).to(torch::kCPU), all_gaps = torch::stack(chosen_gaps, 1).to(torch::kCPU);
+  auto next_at = all.accessor<int64_t, 2>();
+  auto gap_at = all_gaps.accessor<float, 2>();
+  for (int64_t i = 0; i < count; ++i)
+    for (int step = 0; step < steps; ++step) {
+      tokens[size_t(i)].push_back(next_at[i][step]);
+      gaps[size_t(i)].push_back(gap_at[i][step]);
+    }
 }
 
 std::vector<GreedyRow> greedy_generate(CausalLM& model, const std::vector<std::vector<int64_t>>& prompts,
