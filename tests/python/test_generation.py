@@ -87,3 +87,31 @@ def test_generation_does_not_depend_on_batch_size(checkpoint, tmp_path):
     outputs = [json.loads(run_memsweep("generate", "--model", directory, "--tokens", prompts, "--new-tokens",
                                        NEW_TOKENS, "--batch-size", size, "--no-eos").stdout) for size in (1, 2, 4)]
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+@pytest.mark.parametrize("mask_eos", [True, False], ids=["eos_masked", "eos_allowed"])
+def test_exact_ties_go_to_the_lowest_id(mask_eos, tmp_path):
+    """Every step is an exact tie at the top: an output head of zeros but for rows 3 and 7 equal to some r and rows 5
+    and 9 equal to -r, so the maximum is shared by 3 and 7 (h.r > 0) or by 5 and 9 (h.r < 0). Greedy decoding must
+    take the lower id at every step, as torch.argmax in transformers' generate does; topk, which gives the top-two
+    gap, does not promise which tied index comes first (on a CPU it often gives the higher one)."""
+    model = make_gpt_neox(tmp_path / "tied", seed=3)
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        row = head[TIED_HIGH].clone()
+        head.zero_()
+        head[TIED_LOW] = head[TIED_HIGH] = row
+        head[5] = head[9] = -row
+    model.save_pretrained(tmp_path / "tied")
+    reference = load_reference(tmp_path / "tied")
+    args = ["generate", "--model", tmp_path / "tied", "--tokens", write_tokens(tmp_path / "p.json", PROMPTS),
+            "--new-tokens", NEW_TOKENS, "--batch-size", 3, "--gaps"] + (["--no-eos"] if mask_eos else [])
+    ours = json.loads(run_memsweep(*args).stdout)
+    chosen = set()
+    for prompt, row in zip(PROMPTS, ours):
+        assert all(gap == 0.0 for gap in row["top2_gap"])  # every step is a tie
+        theirs = reference_generate(reference, prompt, mask_eos, (), ())
+        assert row["tokens"][:len(theirs)] == theirs
+        chosen.update(row["tokens"])
+    print(f"mask_eos={mask_eos}: tokens chosen {sorted(chosen)}")
+    assert chosen <= {TIED_LOW, 5} and chosen, chosen

@@ -14,11 +14,18 @@ torch::Tensor greedy_choice(const torch::Tensor& logits, const std::vector<int64
     for (int64_t id : banned)
       if (id >= 0 && id < scores.size(-1)) scores.select(-1, id).fill_(-std::numeric_limits<float>::infinity());
   }
-  if (gap) {
-    auto top = scores.topk(2, -1);
-    *gap = std::get<0>(top).select(-1, 0) - std::get<0>(top).select(-1, 1);
+  if (!gap) return scores.argmax(-1);  // first maximal index: ties go to the lowest id
+  const auto [top, top_index] = scores.topk(2, -1);
+  *gap = top.select(-1, 0) - top.select(-1, 1);
+  // Where the maximum is unique topk's first index is the argmax; a tie goes to the lowest id (torch.argmax), which
+  // topk does not promise: those rows take argmax.
+  torch::Tensor best = top_index.select(-1, 0).contiguous();
+  const torch::Tensor tied = (*gap == 0).flatten().nonzero().squeeze(1);
+  if (tied.numel() > 0) {
+    const int64_t V = scores.size(-1);
+    best.view({-1}).index_copy_(0, tied, scores.reshape({-1, V}).index_select(0, tied).argmax(-1));
   }
-  return scores.argmax(-1);  // first maximal index: ties go to the lowest id
+  return best;
 }
 
 KVCache keep_prefixes(const KVCache& cache, const torch::Tensor& mask, const std::vector<int64_t>& rows,

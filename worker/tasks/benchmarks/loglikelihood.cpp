@@ -5,6 +5,7 @@
 #include <map>
 
 #include "worker/base/error.h"
+#include "worker/model/generate.h"
 #include "worker/tasks/benchmarks/python_text.h"
 #include "worker/tasks/task.h"
 #include "worker/tokenizer/tokenizer.h"
@@ -258,13 +259,8 @@ TokenScores score_tokens(const torch::Tensor& logits, const torch::Tensor& targe
     const int64_t n = std::min(chunk, N - first);
     const torch::Tensor target = targets.narrow(0, first, n).to(logits.device());
     const torch::Tensor log_p = torch::log_softmax(logits.narrow(0, first, n).to(torch::kFloat32), -1);
-    const auto [top2, top2_index] = log_p.topk(2, -1);
-    const torch::Tensor gap = top2.select(1, 0) - top2.select(1, 1);
-    // The top index is the argmax where the maximum is unique; a tie goes to the lowest id (torch.argmax), which
-    // topk does not promise: those rows take argmax.
-    torch::Tensor best = top2_index.select(1, 0);
-    const torch::Tensor tied = (gap == 0).nonzero().squeeze(1);
-    if (tied.numel() > 0) best = best.index_copy(0, tied, log_p.index_select(0, tied).argmax(-1));
+    torch::Tensor gap;
+    const torch::Tensor best = greedy_choice(log_p, {}, &gap);
     parts.push_back({log_p.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU), (best == target).to(torch::kCPU),
                      gap.to(torch::kCPU, torch::kFloat64)});
   }
