@@ -69,6 +69,7 @@ void continue_greedy(CausalLM& model, KVCache& cache, torch::Tensor mask, const 
   // for each step before it could queue the next one).
   const torch::Device device = model.device();
   torch::Tensor step_input = first.to(device, torch::kInt64).view({count, 1});
+  cache.reserve(steps);
   if (mask.defined()) mask = mask.to(device);
   std::vector<torch::Tensor> chosen, chosen_gaps;
   for (int step = 0; step < steps; ++step) {

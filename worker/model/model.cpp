@@ -23,9 +23,37 @@ std::pair<torch::Tensor, torch::Tensor> KVCache::append(int layer, const torch::
   if (keys.size() <= size_t(layer)) keys.resize(size_t(layer) + 1), values.resize(size_t(layer) + 1);
   auto& key = keys[size_t(layer)];
   auto& value = values[size_t(layer)];
-  key = key.defined() ? torch::cat({key, k}, 2) : k;
-  value = value.defined() ? torch::cat({value, v}, 2) : v;
+  const bool room = key.defined() && size_t(layer) < key_storage_.size() && key_storage_[size_t(layer)].defined() &&
+                    key.data_ptr() == key_storage_[size_t(layer)].data_ptr() && key.size(0) == k.size(0) &&
+                    key.size(2) + k.size(2) <= key_storage_[size_t(layer)].size(2);
+  if (room) {
+    const int64_t held = key.size(2);
+    key_storage_[size_t(layer)].narrow(2, held, k.size(2)).copy_(k);
+    value_storage_[size_t(layer)].narrow(2, held, v.size(2)).copy_(v);
+    key = key_storage_[size_t(layer)].narrow(2, 0, held + k.size(2));
+    value = value_storage_[size_t(layer)].narrow(2, 0, held + v.size(2));
+  } else {
+    key = key.defined() ? torch::cat({key, k}, 2) : k;
+    value = value.defined() ? torch::cat({value, v}, 2) : v;
+  }
   return {key, value};
+}
+
+void KVCache::reserve(int64_t more) {
+  key_storage_.assign(keys.size(), torch::Tensor());
+  value_storage_.assign(values.size(), torch::Tensor());
+  for (size_t layer = 0; layer < keys.size(); ++layer) {
+    if (!keys[layer].defined()) continue;
+    auto make_room = [&](torch::Tensor& held, torch::Tensor& storage) {
+      std::vector<int64_t> shape = held.sizes().vec();
+      shape[2] += more;
+      storage = torch::empty(shape, held.options());
+      storage.narrow(2, 0, held.size(2)).copy_(held);
+      held = storage.narrow(2, 0, held.size(2));
+    };
+    make_room(keys[layer], key_storage_[layer]);
+    make_room(values[layer], value_storage_[layer]);
+  }
 }
 
 void CausalLM::clear_interventions() {

@@ -40,6 +40,14 @@ struct KVCache {
   int64_t length = 0;                       // tokens seen (padding included)
   // Adds this step's keys and values of `layer` [B, H, Tnew, hd]; returns all keys and values so far.
   std::pair<torch::Tensor, torch::Tensor> append(int layer, const torch::Tensor& k, const torch::Tensor& v);
+  // Makes room for `more` tokens after those held: each layer's keys and values move to the front of storage that
+  // long, and append() writes there instead of concatenating (a decode loop then copies the cache once, not at
+  // every step). keys/values stay views of exactly the tokens held. A copy of the cache shares that storage: append
+  // to one of them only.
+  void reserve(int64_t more);
+
+ private:
+  std::vector<torch::Tensor> key_storage_, value_storage_;  // per layer, from reserve(); undefined: none
 };
 
 // Where a forward pass starts (see CausalLM::forward): the embeddings, or layer `layer` entered by `hidden`.
