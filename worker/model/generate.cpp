@@ -20,6 +20,9 @@ torch::Tensor greedy_choice(const torch::Tensor& logits, const std::vector<int64
   // Where the maximum is unique topk's first index is the argmax; a tie goes to the lowest id (torch.argmax), which
   // topk does not promise: those rows take argmax.
   torch::Tensor best = top_index.select(-1, 0).contiguous();
+  // On a GPU, finding the tied rows (nonzero) would make the host wait for the device at every decode step: there
+  // argmax runs for every row instead (cheap next to the output head).
+  if (!scores.device().is_cpu()) return torch::where(*gap == 0, scores.argmax(-1), best);
   const torch::Tensor tied = (*gap == 0).flatten().nonzero().squeeze(1);
   if (tied.numel() > 0) {
     const int64_t V = scores.size(-1);
