@@ -244,6 +244,7 @@ struct TokenScores {
 };
 
 TokenScores cat(const std::vector<TokenScores>& parts) {
+  if (parts.empty()) return {torch::zeros({0}, torch::kFloat32), torch::zeros({0}, torch::kBool), torch::zeros({0}, torch::kFloat64)};
   std::vector<torch::Tensor> log_p, greedy, gap;
   for (const auto& part : parts) log_p.push_back(part.log_p), greedy.push_back(part.greedy), gap.push_back(part.gap);
   return {torch::cat(log_p), torch::cat(greedy), torch::cat(gap)};
@@ -264,7 +265,6 @@ TokenScores score_tokens(const torch::Tensor& logits, const torch::Tensor& targe
     parts.push_back({log_p.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU), (best == target).to(torch::kCPU),
                      gap.to(torch::kCPU, torch::kFloat64)});
   }
-  if (parts.empty()) return {torch::zeros({0}, torch::kFloat32), torch::zeros({0}, torch::kBool), torch::zeros({0}, torch::kFloat64)};
   return cat(parts);
 }
 
@@ -307,12 +307,8 @@ BatchScores run_batch(CausalLM& model, const BatchInputs& in, int first_block, c
     rest.push_back(score_tokens(model.forward(pass.ids, pass.mask, &expanded, outputs, continuation_start, -1, pass.predicting), pass.targets));
     if (keep) keep->continuation_caches.push_back(std::move(expanded));
   }
-  if (!rest.empty()) {
-    const TokenScores all = cat(rest);
-    scores.rest = {all.log_p.index_select(0, in.rest_order), all.greedy.index_select(0, in.rest_order), all.gap.index_select(0, in.rest_order)};
-  } else {
-    scores.rest = {torch::zeros({0}, torch::kFloat32), torch::zeros({0}, torch::kBool), torch::zeros({0}, torch::kFloat64)};
-  }
+  const TokenScores all = cat(rest);
+  scores.rest = {all.log_p.index_select(0, in.rest_order), all.greedy.index_select(0, in.rest_order), all.gap.index_select(0, in.rest_order)};
   if (keep) keep->context_cache = std::move(cache);
   return scores;
 }
