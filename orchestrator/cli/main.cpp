@@ -5,6 +5,9 @@
 #include <iostream>
 #include <string>
 #include <vector>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "memsweep_version.h"
 #include "orchestrator/cli/commands.h"
@@ -40,9 +43,21 @@ void print_usage(std::ostream& out) {
   for (const Command& c : kCommands) out << "  " << c.name << std::string(std::max<size_t>(2, 18 - std::strlen(c.name)), ' ') << c.summary << "\n";
 }
 
+// A worker frees and allocates its large temporaries (logits, attention scores: tens to hundreds of MB) again for
+// every batch and configuration. glibc maps each allocation above 32 MB afresh and the kernel zeroes its pages again
+// every time: a CPU sweep spent a tenth of its time there (PIQA sweep, pythia-70m shape: 16.2 s -> 14.8 s, system
+// time 1.9 -> 0.4 s). Below 1 GB they now come from the heap, which keeps up to 1 GB freed for the next batch.
+void keep_large_allocations() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  keep_large_allocations();
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;

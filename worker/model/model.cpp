@@ -104,7 +104,7 @@ void CausalLM::check_row_modes(int64_t batch) const {
 
 torch::Tensor CausalLM::logits_of_last(const torch::Tensor& h, int64_t logits_last, const torch::Tensor& logits_at) {
   if (logits_at.defined()) return logits_from_residual(h.reshape({-1, h.size(-1)}).index_select(0, logits_at.to(h.device())));
-  if (logits_last == 0) return {};
+  if (logits_last == 0) return h;
   const int64_t T = h.size(1);
   return logits_from_residual(logits_last > 0 && logits_last < T ? h.narrow(1, T - logits_last, logits_last) : h);
 }

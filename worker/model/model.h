@@ -94,9 +94,10 @@ class CausalLM {
   // intervention's first block, the baseline's); a cache must then already hold those layers' keys and values
   // for these T tokens.
   // `logits_last` > 0 computes the logits of the last logits_last positions only ([B, logits_last, V]; the
-  // output head is most of a small model's work and its logits most of the memory), 0 none (the result is
-  // undefined: for callers that want layer_outputs or the cache), -1 every position. `logits_at`, when defined,
-  // instead lists positions of the flattened [B * T] (int64 [N]): the logits of those only, [N, V].
+  // output head is most of a small model's work and its logits most of the memory), -1 every position, 0 none: the
+  // result is then the residual stream after the last layer, [B, T, d] (logits_from_residual makes logits of it,
+  // e.g. of several passes' rows in one call of the head). `logits_at`, when defined, instead lists positions of
+  // the flattened [B * T] (int64 [N]): the logits of those only, [N, V].
   virtual torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache* cache = nullptr,
                                 std::vector<torch::Tensor>* layer_outputs = nullptr,
                                 const ForwardStart& start = ForwardStart(), int64_t logits_last = -1,

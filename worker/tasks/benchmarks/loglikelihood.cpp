@@ -119,17 +119,18 @@ namespace {
 // prediction nobody reads) of the requests with two or more continuation tokens, in passes of similar lengths
 // (longest first, cut where it saves the most padding: pass_ends), each right-padded (the padding comes
 // after every real token, so causal attention never lets a real token see it), each row after its context's keys
-// and values. Every predicted token comes with its target, so a pass is scored as soon as it has run.
+// and values. The batch's predicted tokens are, in order: each request's first continuation token (predicted by its
+// context's last position), then every pass's, row by row.
 struct ContinuationPass {
   torch::Tensor ids, mask, context;  // [R, L], [R, Tc + L] (undefined when no context is padded), [R]
   torch::Tensor predicting;          // positions of the flattened [R * L] that predict a token
-  torch::Tensor targets;             // [N]: the token each of those predicts
 };
 struct BatchInputs {
   torch::Tensor context_ids, context_mask;  // [C, Tc]; mask undefined when no context is padded
-  torch::Tensor first_context, first_targets;  // per request (batch order): its context's row, its first token
+  torch::Tensor first_context;              // per request (batch order): its context's row
   std::vector<ContinuationPass> passes;
-  // Row of cat(every pass's predicted tokens) for each continuation token after the first, request by request.
+  torch::Tensor targets;  // [N] (CPU): the token each predicted token is scored against, in the order above
+  // The predicted token (its place in that order) of each continuation token after the first, request by request.
   torch::Tensor rest_order;
 };
 
@@ -163,29 +164,28 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
     int64_t context, fed, order;  // order: the request's place in the batch
   };
   std::vector<Row> rows;
-  std::vector<int64_t> first_context, first_targets;
+  std::vector<int64_t> first_context, targets;
   int64_t order = 0;
   for (size_t c = 0; c < batch.requests.size(); ++c)
     for (size_t r : batch.requests[c]) {
       first_context.push_back(int64_t(c));
-      first_targets.push_back(requests[r].continuation[0]);
+      targets.push_back(requests[r].continuation[0]);
       const int64_t fed = int64_t(requests[r].continuation.size()) - 1;
       if (fed > 0) rows.push_back({r, int64_t(c), fed, order});
       ++order;
     }
   in.first_context = torch::tensor(first_context, torch::kInt64);
-  in.first_targets = torch::tensor(first_targets, torch::kInt64);
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.fed > b.fed; });
   std::vector<int64_t> fed;
   for (const Row& row : rows) fed.push_back(row.fed);
   const std::vector<size_t> ends = pass_ends(fed);
-  // Where each request's predicted tokens land in cat(pass outputs): a pass lists its rows' tokens row by row.
+  // Where each request's second token lands among the predicted tokens.
   std::vector<int64_t> first_output(size_t(order), -1);
-  int64_t outputs = 0;
+  int64_t outputs = order;
   size_t begin = 0;
   for (size_t end : ends) {
     const int64_t length = rows[begin].fed, count = int64_t(end - begin);
-    std::vector<int64_t> ids(size_t(count * length), 0), context_of_row, predicting, targets;
+    std::vector<int64_t> ids(size_t(count * length), 0), context_of_row, predicting;
     for (int64_t i = 0; i < count; ++i) {
       const Row& row = rows[begin + size_t(i)];
       const auto& continuation = requests[row.request].continuation;
@@ -198,7 +198,6 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
     pass.ids = torch::tensor(ids, torch::kInt64).view({count, length}).to(device);
     pass.context = torch::tensor(context_of_row, torch::kInt64).to(device);
     pass.predicting = torch::tensor(predicting, torch::kInt64).to(device);
-    pass.targets = torch::tensor(targets, torch::kInt64);
     if (in.context_mask.defined())
       pass.mask = torch::cat({in.context_mask.index_select(0, pass.context), torch::ones({count, length}, in.context_mask.options())}, 1);
     in.passes.push_back(std::move(pass));
@@ -211,6 +210,7 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
       for (int64_t j = 0; j + 1 < int64_t(requests[r].continuation.size()); ++j) rest_order.push_back(first_output[size_t(order)] + j);
       ++order;
     }
+  in.targets = torch::tensor(targets, torch::kInt64);
   in.rest_order = torch::tensor(rest_order, torch::kInt64);
   return in;
 }
@@ -250,20 +250,26 @@ TokenScores cat(const std::vector<TokenScores>& parts) {
   return {torch::cat(log_p), torch::cat(greedy), torch::cat(gap)};
 }
 
-// logits [N, V], targets [N] (CPU). A few rows at a time: a chunk's float32 log-probabilities are allocated and
-// freed per chunk (small enough for the allocator to reuse), never a copy of the whole [N, V].
-TokenScores score_tokens(const torch::Tensor& logits, const torch::Tensor& targets) {
-  const int64_t N = logits.size(0), V = logits.size(1);
-  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 22) / std::max<int64_t>(1, V));
+// hidden [N, d]: the residual stream after the last layer at N predicting positions; targets [N] (CPU). The output
+// head runs on up to 128 MB of logits at a time (one call of the head reads its whole weight: calls of a few rows
+// each would spend their time on that); their float32 log-probabilities are made 16 MB at a time (small enough for
+// the allocator to reuse), never a copy of the whole [N, V].
+TokenScores score_tokens(CausalLM& model, const torch::Tensor& hidden, const torch::Tensor& targets) {
+  const int64_t N = hidden.size(0), V = model.vocab_size();
+  const int64_t head_rows = std::max<int64_t>(1, (int64_t(1) << 27) / (V * int64_t(c10::elementSize(model.dtype()))));
+  const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 22) / V);
   std::vector<TokenScores> parts;
-  for (int64_t first = 0; first < N; first += chunk) {
-    const int64_t n = std::min(chunk, N - first);
-    const torch::Tensor target = targets.narrow(0, first, n).to(logits.device());
-    const torch::Tensor log_p = torch::log_softmax(logits.narrow(0, first, n).to(torch::kFloat32), -1);
-    torch::Tensor gap;
-    const torch::Tensor best = greedy_choice(log_p, {}, &gap);
-    parts.push_back({log_p.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU), (best == target).to(torch::kCPU),
-                     gap.to(torch::kCPU, torch::kFloat64)});
+  for (int64_t head_first = 0; head_first < N; head_first += head_rows) {
+    const torch::Tensor logits = model.logits_from_residual(hidden.narrow(0, head_first, std::min(head_rows, N - head_first)));
+    for (int64_t first = 0; first < logits.size(0); first += chunk) {
+      const int64_t n = std::min(chunk, logits.size(0) - first);
+      const torch::Tensor target = targets.narrow(0, head_first + first, n).to(logits.device());
+      const torch::Tensor log_p = torch::log_softmax(logits.narrow(0, first, n).to(torch::kFloat32), -1);
+      torch::Tensor gap;
+      const torch::Tensor best = greedy_choice(log_p, {}, &gap);
+      parts.push_back({log_p.gather(1, target.unsqueeze(1)).squeeze(1).to(torch::kCPU), (best == target).to(torch::kCPU),
+                       gap.to(torch::kCPU, torch::kFloat64)});
+    }
   }
   return cat(parts);
 }
@@ -274,9 +280,10 @@ struct BatchScores {
   TokenScores first, rest;
 };
 
-// The batch under the model's current modes, scored pass by pass (no pass's logits outlive it). With `base` and
-// first_block > 0, the layers below first_block are the baseline's (kept in `base`); with `keep`, this (baseline)
-// pass keeps its activations there.
+// The batch under the model's current modes. The passes keep only the residual stream at their predicting
+// positions; the output head then runs on all of them together (score_tokens). With `base` and first_block > 0, the
+// layers below first_block are the baseline's (kept in `base`); with `keep`, this (baseline) pass keeps its
+// activations there.
 BatchScores run_batch(CausalLM& model, const BatchInputs& in, int first_block, const Activations* base, Activations* keep) {
   BatchScores scores;
   KVCache cache;
@@ -286,12 +293,12 @@ BatchScores run_batch(CausalLM& model, const BatchInputs& in, int first_block, c
     cache.values.assign(base->context_cache.values.begin(), base->context_cache.values.begin() + first_block);
     start = {first_block, base->context_outputs[size_t(first_block - 1)]};
   }
-  // Only a context's last position predicts a continuation token.
+  std::vector<torch::Tensor> hidden;  // at the predicted tokens, in BatchInputs' order
   {
-    const torch::Tensor last = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start, 1);
-    scores.first = score_tokens(last.select(1, 0).index_select(0, in.first_context.to(last.device())), in.first_targets);
+    // Only a context's last position predicts a continuation token.
+    const torch::Tensor h = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start, 0);
+    hidden.push_back(h.select(1, h.size(1) - 1).index_select(0, in.first_context.to(h.device())));
   }
-  std::vector<TokenScores> rest;
   for (size_t p = 0; p < in.passes.size(); ++p) {
     const ContinuationPass& pass = in.passes[p];
     KVCache expanded = select_rows(cache, pass.context);
@@ -304,10 +311,13 @@ BatchScores run_batch(CausalLM& model, const BatchInputs& in, int first_block, c
     }
     std::vector<torch::Tensor>* outputs = nullptr;
     if (keep) outputs = &keep->continuation_outputs.emplace_back();
-    rest.push_back(score_tokens(model.forward(pass.ids, pass.mask, &expanded, outputs, continuation_start, -1, pass.predicting), pass.targets));
+    const torch::Tensor h = model.forward(pass.ids, pass.mask, &expanded, outputs, continuation_start, 0);
+    hidden.push_back(h.reshape({-1, h.size(-1)}).index_select(0, pass.predicting.to(h.device())));
     if (keep) keep->continuation_caches.push_back(std::move(expanded));
   }
-  const TokenScores all = cat(rest);
+  const TokenScores all = score_tokens(model, torch::cat(hidden), in.targets);
+  const int64_t requests = in.first_context.size(0);
+  scores.first = {all.log_p.narrow(0, 0, requests), all.greedy.narrow(0, 0, requests), all.gap.narrow(0, 0, requests)};
   scores.rest = {all.log_p.index_select(0, in.rest_order), all.greedy.index_select(0, in.rest_order), all.gap.index_select(0, in.rest_order)};
   if (keep) keep->context_cache = std::move(cache);
   return scores;
