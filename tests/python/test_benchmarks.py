@@ -188,6 +188,18 @@ def test_grouping_never_changes_a_score(setup, kind):
     assert all(abs(p - q) <= max(1e-5, 1e-6 * abs(q)) for p, q in pairs)
 
 
+
+@pytest.mark.parametrize("kind", ["piqa", "rolling_loglikelihood"])
+def test_layers_split_over_devices_give_the_same_scores(setup, kind):
+    """--devices 2 (CPU placeholders, the code path of two GPUs): the passes' last-layer outputs come from the second
+    device, where the output head runs on the whole batch's rows; every score and greedy flag equals the unsplit
+    sweep's, bit for bit."""
+    one = memsweep_eval(setup, kind, "--batch-size", 16, "--sweep")
+    split = memsweep_eval(setup, kind, "--batch-size", 16, "--sweep", "--devices", 2)
+    assert [r["intervention"] for r in one["results"]] == [r["intervention"] for r in split["results"]]
+    assert [r["examples"] for r in one["results"]] == [r["examples"] for r in split["results"]]
+    assert [r["metrics"] for r in one["results"]] == [r["metrics"] for r in split["results"]]
+
 BAD_DATA = [
     ("piqa", '{"goal": "g", "sol1": "a", "sol2": "b", "label": 0}\n{"goal": "g", "sol1": "a"\n', "line 2", "JSON"),
     ("piqa", '{"goal": "g", "sol1": "a", "label": 0}\n', "line 1", "missing field 'sol2'"),
