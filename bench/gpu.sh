@@ -9,7 +9,9 @@
 #                 eager and sdpa attention, with the GPU's bf16 matmul rate (bench/forward_throughput.py)
 #   memorize-*    workload (1): a full single-block memorization sweep, bfloat16 (bench/memorization_sweep.py)
 #   split         with 2+ GPUs: a model split over them (--devices K) equals the unsplit one (bench/split_devices.py)
-# for a pythia-70m-shaped and a pythia-1.4b-shaped random-init model. The multiple-choice sweep (workload 2) needs
+# for a pythia-70m-shaped and a pythia-1.4b-shaped random-init model. The stages' limits add up to more than 10
+# minutes (a typical per-command limit on a lent machine): MEMSWEEP_GPU_STAGES="split forward-70m" runs only the
+# stages named (the build always runs; a second call on the same machine finds it done and only relinks). The multiple-choice sweep (workload 2) needs
 # lm-evaluation-harness, which such a machine may lack: run bench on a CPU machine for it.
 # C++ libraries the machine lacks come from Debian packages in bench/gpu-deps/ (bench/gpu-deps.sh fetches them
 # where apt works), unpacked into a private prefix (never into /).
@@ -22,8 +24,10 @@ summary="$out/summary.txt"
 : >"$summary"
 say() { echo "$*" | tee -a "$summary"; }
 
+only=" ${MEMSWEEP_GPU_STAGES:-} "
 stage() {  # stage NAME SECONDS COMMAND...: runs it with a time limit, output to OUT/NAME.log and the screen
   local name=$1 limit=$2; shift 2
+  if [[ "$only" != "  " && "$only" != *" $name "* && "$name" != build ]]; then return 0; fi
   local start=$(date +%s)
   echo "=== $name"
   timeout "$limit" "$@" 2>&1 | tee "$out/$name.log"
