@@ -11,8 +11,9 @@ reference's baseline EM is 1. In float32 both sides must give the same metrics (
 relative) or the run stops; in bfloat16/float16 (GPU runs, bench/gpu.sh) two implementations round differently,
 so the largest differences are printed instead. In every dtype, each row whose greedy suffix differs from the
 reference's generate must differ first where memsweep recorded a top-two gap below EPSILON (the method's equality
-rule: a near-tie), or the run ends with a non-zero exit after printing its numbers. memsweep's time is its whole process (start, model load, CUDA
-initialisation included); the reference's model is loaded before its clock starts.
+rule: a near-tie), or the run ends with a non-zero exit after printing its numbers. memsweep's time is its whole
+process (start, model load, CUDA initialisation included); the reference's model is loaded, and CUDA initialised,
+before its clock starts: "the evaluation alone" (memsweep's JSON `seconds`) is the like-for-like figure there.
 Usage: bench/memorization_sweep.py [--shape pythia-70m|pythia-160m|pythia-1.4b|tiny] [--rows 64] [--batch 32]
        [--repeats 5] [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--memsweep build/memsweep]
 On demand, outside CI."""
