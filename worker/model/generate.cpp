@@ -42,6 +42,13 @@ torch::Tensor greedy_choice(const torch::Tensor& logits, const std::vector<int64
       if (id >= 0 && id < scores.size(-1)) scores.select(-1, id).fill_(-std::numeric_limits<float>::infinity());
   }
   if (!gap) return scores.argmax(-1);  // first maximal index: ties go to the lowest id
+  if (!scores.device().is_cpu()) {
+    // On a GPU a decode step is bound by kernel launches: argmax (the first maximum) and topk's two values are three
+    // kernels, where first_max_and_gap's block maxima (for CPUs, where topk's index-tracking loop is slow) take ~16.
+    const torch::Tensor top = std::get<0>(scores.topk(2, -1));
+    *gap = top.select(-1, 0) - top.select(-1, 1);
+    return scores.argmax(-1);
+  }
   const int64_t V = scores.size(-1);
   const torch::Tensor best = first_max_and_gap(scores.reshape({-1, V}), gap);
   auto shape = scores.sizes().vec();
