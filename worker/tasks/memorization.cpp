@@ -390,7 +390,10 @@ class MemorizationTask : public Task {
           start = {first_block, base_outputs[size_t(first_block - 1)]};
         }
         torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr, start, batch.longest_suffix);
-        done(k, teacher_forced(model, batch, logits, cache, options_));
+        TeacherForced teacher = teacher_forced(model, batch, logits, cache, options_);
+        // Freed before done() may run the waiting generations: the kept prefixes are copies.
+        logits = torch::Tensor(), cache = KVCache();
+        done(k, std::move(teacher));
       }
       run_waiting();
     }
