@@ -5,14 +5,12 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <optional>
 
 #include "orchestrator/cli/commands.h"
 #include "orchestrator/cli/model_options.h"
 #include "orchestrator/cli/options.h"
 #include "worker/base/error.h"
 #include "worker/base/log.h"
-#include "worker/tasks/benchmarks/documents.h"
 #include "worker/tasks/kinds.h"
 #include "worker/tasks/task.h"
 #include "worker/tokenizer/tokenizer.h"
@@ -81,15 +79,17 @@ int eval_command(const Arguments& args) {
   if (values.count("limit")) dataset.options["limit"] = limit;
   if (values.count("skip-bad")) dataset.options["skip_bad"] = true;
 
-  auto tokenizer = model_tokenizer(model_options.model_dir, tokenizer_path);
+  // The task context and the dataset first, as `run` opens them (tasks/dataset.h): bad data fails before any weights load.
+  const TaskContext context = read_task_context(model_options.model_dir, tokenizer_path, model_options.model_dir);
   if (!dataset_tokenizer.empty()) {
-    if (!tokenizer) throw Error("--dataset-tokenizer given, but the model has no tokenizer to compare with (use --tokenizer)");
+    if (!context.tokenizer) throw Error("--dataset-tokenizer given, but the model has no tokenizer to compare with (use --tokenizer)");
     const bool is_hash = dataset_tokenizer.size() == 64 && dataset_tokenizer.find_first_not_of("0123456789abcdef") == std::string::npos;
     const std::string expected = is_hash ? dataset_tokenizer : Tokenizer::load(dataset_tokenizer).content_hash();
-    if (expected != tokenizer->content_hash())
+    if (expected != context.tokenizer->content_hash())
       throw Error("dataset " + dataset.path + " was made with tokenizer " + expected + ", but the model's tokenizer is " +
-                  tokenizer->content_hash() + ": its ids would be silently wrong");
+                  context.tokenizer->content_hash() + ": its ids would be silently wrong");
   }
+  auto task = open_task(dataset, context);
 
   using Clock = std::chrono::steady_clock;
   const auto load_start = Clock::now();
@@ -107,9 +107,6 @@ int eval_command(const Arguments& args) {
     interventions.push_back(Intervention());
     for (int layer = 0; layer < model->num_layers(); ++layer) interventions.push_back(Intervention{{layer}, {}});
   }
-  TaskContext context{tokenizer ? &*tokenizer : nullptr, model->vocab_size(), model->eos_token_ids(),
-                      harness_max_length(model_options.model_dir)};
-  auto task = open_task(dataset, context);
   RunOptions run_options;
   run_options.batch_size = batch_size;
   run_options.reuse_lower_layers = !values.count("no-reuse");

@@ -1,7 +1,5 @@
 #include "orchestrator/cli/model_options.h"
 
-#include <filesystem>
-
 #include "worker/base/block_list.h"
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
@@ -36,15 +34,6 @@ std::unique_ptr<CausalLM> load_model_with_interventions(const ModelOptions& opti
       throw Error("block " + std::to_string(block) + " is listed in both --short-circuit and --zero-attention");
   model->set_attention_mode(zeroed, AttentionMode::zero_attention);
   return model;
-}
-
-std::optional<Tokenizer> model_tokenizer(const std::string& model_dir, const std::string& explicit_path) {
-  if (!explicit_path.empty()) return Tokenizer::load(explicit_path);
-  namespace fs = std::filesystem;
-  if (fs::exists(fs::path(model_dir) / "tokenizer.json") ||
-      (fs::exists(fs::path(model_dir) / "vocab.json") && fs::exists(fs::path(model_dir) / "merges.txt")))
-    return Tokenizer::load(model_dir);
-  return std::nullopt;
 }
 
 std::vector<std::vector<int64_t>> read_token_rows(const std::string& path, int64_t vocab_size) {

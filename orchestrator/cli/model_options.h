@@ -3,12 +3,10 @@
 // and reading token-id rows from JSON.
 #include <boost/program_options.hpp>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "worker/model/model.h"
-#include "worker/tokenizer/tokenizer.h"
 
 namespace memsweep {
 
@@ -19,10 +17,6 @@ struct ModelOptions {
 void add_model_options(boost::program_options::options_description& options, ModelOptions& values);
 // Loads the model and sets the interventions; Error for a block out of range or listed under both kinds.
 std::unique_ptr<CausalLM> load_model_with_interventions(const ModelOptions& options);
-
-// The model's tokenizer: `explicit_path` when given, else MODEL_DIR/tokenizer.json (or vocab.json + merges.txt),
-// else none.
-std::optional<Tokenizer> model_tokenizer(const std::string& model_dir, const std::string& explicit_path);
 
 // A JSON array of non-empty arrays of ids below vocab_size; errors name the file, row and position.
 std::vector<std::vector<int64_t>> read_token_rows(const std::string& path, int64_t vocab_size);

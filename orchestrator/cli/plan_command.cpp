@@ -1,10 +1,13 @@
-// memsweep plan: the grid a study expands to, and what its store already holds, before anything runs.
+// memsweep plan: the grid a study expands to, each model's interventions, what its store already holds, and the
+// memory each model needs for its datasets as they will be batched, before anything runs.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <torch/torch.h>
 
@@ -16,8 +19,8 @@
 #include "orchestrator/worker_loop/device_choice.h"
 #include "orchestrator/worker_loop/worker_loop.h"
 #include "worker/base/error.h"
+#include "worker/base/human_bytes.h"
 #include "worker/base/log.h"
-#include "worker/model/model.h"
 
 namespace po = boost::program_options;
 
@@ -26,9 +29,10 @@ namespace memsweep {
 namespace {
 
 // A short timed run of the first unit of each model and dataset, cut to `examples` examples after a one-example
-// warm-up (model load, first allocations), on the device a worker would use. Prints minutes per unit and
-// whether a unit started just before SIGUSR1 finishes within the drain grace.
-void calibrate(const PreparedStudy& prepared, int64_t examples, double grace_s) {
+// warm-up (model load, first allocations), on the device a worker would use. Prints minutes per unit, whether a unit
+// started just before SIGUSR1 finishes within the drain grace, and the device-hours of the whole study and of what
+// the store does not hold yet.
+void calibrate(const PreparedStudy& prepared, const std::map<std::string, std::string>& stored, int64_t examples, double grace_s) {
   const Study& study = prepared.study;
   const std::string device = choose_device(study.run.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"),
                                            study.run.devices_per_worker);
@@ -44,9 +48,11 @@ void calibrate(const PreparedStudy& prepared, int64_t examples, double grace_s) 
   std::printf("%-20s %-20s %7s %12s %9s %11s  %s\n", "model", "dataset", "interv", "s/example", "examples", "min/unit",
               ("drain in " + std::to_string(int(grace_s)) + " s").c_str());
   double worst_s_per_example = 0;
-  std::set<std::pair<std::string, std::string>> seen;
+  // Seconds per example and intervention, per (model, dataset): what every unit of that pair is projected with.
+  std::map<std::pair<std::string, std::string>, double> rate;
   for (const Unit& unit : prepared.units) {
-    if (!seen.insert({unit.model, unit.dataset}).second) continue;
+    const auto pair = std::make_pair(unit.model, unit.dataset);
+    if (rate.count(pair)) continue;
     UnitRow row;
     row.unit = unit;
     const UnitOrder order = make_unit_order(study, row, 1);
@@ -54,6 +60,7 @@ void calibrate(const PreparedStudy& prepared, int64_t examples, double grace_s) 
     const auto [seconds, count] = timed(order, examples);
     const double per_example = seconds / double(std::max<int64_t>(count, 1));
     const double unit_s = per_example * double(unit.count);
+    rate[pair] = per_example / double(std::max<size_t>(unit.interventions.size(), 1));
     worst_s_per_example = std::max(worst_s_per_example, per_example);
     std::printf("%-20s %-20s %7zu %12.4g %9lld %11.3g  %s\n", unit.model.c_str(), unit.dataset.c_str(), unit.interventions.size(),
                 per_example, (long long)unit.count, unit_s / 60, unit_s <= grace_s ? "fits" : "does NOT fit");
@@ -63,32 +70,56 @@ void calibrate(const PreparedStudy& prepared, int64_t examples, double grace_s) 
                 "fewer interventions per unit shorten a unit too). SLURM's USR1 lead must exceed the grace (memsweep submit\n"
                 "--signal-lead, default drain_grace_s + cancel_wait_s + 60).\n",
                 grace_s, (long long)(grace_s / worst_s_per_example));
+  double total_s = 0, remaining_s = 0;
+  for (const Unit& unit : prepared.units) {
+    const double s = rate[{unit.model, unit.dataset}] * double(unit.count) * double(unit.interventions.size());
+    total_s += s;
+    const auto found = stored.find(unit.key());
+    if (found == stored.end() || found->second != "done") remaining_s += s;
+  }
+  const int k = study.run.devices_per_worker;
+  std::printf("the whole study: %.3g device-hours on %s (%.3g left to run)%s; model loads not counted, one per model and worker\n",
+              total_s * k / 3600, device.c_str(), remaining_s * k / 3600,
+              k > 1 ? (" with " + std::to_string(k) + " devices per worker").c_str() : "");
+}
+
+// Prints names separated by ", ", wrapped before `width` columns, each line indented by `indent` spaces.
+void print_wrapped(const std::vector<std::string>& names, size_t indent, size_t width) {
+  size_t column = indent;
+  std::printf("%*s", int(indent), "");
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string item = names[i] + (i + 1 < names.size() ? "," : "");
+    if (column > indent && column + 1 + item.size() > width) std::printf("\n%*s", int(indent), ""), column = indent;
+    else if (column > indent) std::printf(" "), ++column;
+    std::printf("%s", item.c_str());
+    column += item.size();
+  }
+  std::printf("\n");
 }
 
 }  // namespace
 
 int plan_command(const Arguments& raw) {
-  const CommandSpec spec{"plan", "STUDY.toml [--db PATH] [--device-memory GB] [--tokens N] [--calibrate [--calibrate-examples N] [--grace SECONDS]]",
+  const CommandSpec spec{"plan", "STUDY.toml [--db PATH] [--device-memory GB] [--calibrate [--calibrate-examples N] [--grace SECONDS]]",
                          "Checks a study as `memsweep run` would (keys, paths, tokenizers, datasets) and prints its\n"
-                         "grid: units, examples and interventions per model and dataset, the totals, and how many\n"
-                         "units the store already has done, failed, running or pending.\n"
-                         "Then each model's memory from its config.json: weights in its dtype and the activations of\n"
-                         "one batch of [run] batch_size rows of N tokens (default: token_budget / batch_size when a\n"
-                         "token budget is set, else the model's context length). With --device-memory (a worker's\n"
+                         "grid: units, examples and interventions per model and dataset, the totals, each model's\n"
+                         "interventions, and how many units the store already has done, failed, running or pending.\n"
+                         "Then each model's memory per device of a worker: its weights in its dtype and the activations of\n"
+                         "the largest batch its datasets make at [run] batch_size and token_budget, read off the datasets\n"
+                         "themselves (their longest rows, tokenized where they are text). With --device-memory (a worker's\n"
                          "GPU, e.g. 80 for an 80 GB card) a model that does not fit is an error (exit 1).\n"
                          "--calibrate: times a few examples of the first unit of each model and dataset on this machine's\n"
-                         "device and prints minutes per unit and whether a unit fits in the drain grace after SIGUSR1\n"
-                         "(run it on a compute node, like the workers: a login node's CPU says little about a GPU)."};
+                         "device and prints minutes per unit, whether a unit fits in the drain grace after SIGUSR1 and the\n"
+                         "study's device-hours (run it on a compute node, like the workers: a login node's CPU says little\n"
+                         "about a GPU)."};
   std::string study_path, db;
   double device_memory_gb = 0;
-  int64_t tokens_option = 0;
   bool calibrate_units = false;
   int64_t calibrate_examples = 4;
   double grace_s = -1;
   po::options_description options("options");
   options.add_options()("study", po::value(&study_path)->required(), "the study file")("db", po::value(&db), "the store (overrides [store] path)")(
       "device-memory", po::value(&device_memory_gb), "a worker's device memory in GB (1e9 bytes): refuse what does not fit")(
-      "tokens", po::value(&tokens_option), "tokens per row for the activation estimate")(
       "calibrate", po::bool_switch(&calibrate_units), "time a short run of one unit per model and dataset")(
       "calibrate-examples", po::value(&calibrate_examples)->default_value(4), "examples timed per unit")(
       "grace", po::value(&grace_s), "drain grace to check against (default [run] drain_grace_s)");
@@ -104,20 +135,24 @@ int plan_command(const Arguments& raw) {
   if (has_store) stored = read_store_summary(study.store.path).status_by_key;
 
   struct Row {
-    int64_t units = 0, examples = 0, interventions = 0, evaluations = 0;
+    int64_t units = 0, interventions = 0, evaluations = 0;
     std::map<std::string, int64_t> status;
   };
+  std::map<std::string, size_t> model_index, dataset_index;
+  for (size_t m = 0; m < study.models.size(); ++m) model_index[study.models[m].name] = m;
+  for (size_t d = 0; d < study.datasets.size(); ++d) dataset_index[study.datasets[d].name] = d;
   std::map<std::pair<size_t, size_t>, Row> rows;
   Row total;
+  std::unordered_set<std::string> planned;
+  planned.reserve(prepared.units.size());
   for (const Unit& u : prepared.units) {
-    size_t m = 0, d = 0;
-    while (study.models[m].name != u.model) ++m;
-    while (study.datasets[d].name != u.dataset) ++d;
-    Row& row = rows[{m, d}];
+    const std::string key = u.key();
+    planned.insert(key);
+    Row& row = rows[{model_index.at(u.model), dataset_index.at(u.dataset)}];
+    const auto found = stored.find(key);
     for (Row* r : {&row, &total}) {
       r->units++;
       r->evaluations += u.count * int64_t(u.interventions.size());
-      auto found = stored.find(u.key());
       r->status[found == stored.end() ? "new" : found->second]++;
     }
   }
@@ -135,60 +170,86 @@ int plan_command(const Arguments& raw) {
   for (const auto& [key, row] : rows) {
     const ModelEntry& m = study.models[key.first];
     const DatasetEntry& d = study.datasets[key.second];
-    int64_t examples = 0;
-    for (const DatasetFacts& f : prepared.datasets)
-      if (f.name == d.name) examples = f.num_examples;
-    print(m.name, d.name, std::to_string(m.num_layers), std::to_string(examples), std::to_string(study.interventions_for(m).size()), row);
+    print(m.name, d.name, std::to_string(m.num_layers), std::to_string(prepared.datasets[key.second].num_examples),
+          std::to_string(study.interventions_for(m).size()), row);
   }
   print("total", "", "", "", "", total);
   std::printf("\n%lld example evaluations (examples x interventions); batch size %d, %lld examples per unit\n",
               (long long)total.evaluations, study.run.batch_size, (long long)study.run.unit_size);
   int64_t outside = 0;
-  for (const auto& [key, status] : stored) {
-    bool planned = false;
-    for (const Unit& u : prepared.units) planned = planned || u.key() == key;
-    outside += !planned;
-  }
+  for (const auto& entry : stored) outside += !planned.count(entry.first);
   if (outside) std::printf("the store also holds %lld units this study file does not plan (an earlier version)\n", (long long)outside);
 
-  // Per device of a worker (devices_per_worker of them, the layers split over them): the one that needs the most.
-  const int k = study.run.devices_per_worker;
-  std::printf("\n%-20s %-9s %12s %8s %11s %14s %10s %s\n", "model", "dtype", "parameters", "devices", "weights GB",
-              "activations GB", "total GB", device_memory_gb > 0 ? "fits (devices needed)" : "");
-  int refused = 0;
+  std::printf("\ninterventions per model:\n");
   for (const ModelEntry& m : study.models) {
+    const std::vector<std::string> names = study.interventions_for(m);
+    std::printf("  %s (%zu):\n", m.name.c_str(), names.size());
+    print_wrapped(names, 4, 110);
+  }
+
+  // Per device of a worker (devices_per_worker of them, the layers split over them): the one that needs the most,
+  // for the dataset whose largest batch needs the most.
+  const int k = study.run.devices_per_worker;
+  std::printf("\n%-20s %-9s %12s %8s %10s %12s %10s  %-34s %s\n", "model", "dtype", "parameters", "devices", "weights", "activations",
+              "total", "largest batch (dataset: rows x tokens)", device_memory_gb > 0 ? "fits (devices needed)" : "");
+  int refused = 0;
+  for (size_t mi = 0; mi < study.models.size(); ++mi) {
+    const ModelEntry& m = study.models[mi];
     const ModelSize size = read_model_size(m.path);
-    const int64_t rows = study.run.batch_size;
-    const int64_t tokens = tokens_option > 0 ? tokens_option
-                           : study.run.token_budget > 0 ? std::max<int64_t>(1, study.run.token_budget / rows)
-                                                        : size.max_positions;
-    const torch::ScalarType dtype = parse_dtype(m.dtype);
+    const int64_t bytes = dtype_bytes(m.dtype);
     if (k > size.layers)
       throw Error("devices_per_worker = " + std::to_string(k) + " is more than the " + std::to_string(size.layers) + " layers of model '" +
                   m.name + "': a worker cannot split it that far");
-    const MemoryEstimate e = estimate_memory(size, dtype, rows, tokens, k);
+    std::vector<std::pair<const DatasetEntry*, BatchShape>> batches;
+    for (const DatasetEntry& d : study.datasets) {
+      if (!study.pairs(d, m)) continue;
+      try {
+        batches.emplace_back(&d, largest_batch(dataset_spec(d), prepared.contexts[mi], study.run.batch_size, study.run.token_budget));
+      } catch (const Error& e) {
+        throw Error(d.place.str() + ": " + e.what());
+      }
+    }
+    auto worst = [&](int devices) {
+      std::pair<MemoryEstimate, size_t> largest{MemoryEstimate(), 0};
+      for (size_t b = 0; b < batches.size(); ++b) {
+        const MemoryEstimate e = estimate_memory(size, bytes, batches[b].second, devices);
+        if (b == 0 || e.total() > largest.first.total()) largest = {e, b};
+      }
+      if (batches.empty()) largest.first = estimate_memory(size, bytes, BatchShape(), devices);
+      return largest;
+    };
+    const auto [e, b] = worst(k);
     const bool fits = e.total() <= device_memory_gb * 1e9;
     int needed = 0;  // the fewest devices per worker it fits on, 0: none
     for (int d = 1; d <= size.layers && device_memory_gb > 0 && !needed; ++d)
-      if (estimate_memory(size, dtype, rows, tokens, d).total() <= device_memory_gb * 1e9) needed = d;
+      if (worst(d).first.total() <= device_memory_gb * 1e9) needed = d;
     refused += device_memory_gb > 0 && !fits;
     const std::string verdict = device_memory_gb <= 0 ? ""
                                 : (fits ? "yes" : "NO") + std::string(needed ? " (" + std::to_string(needed) + ")" : " (none)");
-    std::printf("%-20s %-9s %12lld %8d %11.2f %14.2f %10.2f %s\n", m.name.c_str(), m.dtype.c_str(), (long long)size.parameters, k,
-                e.weights / 1e9, e.activations / 1e9, e.total() / 1e9, verdict.c_str());
+    std::string largest = "-";
+    if (!batches.empty()) {
+      const BatchShape& shape = batches[b].second;
+      largest = batches[b].first->name + ": " + std::to_string(shape.rows) + " x " + std::to_string(shape.tokens);
+      if (shape.kind == BatchShape::Kind::loglikelihood)
+        largest += " + " + std::to_string(shape.continuation_rows) + " x " + std::to_string(shape.continuation_tokens);
+    }
+    std::printf("%-20s %-9s %12lld %8d %10s %12s %10s  %-34s %s\n", m.name.c_str(), m.dtype.c_str(), (long long)size.parameters, k,
+                human_bytes(e.weights).c_str(), human_bytes(e.activations).c_str(), human_bytes(e.total()).c_str(), largest.c_str(),
+                verdict.c_str());
     if (device_memory_gb > 0 && !fits)
-      log_error("model '" + m.name + "' (" + m.path + ") needs about " + std::to_string(int64_t(e.total() / 1e9 + 0.5)) + " GB in " +
-                m.dtype + " on its fullest device of " + std::to_string(k) + " (weights " + std::to_string(int64_t(e.weights / 1e9 + 0.5)) +
-                " GB + one batch of " + std::to_string(rows) + " x " + std::to_string(tokens) + " tokens), more than the " +
-                std::to_string(device_memory_gb) + " GB given: " +
+      log_error("model '" + m.name + "' (" + m.path + ") needs about " + human_bytes(e.total()) + " in " + m.dtype +
+                " on its fullest device of " + std::to_string(k) + " (weights " + human_bytes(e.weights) + " + the largest batch, " +
+                largest + ", " + human_bytes(e.activations) + "), more than the " + human_bytes(device_memory_gb * 1e9) +
+                " given: " +
                 (needed ? "set [run] devices_per_worker = " + std::to_string(needed) + " (its layers split over " +
                               std::to_string(needed) + " devices), or "
                         : std::string()) +
                 "use bfloat16, a smaller batch_size or token_budget, or a larger device");
   }
-  std::printf("(per device of a worker's %d; activations: one batch of %d rows; add ~1 GB for the CUDA context)\n", k,
-              study.run.batch_size);
-  if (calibrate_units) calibrate(prepared, std::max<int64_t>(calibrate_examples, 1), grace_s >= 0 ? grace_s : study.run.drain_grace_s);
+  std::printf("(per device of a worker's %d; loglikelihood batches: contexts + continuation rows; add ~1 GB for the CUDA\n"
+              "context on a GPU, or the libraries' ~0.2 GB on a CPU)\n", k);
+  if (calibrate_units)
+    calibrate(prepared, stored, std::max<int64_t>(calibrate_examples, 1), grace_s >= 0 ? grace_s : study.run.drain_grace_s);
   return refused ? 1 : 0;
 }
 

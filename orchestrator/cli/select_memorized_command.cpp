@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "orchestrator/cli/commands.h"
 #include "orchestrator/cli/model_options.h"
@@ -60,7 +61,9 @@ int select_memorized_command(const Arguments& args) {
     sources.push_back(read_token_stream(input, format, model->vocab_size()));
     source_rows.push_back(-1);
   } else {
-    std::optional<Tokenizer> tokenizer = model_tokenizer(model_options.model_dir, "");
+    const std::string tokenizer_path = model_tokenizer_path(model_options.model_dir, "");
+    std::optional<Tokenizer> tokenizer;
+    if (!tokenizer_path.empty()) tokenizer = Tokenizer::load(tokenizer_path);
     TokenRows rows = read_token_rows_file(input, model->vocab_size(), text_encoder(tokenizer ? &*tokenizer : nullptr), false);
     sources = std::move(rows.rows);
     source_rows = std::move(rows.source);

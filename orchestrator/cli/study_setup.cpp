@@ -2,12 +2,13 @@
 
 #include <map>
 
-#include "orchestrator/worker_loop/worker_loop.h"
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
-#include "worker/tokenizer/tokenizer.h"
+#include "worker/tasks/dataset.h"
 
 namespace memsweep {
+
+DatasetSpec dataset_spec(const DatasetEntry& dataset) { return {dataset.name, dataset.kind, dataset.path, dataset.options}; }
 
 PreparedStudy prepare_study(const std::string& path, const std::string& db_override) {
   PreparedStudy prepared;
@@ -16,29 +17,45 @@ PreparedStudy prepare_study(const std::string& path, const std::string& db_overr
   if (!db_override.empty()) prepared.study.store.path = db_override;
   const Study& study = prepared.study;
   check_tokenizers(study);
-  for (const ModelEntry& m : study.models)
-    prepared.models.push_back({m.name, m.tokenizer.empty() ? "" : Tokenizer::load(m.tokenizer).content_hash()});
-  // A dataset's size may depend on its tokenizer, never on the model otherwise: count once per tokenizer.
-  std::map<std::pair<std::string, std::string>, int64_t> counts;
+  for (const ModelEntry& m : study.models) {
+    try {
+      prepared.contexts.push_back(read_task_context(m.path, m.tokenizer, m.name));
+    } catch (const Error& e) {
+      throw Error(m.place.str() + ": model '" + m.name + "': " + e.what());
+    }
+    const TaskContext& context = prepared.contexts.back();
+    prepared.models.push_back({m.name, context.tokenizer ? context.tokenizer->content_hash() : ""});
+  }
+  // A dataset's size depends on what its rows are checked against (tokenizer, vocabulary, max length), never on the
+  // model otherwise: counted once for each.
+  auto count_key = [&](const DatasetEntry& d, size_t m) {
+    const TaskContext& c = prepared.contexts[m];
+    return d.name + "|" + prepared.models[m].tokenizer_hash + "|" + std::to_string(c.vocab_size) + "|" + std::to_string(c.max_length);
+  };
+  std::map<std::string, int64_t> counts;
   for (const DatasetEntry& d : study.datasets) {
     DatasetFacts facts{d.name, sha256_file(d.path), -1};
-    for (const ModelEntry& m : study.models) {
-      if (!study.pairs(d, m)) continue;
-      auto key = std::make_pair(d.name, m.tokenizer);
+    for (size_t m = 0; m < study.models.size(); ++m) {
+      if (!study.pairs(d, study.models[m])) continue;
+      const std::string key = count_key(d, m);
       if (!counts.count(key)) {
         try {
-          counts[key] = count_examples(d, m);
+          counts[key] = count_examples(dataset_spec(d), prepared.contexts[m]);
         } catch (const Error& e) {
-          throw Error(d.place.str() + ": dataset '" + d.name + "': " + e.what());
+          throw Error(d.place.str() + ": " + e.what());
         }
       }
       if (facts.num_examples >= 0 && facts.num_examples != counts[key])
-        throw Error(d.place.str() + ": dataset '" + d.name + "' has a different number of examples for model '" + m.name + "'");
+        throw Error(d.place.str() + ": dataset '" + d.name + "' has a different number of examples for model '" + study.models[m].name + "'");
       facts.num_examples = counts[key];
     }
     prepared.datasets.push_back(facts);
   }
-  prepared.units = expand_units(study, [&](const DatasetEntry& d, const ModelEntry& m) { return counts.at({d.name, m.tokenizer}); });
+  prepared.units = expand_units(study, [&](const DatasetEntry& d, const ModelEntry& m) {
+    size_t index = 0;
+    while (study.models[index].name != m.name) ++index;
+    return counts.at(count_key(d, index));
+  });
   return prepared;
 }
 

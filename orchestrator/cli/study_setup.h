@@ -1,11 +1,13 @@
 #pragma once
-// What `run` and `plan` both do before any work: read and check the study, count each dataset's examples,
-// hash the data files and tokenizers, and expand the units.
+// What `run` and `plan` both do before any work: read and check the study, read each model's task context, count
+// each dataset's examples as its task will read them (tasks/dataset.h, no libtorch, no weights), hash the data files
+// and tokenizers, and expand the units.
 #include <string>
 #include <vector>
 
 #include "orchestrator/store/store.h"
 #include "orchestrator/study/study.h"
+#include "worker/tasks/dataset.h"
 
 namespace memsweep {
 
@@ -14,8 +16,12 @@ struct PreparedStudy {
   std::string text;
   std::vector<Unit> units;
   std::vector<ModelFacts> models;
+  std::vector<TaskContext> contexts;  // per model, in study order
   std::vector<DatasetFacts> datasets;
 };
+
+// A study's dataset as the tasks take it.
+DatasetSpec dataset_spec(const DatasetEntry& dataset);
 
 // `db_override` (--db) replaces the study's store path when not empty.
 PreparedStudy prepare_study(const std::string& path, const std::string& db_override);

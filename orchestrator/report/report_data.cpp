@@ -6,7 +6,7 @@
 #include "orchestrator/report/report.h"
 #include "worker/base/intervention.h"
 #include "worker/tasks/benchmarks/documents.h"
-#include "worker/tasks/kinds.h"
+#include "worker/tasks/dataset.h"
 
 namespace memsweep {
 

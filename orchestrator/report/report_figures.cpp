@@ -14,7 +14,7 @@
 
 #include "orchestrator/report/report.h"
 #include "worker/base/error.h"
-#include "worker/tasks/kinds.h"
+#include "worker/tasks/dataset.h"
 
 extern char** environ;
 

@@ -19,7 +19,7 @@ struct SourcePlace {
 
 struct ModelEntry {
   std::string name, path, dtype = "float32";
-  std::string tokenizer;  // a tokenizer path; empty: the model directory when it holds tokenizer.json
+  std::string tokenizer;  // its tokenizer (model_tokenizer_path: the 'tokenizer' key, else the model folder's files); "": none
   int num_layers = 0;     // from the checkpoint's config.json
   SourcePlace place;
 };

@@ -11,6 +11,7 @@
 #include "worker/base/error.h"
 #include "worker/base/intervention.h"
 #include "worker/base/json_file.h"
+#include "worker/tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -264,8 +265,7 @@ Study parse_study(const std::string& text, const std::string& origin, const std:
     model.dtype = reader.text("dtype", "float32");
     if (model.dtype != "float32" && model.dtype != "float16" && model.dtype != "bfloat16")
       reader.fail(*t->get("dtype"), "'models.dtype' must be float32, float16 or bfloat16, found \"" + model.dtype + "\"");
-    if (t->contains("tokenizer")) model.tokenizer = reader.existing_path("tokenizer", base_dir);
-    else if (path_exists(fs::path(model.path) / "tokenizer.json")) model.tokenizer = model.path;
+    model.tokenizer = model_tokenizer_path(model.path, t->contains("tokenizer") ? reader.existing_path("tokenizer", base_dir) : "");
     model.num_layers = read_num_layers(model.path, model.place);
     reader.finish();
     study.models.push_back(std::move(model));

@@ -6,43 +6,22 @@
 #include <new>
 
 #include "worker/base/error.h"
-#include "worker/base/json_file.h"
 #include "worker/base/log.h"
 
 namespace memsweep {
-
-namespace {
-
-// What a task needs of a model, read from its config.json (no weights loaded).
-TaskContext context_from_config(const std::string& model_dir, const Tokenizer* tokenizer) {
-  const nlohmann::json config = read_json_file(model_dir + "/config.json");
-  TaskContext context;
-  context.tokenizer = tokenizer;
-  context.vocab_size = config.value("vocab_size", int64_t(0));
-  if (config.contains("eos_token_id")) {
-    const auto& eos = config["eos_token_id"];
-    if (eos.is_number_integer()) context.eos_token_ids.push_back(eos.get<int64_t>());
-    else if (eos.is_array())
-      for (const auto& id : eos) context.eos_token_ids.push_back(id.get<int64_t>());
-  }
-  return context;
-}
-
-}  // namespace
 
 CausalLM& ModelCache::model(const std::string& name, const std::string& path, const std::string& dtype, const std::string& tokenizer) {
   if (model_ && name == name_) return *model_;
   tasks_.clear();
   model_.reset();  // free the old weights before the new ones load
-  tokenizer_.reset();
   name_.clear();
   log_info("loading model '" + name + "' from " + path + " (" + dtype + ", " + device_ +
            (devices_ > 1 ? ", layers split over " + std::to_string(devices_) + " devices" : "") + ")");
   const auto start = std::chrono::steady_clock::now();
   LoadOptions options{parse_dtype(dtype), parse_device(device_)};
   options.devices = devices_;
+  context_ = read_task_context(path, tokenizer, name);
   model_ = load_causal_lm(path, options);
-  if (!tokenizer.empty()) tokenizer_ = Tokenizer::load(tokenizer);
   name_ = name;
   ++loads_;
   log_info("model '" + name + "' loaded in " + std::to_string(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) + " s");
@@ -52,11 +31,7 @@ CausalLM& ModelCache::model(const std::string& name, const std::string& path, co
 Task& ModelCache::task(const DatasetSpec& spec) {
   auto found = tasks_.find(spec.name);
   if (found != tasks_.end()) return *found->second;
-  TaskContext context;
-  context.tokenizer = tokenizer_ ? &*tokenizer_ : nullptr;
-  context.vocab_size = model_->vocab_size();
-  context.eos_token_ids = model_->eos_token_ids();
-  return *(tasks_[spec.name] = open_task(spec, context));
+  return *(tasks_[spec.name] = open_task(spec, context_));
 }
 
 UnitReport TorchUnitRunner::run(const UnitOrder& order, const StopCheck& stop) {
@@ -105,13 +80,6 @@ UnitReport TorchUnitRunner::run(const UnitOrder& order, const StopCheck& stop) {
   else if (!report.ok) log_warning("unit failed: " + report.error);
   set_log_unit("");
   return report;
-}
-
-int64_t count_examples(const DatasetEntry& dataset, const ModelEntry& model) {
-  std::optional<Tokenizer> tokenizer;
-  if (!model.tokenizer.empty()) tokenizer = Tokenizer::load(model.tokenizer);
-  const TaskContext context = context_from_config(model.path, tokenizer ? &*tokenizer : nullptr);
-  return open_task(DatasetSpec{dataset.name, dataset.kind, dataset.path, dataset.options}, context)->num_examples();
 }
 
 }  // namespace memsweep

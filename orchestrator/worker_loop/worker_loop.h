@@ -4,14 +4,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "orchestrator/study/study.h"
 #include "orchestrator/transport/transport.h"
 #include "worker/model/model.h"
 #include "worker/tasks/task.h"
-#include "worker/tokenizer/tokenizer.h"
 
 namespace memsweep {
 
@@ -30,7 +28,7 @@ class ModelCache {
   std::string device_, name_;
   int devices_;  // a model's layers split over this many devices from device_
   std::unique_ptr<CausalLM> model_;
-  std::optional<Tokenizer> tokenizer_;
+  TaskContext context_;  // the held model's, as eval and plan read it (tasks/dataset.h)
   std::map<std::string, std::unique_ptr<Task>> tasks_;
   int loads_ = 0;
 };
@@ -47,8 +45,5 @@ class TorchUnitRunner : public UnitRunner {
   std::string device_;
   ModelCache cache_;
 };
-
-// How many examples a dataset has, as a task reads it for this model (rank 0 plans units with it).
-int64_t count_examples(const DatasetEntry& dataset, const ModelEntry& model);
 
 }  // namespace memsweep

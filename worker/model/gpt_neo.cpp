@@ -12,47 +12,6 @@
 
 namespace memsweep {
 
-GPTNeoConfig GPTNeoConfig::read(const ConfigReader& config) {
-  GPTNeoConfig c;
-  c.vocab_size = config.require_int("vocab_size");
-  c.hidden_size = config.require_int("hidden_size");
-  c.num_layers = config.require_int("num_layers");
-  c.num_heads = config.require_int("num_heads");
-  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0)
-    config.fail("vocab_size/hidden_size/num_layers/num_heads", "must be positive");
-  if (c.hidden_size % c.num_heads != 0)
-    config.fail("num_heads", std::to_string(c.num_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
-  c.head_size = c.hidden_size / c.num_heads;
-  c.intermediate_size = config.get_int("intermediate_size", 4 * c.hidden_size);
-  c.max_positions = config.get_int("max_position_embeddings", 2048);
-  c.window_size = config.get_int("window_size", 256);
-  if (c.window_size < 1) config.fail("window_size", "must be at least 1");
-  c.layer_norm_eps = config.get_double("layer_norm_epsilon", 1e-5);
-  c.tie_word_embeddings = config.get_bool("tie_word_embeddings", true);
-  c.eos_token_ids = config.get_int_list("eos_token_id");
-  const std::string activation = config.get_string("activation_function", "gelu_new");
-  if (activation != "gelu_new") config.fail("activation_function", "'" + activation + "' is not supported (GPT-Neo uses 'gelu_new')");
-
-  // [[["global", "local"], 12]] -> global, local, global, ... : each entry's pattern repeated its count.
-  if (!config.has("attention_types")) config.fail("attention_types", "missing (a list of [pattern, repeat])");
-  const auto& types = config.json().at("attention_types");
-  const std::string expected = "a list of [[\"global\" | \"local\", ...], repeat] entries";
-  if (!types.is_array()) config.fail("attention_types", "expected " + expected);
-  for (const auto& item : types) {
-    if (!item.is_array() || item.size() != 2 || !item[0].is_array() || !item[1].is_number_unsigned())
-      config.fail("attention_types", "entry " + item.dump() + " is not [pattern, repeat]; expected " + expected);
-    for (uint64_t r = 0; r < item[1].get<uint64_t>(); ++r) {
-      for (const auto& kind : item[0]) {
-        if (kind != "global" && kind != "local") config.fail("attention_types", "unknown attention type " + kind.dump());
-        c.local_layers.push_back(kind == "local");
-      }
-    }
-  }
-  if (int64_t(c.local_layers.size()) != c.num_layers)
-    config.fail("attention_types", "expands to " + std::to_string(c.local_layers.size()) + " layers, but num_layers is " +
-                                       std::to_string(c.num_layers));
-  return c;
-}
 
 namespace {
 

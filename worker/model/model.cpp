@@ -185,39 +185,6 @@ torch::Device parse_device(const std::string& name) {
   return device;
 }
 
-ModelSize read_model_size(const std::string& model_dir) {
-  ConfigReader config(model_dir);
-  ModelSize size;
-  size.architecture = config.require_string("model_type");
-  if (size.architecture == "gpt_neox") {
-    const GPTNeoXConfig c = GPTNeoXConfig::read(config);
-    const int64_t d = c.hidden_size, bias = c.attention_bias ? 1 : 0;
-    const int64_t per_layer = 2 * 2 * d                          // input and post-attention layer norms
-                              + 3 * d * d + bias * 3 * d + d * d + bias * d  // query_key_value, dense
-                              + d * c.intermediate_size + c.intermediate_size + c.intermediate_size * d + d;  // MLP
-    size.first_parameters = c.vocab_size * d;
-    size.layer_parameters = per_layer;
-    size.last_parameters = 2 * d + (c.tie_word_embeddings ? 0 : c.vocab_size * d);
-    size.parameters = size.first_parameters + c.num_layers * per_layer + size.last_parameters;
-    size.layers = c.num_layers, size.hidden = d, size.intermediate = c.intermediate_size, size.vocab = c.vocab_size;
-    size.max_positions = config.get_int("max_position_embeddings", 2048);
-  } else if (size.architecture == "gpt_neo") {
-    const GPTNeoConfig c = GPTNeoConfig::read(config);
-    const int64_t d = c.hidden_size;
-    const int64_t per_layer = 2 * 2 * d + 3 * d * d + d * d + d + d * c.intermediate_size + c.intermediate_size +
-                              c.intermediate_size * d + d;
-    size.first_parameters = c.vocab_size * d + c.max_positions * d;
-    size.layer_parameters = per_layer;
-    size.last_parameters = 2 * d + (c.tie_word_embeddings ? 0 : c.vocab_size * d);
-    size.parameters = size.first_parameters + c.num_layers * per_layer + size.last_parameters;
-    size.layers = c.num_layers, size.hidden = d, size.intermediate = c.intermediate_size, size.vocab = c.vocab_size;
-    size.max_positions = c.max_positions;
-  } else {
-    config.fail("model_type", "'" + size.architecture + "' is not supported (supported: gpt_neox, gpt_neo)");
-  }
-  return size;
-}
-
 std::vector<torch::Device> place_layers(const ModelSize& size, torch::Device device, int devices) {
   const int64_t layers = size.layers;
   if (devices == 1) return std::vector<torch::Device>(size_t(layers), device);
@@ -232,27 +199,6 @@ std::vector<torch::Device> place_layers(const ModelSize& size, torch::Device dev
   for (int64_t l = 0; l < layers; ++l)
     placement.push_back(device.is_cuda() ? torch::Device(torch::kCUDA, c10::DeviceIndex(first + device_of[size_t(l)])) : device);
   return placement;
-}
-
-MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens, int devices) {
-  const double s = double(c10::elementSize(dtype)), positions = double(rows) * double(tokens);
-  const double per_layer = 2 * size.hidden * s                            // the baseline's keys and values
-                           + size.hidden * s                              // its output, for the layers above to reuse
-                           + 2 * size.hidden * s                          // an intervention's own keys and values
-                           + 2 * double(kGenerationBatches) * size.hidden * s;  // kept caches of waiting generations
-  const double logits = double(size.vocab) * (s + 4 + 4), inner = 2 * double(size.intermediate) * s;
-  const std::vector<int> device_of = split_layers(size.layers, devices, double(size.first_parameters),
-                                                  double(size.layer_parameters), double(size.last_parameters));
-  MemoryEstimate worst;
-  for (int d = 0; d < devices; ++d) {
-    const double layers = double(std::count(device_of.begin(), device_of.end(), d));
-    MemoryEstimate e;
-    e.weights = (layers * double(size.layer_parameters) + (d == 0 ? double(size.first_parameters) : 0) +
-                 (d == devices - 1 ? double(size.last_parameters) : 0)) * s;
-    e.activations = positions * (layers * per_layer + inner + (d == devices - 1 || d == 0 ? logits : 0));
-    if (e.total() > worst.total()) worst = e;
-  }
-  return worst;
 }
 
 }  // namespace memsweep

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "worker/model/model_config.h"
+
 namespace memsweep {
 
 // What a block's attention computes. Adding a kind: a value here, its name below, and one case in each
@@ -137,33 +139,7 @@ torch::ScalarType parse_dtype(const std::string& name);
 // "cpu" | "cuda" | "cuda:N"; Error when CUDA is asked for and not available.
 torch::Device parse_device(const std::string& name);
 
-// A model's size from its config.json alone (no weights read): what `plan` needs to say whether it fits.
-struct ModelSize {
-  std::string architecture;
-  int64_t parameters = 0, layers = 0, hidden = 0, intermediate = 0, vocab = 0, max_positions = 0;
-  // Where they live when split: with the first layer (embeddings, and a head tied to them), each layer, with the
-  // last layer (final norm, an untied head).
-  int64_t first_parameters = 0, layer_parameters = 0, last_parameters = 0;
-};
 // The device of each layer for LoadOptions' device and devices (Error: not enough GPUs, more devices than layers).
 std::vector<torch::Device> place_layers(const ModelSize& size, torch::Device device, int devices);
-ModelSize read_model_size(const std::string& model_dir);
-
-// Memorization sweeps decode the generations that several interventions' teacher-forced passes leave as one batch:
-// up to this many batches' rows at once (their kept caches count in estimate_memory).
-constexpr int64_t kGenerationBatches = 4;
-
-// Peak memory of a worker evaluating `rows` rows of `tokens` tokens in `dtype` (bytes): the weights, and the
-// activations memsweep keeps for one batch — every layer's keys and values and output (the cache and the
-// below-block reuse), an intervention's own keys and values, the kept caches of kGenerationBatches batches of
-// waiting generations, the logits in the run dtype plus their float32 copy and log-softmax, the MLP's inner
-// activations. Split over `devices`: the device that needs the most (its layers' share; the logits counted on
-// the first and the last, where a tied or an untied head puts them). An estimate for planning, not a bound
-// libtorch's allocator promises.
-struct MemoryEstimate {
-  double weights = 0, activations = 0;
-  double total() const { return weights + activations; }
-};
-MemoryEstimate estimate_memory(const ModelSize& size, torch::ScalarType dtype, int64_t rows, int64_t tokens, int devices = 1);
 
 }  // namespace memsweep

@@ -16,33 +16,11 @@
 
 namespace memsweep {
 
-std::string divergence_metric_name(const char* metric, int layer) {
-  char text[48];
-  std::snprintf(text, sizeof text, "%s.%02d", metric, layer);
-  return text;
-}
-
 namespace {
 
 class DivergenceTask : public Task {
  public:
-  DivergenceTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec) {
-    int64_t limit = -1;
-    bool skip_bad = false;
-    if (!spec.options.is_null()) {
-      if (!spec.options.is_object()) throw Error("dataset '" + spec.name + "' (divergence): options must be a table");
-      for (const auto& [key, value] : spec.options.items()) {
-        if (key == "limit" && value.is_number_integer() && value.get<int64_t>() >= 0) limit = value.get<int64_t>();
-        else if (key == "skip_bad" && value.is_boolean()) skip_bad = value.get<bool>();
-        else throw Error("dataset '" + spec.name + "' (divergence): option '" + key + "' = " + value.dump() +
-                         " is not one of limit (integer >= 0), skip_bad (true/false)");
-      }
-    }
-    TokenRows data = read_token_rows_file(spec.path, context.vocab_size, text_encoder(context.tokenizer), skip_bad, limit);
-    for (size_t i = 0; i < data.rows.size(); ++i)
-      if (data.rows[i].empty()) throw Error(spec.path + ": row from line/row " + std::to_string(data.source[i]) + " is empty");
-    rows_ = std::move(data.rows);
-  }
+  DivergenceTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec), rows_(read_divergence_rows(spec, context).rows) {}
 
   std::string kind() const override { return "divergence"; }
   int64_t num_examples() const override { return int64_t(rows_.size()); }

@@ -20,36 +20,8 @@
 #include "worker/model/generate.h"
 
 #include "worker/tasks/kinds.h"
-#include "worker/tasks/token_rows.h"
 
 namespace memsweep {
-
-MemorizationOptions MemorizationOptions::read(const DatasetSpec& spec) {
-  MemorizationOptions o;
-  const std::string where = "dataset '" + spec.name + "' (memorization)";
-  if (spec.options.is_null()) return o;
-  if (!spec.options.is_object()) throw Error(where + ": options must be a table");
-  for (const auto& item : spec.options.items()) {
-    const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture those in lambdas
-    const nlohmann::json& value = item.value();
-    auto integer = [&](int64_t minimum) {
-      if (!value.is_number_integer() || value.get<int64_t>() < minimum)
-        throw Error(where + ": option '" + key + "' must be an integer >= " + std::to_string(minimum) + ", found " + value.dump());
-      return value.get<int64_t>();
-    };
-    auto boolean = [&] {
-      if (!value.is_boolean()) throw Error(where + ": option '" + key + "' must be true or false, found " + value.dump());
-      return value.get<bool>();
-    };
-    if (key == "prefix") o.prefix = integer(1);
-    else if (key == "suffix") o.suffix = integer(1);
-    else if (key == "limit") o.limit = integer(0);
-    else if (key == "mask_eos") o.mask_eos = boolean();
-    else if (key == "skip_bad") o.skip_bad = boolean();
-    else throw Error(where + ": unknown option '" + key + "' (prefix, suffix, limit, mask_eos, skip_bad)");
-  }
-  return o;
-}
 
 namespace {
 
@@ -300,23 +272,9 @@ namespace {
 
 class MemorizationTask : public Task {
  public:
-  MemorizationTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec), options_(MemorizationOptions::read(spec)) {
-    TokenRows data = read_token_rows_file(spec.path, context.vocab_size, text_encoder(context.tokenizer), options_.skip_bad, options_.limit);
-    for (size_t i = 0; i < data.rows.size(); ++i) {
-      const int64_t length = int64_t(data.rows[i].size());
-      const int64_t needed = options_.prefix + (options_.suffix > 0 ? options_.suffix : 1);
-      if (length < needed) {
-        const std::string problem = spec.path + (spec.path.size() > 4 && spec.path.substr(spec.path.size() - 4) == ".npy" ? ", row " : ", line ") +
-                                    std::to_string(data.source[i]) + ": " + std::to_string(length) + " tokens, fewer than prefix + suffix = " +
-                                    std::to_string(needed);
-        if (!options_.skip_bad) throw Error(problem);
-        ++skipped_;
-        continue;
-      }
-      rows_.push_back(std::move(data.rows[i]));
-      source_.push_back(data.source[i]);
-    }
-    skipped_ += data.skipped;
+  MemorizationTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec) {
+    MemorizationRows set = read_memorization_rows(spec, context);
+    options_ = set.options, rows_ = std::move(set.rows), source_ = std::move(set.source), skipped_ = set.skipped;
   }
 
   std::string kind() const override { return "memorization"; }

@@ -1,6 +1,7 @@
 #include "worker/tasks/results.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "worker/base/error.h"
 
@@ -73,6 +74,12 @@ const Finalizer kFinalizers[] = {
     {"rolling_loglikelihood", rolling_metrics},
 };
 }  // namespace
+
+std::string divergence_metric_name(const char* metric, int layer) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%s.%02d", metric, layer);
+  return text;
+}
 
 Values finalize_metrics(const std::string& kind, const Values& totals) {
   for (const auto& f : kFinalizers)

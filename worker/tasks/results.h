@@ -34,6 +34,9 @@ void add_totals(Values& a, const Values& b);
 // Error for an unknown kind. Each kind registers its function in results.cpp.
 Values finalize_metrics(const std::string& kind, const Values& totals);
 
+// The divergence kind's per-layer metric names: ("kl", 3) -> "kl.03" (zero-padded so they sort by layer).
+std::string divergence_metric_name(const char* metric, int layer);
+
 // Serialization for the transport and the store.
 nlohmann::json to_json(const ShardResult& result);
 ShardResult shard_result_from_json(const nlohmann::json& json);  // Error naming what is malformed

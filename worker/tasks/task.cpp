@@ -11,11 +11,7 @@ void RunOptions::check_stop() const {
   if (stop && stop()) throw UnitCancelled();
 }
 
-int64_t RunOptions::rows_per_batch(int64_t tokens_per_row) const {
-  int64_t rows = std::max(batch_size, 1);
-  if (token_budget > 0 && tokens_per_row > 0) rows = std::min(rows, token_budget / tokens_per_row);
-  return std::max<int64_t>(rows, 1);
-}
+int64_t RunOptions::rows_per_batch(int64_t tokens_per_row) const { return rows_per_pass(batch_size, token_budget, tokens_per_row); }
 
 void apply_intervention(CausalLM& model, const Intervention& intervention) {
   model.clear_interventions();
@@ -52,7 +48,7 @@ std::unique_ptr<Task> open_task(const DatasetSpec& spec, const TaskContext& cont
     if (spec.kind == k.kind) return k.open(spec, context);
     known += (known.empty() ? "" : ", ") + std::string(k.kind);
   }
-  throw Error("dataset '" + spec.name + "': unknown kind '" + spec.kind + "' (known: " + known + ")");
+  throw Error(dataset_on_model(spec, context) + ": unknown kind '" + spec.kind + "' (known: " + known + ")");
 }
 
 }  // namespace memsweep

@@ -9,18 +9,10 @@
 
 #include "worker/base/intervention.h"
 #include "worker/model/model.h"
+#include "worker/tasks/dataset.h"
 #include "worker/tasks/results.h"
 
 namespace memsweep {
-
-class Tokenizer;
-
-struct DatasetSpec {
-  std::string name;        // as the study names it
-  std::string kind;        // "memorization", "divergence", "piqa", ...
-  std::string path;        // the data file
-  nlohmann::json options;  // kind-specific, e.g. {"prefix": 32, "suffix": 32, "mask_eos": true}
-};
 
 struct RunOptions {
   int batch_size = 8;      // rows per forward pass (at most)
@@ -40,20 +32,6 @@ class UnitCancelled : public std::runtime_error {
   UnitCancelled() : std::runtime_error("cancelled between batches") {}
 };
 
-// What a task may need of the model it will run on (known before any weights load).
-struct TaskContext {
-  const Tokenizer* tokenizer = nullptr;  // for text datasets; nullptr when the model has none
-  int64_t vocab_size = 0;
-  std::vector<int64_t> eos_token_ids;
-  // The model's context length in tokens as lm-evaluation-harness resolves it (harness_max_length); 0: unknown,
-  // the harness's default 2048. Benchmarks truncate their inputs from the left to it.
-  int64_t max_length = 0;
-};
-
-// lm-evaluation-harness's max length of a model directory: config.json's n_positions, max_position_embeddings or
-// n_ctx, else tokenizer_config.json's model_max_length (unless unset), else 2048.
-int64_t harness_max_length(const std::string& model_dir);
-
 class Task {
  public:
   virtual ~Task() = default;
@@ -65,7 +43,8 @@ class Task {
                                        const std::vector<Intervention>& interventions, const RunOptions& options) = 0;
 };
 
-// Reads and validates the dataset (errors name the file and line). Error for an unknown kind.
+// Reads and validates the dataset through dataset.h's readers (errors start with dataset_on_model() and name the
+// file and line). Error for an unknown kind.
 std::unique_ptr<Task> open_task(const DatasetSpec& spec, const TaskContext& context);
 
 // Sets exactly this intervention's modes on the model (every other block normal).

@@ -297,4 +297,14 @@ Tokenizer Tokenizer::load(const std::string& path) {
   return from_vocab_and_merges(read_file(vocab.string()), read_file(merges.string()), vocab.string(), merges.string());
 }
 
+std::string model_tokenizer_path(const std::string& model_dir, const std::string& given) {
+  if (!given.empty()) return given;
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path dir(model_dir);
+  if (fs::exists(dir / "tokenizer.json", error) || (fs::exists(dir / "vocab.json", error) && fs::exists(dir / "merges.txt", error)))
+    return model_dir;
+  return "";
+}
+
 }  // namespace memsweep

@@ -48,6 +48,10 @@ class Tokenizer {
   std::shared_ptr<const State> state_;
 };
 
+// A model's tokenizer, the one rule every command follows: `given` (a study's `tokenizer` key, --tokenizer) when not
+// empty, else the model folder when it holds tokenizer.json or vocab.json + merges.txt, else "" (none).
+std::string model_tokenizer_path(const std::string& model_dir, const std::string& given);
+
 // Replaces each maximal ill-formed subsequence with U+FFFD (Unicode §3.9 "substitution of maximal
 // subparts"), as Python's bytes.decode('utf-8', 'replace') and Rust's String::from_utf8_lossy do.
 std::string replace_invalid_utf8(std::string_view bytes);

@@ -12,107 +12,6 @@
 
 namespace memsweep {
 
-TokenRequest encode_request(const Tokenizer& tokenizer, const std::string& context, const std::string& continuation, int64_t eot) {
-  auto encode = [&](const std::string& text) {
-    auto ids = tokenizer.encode(text);
-    return std::vector<int64_t>(ids.begin(), ids.end());
-  };
-  TokenRequest request;
-  if (context.empty()) {
-    request.continuation = encode(continuation);
-    if (!request.continuation.empty() && request.continuation.front() == eot) {
-      request.context = {eot};
-      request.continuation.erase(request.continuation.begin());
-    } else {
-      request.context = {eot};
-    }
-  } else {
-    const std::string kept = python_rstrip(context);
-    const std::string moved = context.substr(kept.size()) + continuation;
-    const std::vector<int64_t> whole = encode(kept + moved);
-    request.context = encode(kept);
-    if (request.context.empty() || whole.size() < request.context.size())
-      throw Error("the context encodes to no token or to more tokens than context + continuation");
-    request.continuation.assign(whole.begin() + int64_t(request.context.size()), whole.end());
-  }
-  if (request.continuation.empty()) throw Error("the continuation '" + continuation + "' encodes to no token");
-  return request;
-}
-
-TokenRequest fit_to_length(const TokenRequest& request, int64_t max_length) {
-  const int64_t m = int64_t(request.continuation.size());
-  if (m > max_length)
-    throw Error("the continuation has " + std::to_string(m) + " tokens, more than the model's length " + std::to_string(max_length));
-  const int64_t keep = std::min<int64_t>(int64_t(request.context.size()), max_length + 1 - m);
-  return {std::vector<int64_t>(request.context.end() - keep, request.context.end()), request.continuation};
-}
-
-std::vector<TokenRequest> rolling_windows(const std::vector<int64_t>& tokens, int64_t prefix, int64_t max_length) {
-  std::vector<TokenRequest> windows;
-  if (tokens.empty()) return windows;
-  const int64_t n = int64_t(tokens.size());
-  auto slice = [&](int64_t from, int64_t to) { return std::vector<int64_t>(tokens.begin() + from, tokens.begin() + to); };
-  const int64_t first = std::min(max_length, n);
-  windows.push_back({{prefix}, slice(0, first)});
-  // Later windows predict up to max_length tokens each, conditioned on the token before them (the disjoint
-  // context of a window that ends at `end` is tokens[end - max_length - 1, end - predicted)).
-  for (int64_t predicted = first; predicted < n;) {
-    const int64_t count = std::min(n - predicted, max_length), end = predicted + count;
-    windows.push_back({slice(end - max_length - 1, end - count), slice(end - count, end)});
-    predicted = end;
-  }
-  return windows;
-}
-
-std::vector<PlannedBatch> plan_batches(const std::vector<TokenRequest>& requests, const LoglikelihoodOptions& options) {
-  struct Group {
-    const std::vector<int64_t>* context;
-    std::vector<size_t> requests;
-    int64_t fed_continuation = 0;  // longest continuation minus its last token
-  };
-  std::vector<Group> groups;
-  std::map<std::vector<int64_t>, size_t> by_context;
-  for (size_t r = 0; r < requests.size(); ++r) {
-    size_t g = groups.size();
-    if (options.share_contexts) {
-      auto [at, inserted] = by_context.emplace(requests[r].context, groups.size());
-      g = at->second;
-      if (inserted) groups.push_back({&requests[r].context, {}, 0});
-    } else {
-      groups.push_back({&requests[r].context, {}, 0});
-    }
-    groups[g].requests.push_back(r);
-    groups[g].fed_continuation = std::max<int64_t>(groups[g].fed_continuation, int64_t(requests[r].continuation.size()) - 1);
-  }
-  std::vector<size_t> order(groups.size());
-  for (size_t g = 0; g < order.size(); ++g) order[g] = g;
-  auto length = [&](size_t g) { return int64_t(groups[g].context->size()) + groups[g].fed_continuation; };
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return length(a) > length(b); });
-
-  std::vector<PlannedBatch> batches;
-  int64_t longest_context = 0, longest_continuation = 0, continuation_rows = 0;
-  for (size_t g : order) {
-    const Group& group = groups[g];
-    int64_t rows = 0;
-    for (size_t r : group.requests) rows += requests[r].continuation.size() > 1;
-    const int64_t context_length = std::max<int64_t>(longest_context, int64_t(group.context->size()));
-    const int64_t continuation_length = std::max(longest_continuation, group.fed_continuation);
-    const bool fits = !batches.empty() && int64_t(batches.back().contexts.size()) < options.batch_size &&
-                      int64_t(batches.back().contexts.size() + 1) * context_length + (continuation_rows + rows) * continuation_length <=
-                          options.token_budget;
-    if (!fits) {
-      batches.emplace_back();
-      longest_context = longest_continuation = continuation_rows = 0;
-    }
-    batches.back().contexts.push_back(*group.context);
-    batches.back().requests.push_back(group.requests);
-    longest_context = std::max<int64_t>(longest_context, int64_t(group.context->size()));
-    longest_continuation = std::max(longest_continuation, group.fed_continuation);
-    continuation_rows += rows;
-  }
-  return batches;
-}
-
 namespace {
 
 // A planned batch as tensors: the contexts left-padded; the continuations (without their last token, whose
@@ -122,7 +21,7 @@ namespace {
 // and values. The batch's predicted tokens are, in order: each request's first continuation token (predicted by its
 // context's last position), then every pass's, row by row.
 struct ContinuationPass {
-  torch::Tensor ids, mask, context;  // [R, L], [R, Tc + L] (undefined when no context is padded), [R]
+  torch::Tensor ids, mask, context;  // [R, L], [R, Tc + L] (undefined when nothing is padded), [R]
   torch::Tensor predicting;          // positions of the flattened [R * L] that predict a token
 };
 struct BatchInputs {
@@ -198,8 +97,15 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
     pass.ids = torch::tensor(ids, torch::kInt64).view({count, length}).to(device);
     pass.context = torch::tensor(context_of_row, torch::kInt64).to(device);
     pass.predicting = torch::tensor(predicting, torch::kInt64).to(device);
-    if (in.context_mask.defined())
-      pass.mask = torch::cat({in.context_mask.index_select(0, pass.context), torch::ones({count, length}, in.context_mask.options())}, 1);
+    // The right padding is masked too: real tokens never see it (it comes after them), but it must not take
+    // positions past the model's last (learned position embeddings end there).
+    if (in.context_mask.defined() || rows[end - 1].fed < length) {
+      std::vector<int64_t> real(size_t(count * length), 0);
+      for (int64_t i = 0; i < count; ++i) std::fill_n(real.begin() + i * length, rows[begin + size_t(i)].fed, 1);
+      const torch::Tensor context_mask = in.context_mask.defined() ? in.context_mask.index_select(0, pass.context)
+                                                                   : torch::ones({count, in.context_ids.size(1)}, torch::dtype(torch::kInt64).device(device));
+      pass.mask = torch::cat({context_mask, torch::tensor(real, torch::kInt64).view({count, length}).to(device)}, 1);
+    }
     in.passes.push_back(std::move(pass));
     begin = end;
   }

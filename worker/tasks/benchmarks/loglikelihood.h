@@ -1,5 +1,4 @@
 #pragma once
-#include <functional>
 // The loglikelihood engine of the benchmark tasks: sums of log p(continuation tokens | context) and whether each
 // continuation token is the argmax, as lm-evaluation-harness's HF backend computes them (_encode_pair,
 // left truncation to the model's length, log_softmax then argmax), for many requests under many interventions.
@@ -15,38 +14,9 @@
 
 #include "worker/base/intervention.h"
 #include "worker/model/model.h"
+#include "worker/tasks/benchmarks/requests.h"
 
 namespace memsweep {
-
-class Tokenizer;
-
-struct TokenRequest {
-  std::vector<int64_t> context;       // non-empty
-  std::vector<int64_t> continuation;  // non-empty
-};
-
-// The harness's request tokenization: trailing whitespace of the context moves to the start of the continuation;
-// whole = encode(context + continuation), context = encode(context), continuation = whole[len(context):]. An empty
-// context becomes [eot] (or, when the continuation starts with eot, the continuation's first token). Error when
-// the continuation encodes to no token.
-TokenRequest encode_request(const Tokenizer& tokenizer, const std::string& context, const std::string& continuation, int64_t eot);
-
-// What the model sees: (context + continuation)[-(max_length + 1):][:-1], i.e. the context cut from the left so
-// that context + continuation is at most max_length + 1 tokens. Error when the continuation alone is longer than
-// max_length (the harness asserts the same).
-TokenRequest fit_to_length(const TokenRequest& request, int64_t max_length);
-
-// The harness's rolling windows (get_rolling_token_windows + make_disjoint_window, context_len 1) of a text's
-// tokens: each token predicted once, every window at most max_length tokens, the first conditioned on `prefix`.
-std::vector<TokenRequest> rolling_windows(const std::vector<int64_t>& tokens, int64_t prefix, int64_t max_length);
-
-struct LoglikelihoodOptions {
-  int batch_size = 8;           // contexts per forward pass
-  int64_t token_budget = 8192;  // padded positions (contexts + continuations) per batch, when batch_size > 1
-  bool share_contexts = true;   // one pass per distinct context; false: every request alone (the harness's way)
-  bool reuse_lower_layers = true;
-  std::function<bool()> stop;   // asked before each batch: true throws UnitCancelled (task.h)
-};
 
 struct LoglikelihoodResult {
   double loglikelihood = 0;
@@ -55,13 +25,6 @@ struct LoglikelihoodResult {
   // implementation's rounding may flip is_greedy.
   double min_top2_gap = 0;
 };
-
-// Groups of requests sharing a context, in batches (the plan depends only on the requests and the options).
-struct PlannedBatch {
-  std::vector<std::vector<int64_t>> contexts;          // distinct contexts
-  std::vector<std::vector<size_t>> requests;           // per context, indices into the request list
-};
-std::vector<PlannedBatch> plan_batches(const std::vector<TokenRequest>& requests, const LoglikelihoodOptions& options);
 
 // Result [intervention][request]. Each intervention's modes are applied in turn and cleared at the end.
 std::vector<std::vector<LoglikelihoodResult>> score_requests(CausalLM& model, const std::vector<TokenRequest>& requests,

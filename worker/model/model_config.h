@@ -1,0 +1,101 @@
+#pragma once
+// What is known of a model from its config.json alone, without libtorch and without reading weights: each
+// architecture's configuration (the model code builds from it), the model's size and the memory a worker needs for
+// a batch of a given shape. `plan`, rank 0 and the tasks' readers use this; the model layer adds libtorch.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "worker/model/config_reader.h"
+
+namespace memsweep {
+
+// GPT-NeoX (every Pythia model); ../shared/reference/architectures.md section 1.
+struct GPTNeoXConfig {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t head_size = 0;          // hidden_size / num_heads
+  int64_t intermediate_size = 0;  // 4 x hidden in Pythia
+  int64_t rotary_dims = 0;        // int(head_size x rotary_pct), the rotated leading dims of each head
+  double rotary_base = 10000;     // rotary_emb_base (4.x) or rope_parameters.rope_theta (5.x)
+  double layer_norm_eps = 1e-5;
+  bool parallel_residual = true;  // use_parallel_residual: true for every Pythia model
+  bool attention_bias = true;
+  bool tie_word_embeddings = false;
+  int64_t max_positions = 2048;   // max_position_embeddings
+  std::vector<int64_t> eos_token_ids;
+
+  // Errors name config.json and the key; refuses settings that change the math and are not implemented
+  // (another activation, rope scaling).
+  static GPTNeoXConfig read(const ConfigReader& config);
+};
+
+// GPT-Neo (gpt-neo-125m / 1.3B / 2.7B); architectures.md section 2.
+struct GPTNeoConfig {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t head_size = 0;
+  int64_t intermediate_size = 0;  // null in config.json means 4 x hidden
+  int64_t max_positions = 2048;
+  int64_t window_size = 256;      // keys visible from a local layer's query, itself included
+  double layer_norm_eps = 1e-5;
+  bool tie_word_embeddings = true;
+  std::vector<bool> local_layers;  // attention_types expanded literally: true where the layer is "local"
+  std::vector<int64_t> eos_token_ids;
+
+  static GPTNeoConfig read(const ConfigReader& config);
+};
+
+// A model's size from its config.json alone: what `plan` needs to say whether it fits, what a task needs to know.
+struct ModelSize {
+  std::string architecture;
+  int64_t parameters = 0, layers = 0, hidden = 0, intermediate = 0, vocab = 0, max_positions = 0;
+  // Where they live when split: with the first layer (embeddings, and a head tied to them), each layer, with the
+  // last layer (final norm, an untied head).
+  int64_t first_parameters = 0, layer_parameters = 0, last_parameters = 0;
+  std::vector<int64_t> eos_token_ids;
+};
+// Error naming config.json and the key for an unsupported model_type or a bad value.
+ModelSize read_model_size(const std::string& model_dir);
+
+// Bytes per element of "float32" | "float16" | "bfloat16"; Error otherwise.
+int64_t dtype_bytes(const std::string& dtype);
+
+// Memorization sweeps decode the generations that several interventions' teacher-forced passes leave as one batch:
+// up to this many batches' rows at once (their kept caches count in estimate_memory).
+constexpr int64_t kGenerationBatches = 4;
+
+// The largest batch a task runs on a dataset, in the shapes that size its memory (tasks/dataset.h's
+// largest_batch() reads them off the dataset as its task will batch it).
+struct BatchShape {
+  enum class Kind { memorization, divergence, loglikelihood };
+  Kind kind = Kind::memorization;
+  int64_t rows = 0;    // rows of the first pass (memorization, divergence: the batch; loglikelihood: its contexts)
+  int64_t tokens = 0;  // their padded length
+  int64_t scored = 0;  // memorization: suffix positions whose logits a pass makes (the longest suffix)
+  // loglikelihood: continuation rows, each run after a copy of its context's keys and values, their longest
+  // continuation (fed tokens), and the tokens scored in the batch
+  int64_t continuation_rows = 0, continuation_tokens = 0, predicted = 0;
+};
+
+// Peak memory of a worker running `batch` in a dtype of `element_bytes` (bytes), per device of `devices` over which
+// the layers are split (the device that needs the most). Activations are what the task keeps alive at its peak:
+// memorization — the baseline's keys, values and layer outputs (the below-block reuse), the kept caches of
+// kGenerationBatches batches of waiting generations, and either an intervention's own pass (keys, values, the
+// suffix logits and their float32 scoring) or the merged decode (its cache copied once into reserved storage, the
+// step logits); divergence — every layer's output twice and every layer's logit-lens log-probabilities of the
+// baseline (float32, kept while the interventions run); loglikelihood — contexts' and continuation rows' keys,
+// values and outputs for the baseline and an intervention, the output head's 128 MB of logits at a time. Plus the
+// MLP's inner activations. The CUDA context (~1 GB) or a CPU process's libraries are not counted. An estimate
+// checked against measured peaks (bench/peak_memory.py), not a bound libtorch's allocator promises.
+struct MemoryEstimate {
+  double weights = 0, activations = 0;
+  double total() const { return weights + activations; }
+};
+MemoryEstimate estimate_memory(const ModelSize& size, int64_t element_bytes, const BatchShape& batch, int devices = 1);
+
+}  // namespace memsweep
