@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "orchestrator/cli/commands.h"
+#include "orchestrator/cli/memory_use.h"
 #include "orchestrator/cli/model_options.h"
 #include "orchestrator/cli/options.h"
 #include "worker/base/error.h"
@@ -46,7 +47,9 @@ int eval_command(const Arguments& args) {
       "--dataset-tokenizer (a tokenizer path or its content hash, as `memsweep tokenize --hash` prints) a\n"
       "mismatch with the model's tokenizer is an error before any work. Bad data (a line that is not JSON, a\n"
       "missing field, an id beyond the vocabulary, a row shorter than prefix + 1) is an error naming file and\n"
-      "line; with --skip-bad such rows are skipped and counted."};
+      "line; with --skip-bad such rows are skipped and counted. The JSON also gives the seconds of the model's load\n"
+      "and of the evaluation, and memory in bytes: resident before the model loaded and at the peak, and in use on the\n"
+      "heap (the tensors: a CPU's counterpart of a GPU's allocated memory) before the model loaded and at the peak."};
   po::options_description options("options");
   ModelOptions model_options;
   add_model_options(options, model_options);
@@ -92,6 +95,8 @@ int eval_command(const Arguments& args) {
   auto task = open_task(dataset, context);
 
   using Clock = std::chrono::steady_clock;
+  const double rss_before_model = resident_bytes(), heap_before_model = heap_bytes_in_use();
+  const HeapPeak heap_peak;
   const auto load_start = Clock::now();
   auto model = load_model_with_interventions(model_options);
   const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
@@ -118,7 +123,9 @@ int eval_command(const Arguments& args) {
 
   nlohmann::json summary = {{"model", model_options.model_dir}, {"dataset", dataset.path}, {"kind", dataset.kind},
                             {"results", nlohmann::json::array()},
-                            {"seconds", {{"model_load", load_seconds}, {"evaluation", run_seconds}}}};
+                            {"seconds", {{"model_load", load_seconds}, {"evaluation", run_seconds}}},
+                            {"memory", {{"rss_before_model", rss_before_model}, {"peak_rss", peak_resident_bytes()},
+                                        {"heap_before_model", heap_before_model}, {"peak_heap", heap_peak.peak()}}}};
   if (find_benchmark_kind(dataset.kind)) summary["tag"] = benchmark_tag(dataset);  // "language" or "reasoning"
   for (size_t k = 0; k < interventions.size(); ++k)
     summary["results"].push_back({{"intervention", interventions[k].name()},

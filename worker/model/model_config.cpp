@@ -157,13 +157,14 @@ Footprint footprint(const ModelSize& size, double s, const BatchShape& b) {
   switch (b.kind) {
     case BatchShape::Kind::memorization: {
       const double S = double(b.scored), G = double(kGenerationBatches);
-      const double base = 3 * B * T * d * s;           // the baseline's keys, values and outputs, kept for reuse
-      const double waiting = 2 * G * B * T * d * s;    // the kept caches of waiting generations
-      // Teacher-forced pass: its own keys and values, the suffix logits, their float32 form and scoring chunks.
-      const double teacher_layers = base + waiting + 2 * B * T * d * s;
-      const double teacher_head = B * S * V * (s + 4) + 3 * kScoringChunk;
-      // Merged decode: the kept caches, their concatenation and its copy into storage reserved for every step.
-      const double decode_layers = base + 3 * 2 * G * B * (T + S) * d * s;
+      const double base = 3 * B * T * d * s;  // the baseline's keys, values and outputs, kept for reuse
+      // Teacher-forced pass: the kept caches of waiting generations (up to G batches' rows, and this pass's own until
+      // they run), its own keys and values, the suffix logits, their float32 form and the scoring chunks.
+      const double teacher_layers = base + 2 * (G + 1) * B * T * d * s + 2 * B * T * d * s;
+      const double teacher_head = B * S * V * (s + (s == 4 ? 0 : 4)) + 4 * kScoringChunk;  // a float32 copy unless float32
+      // Merged decode: the waiting caches merged layer by layer into one, then storage reserved for every step
+      // (a layer at a time), and the newest pass's kept cache; the step logits and their float32 scoring.
+      const double decode_layers = base + 2 * B * T * d * s + 2 * G * B * (T + S) * d * s;
       const double decode_head = G * B * V * (s + 4 + 4);
       // The larger of the two phases on an unsplit model.
       const double layers = double(size.layers);
@@ -178,15 +179,18 @@ Footprint footprint(const ModelSize& size, double s, const BatchShape& b) {
       f.head = double(size.layers) * B * T * V * 4 + B * T * V * (s + 4 + 4);
       break;
     case BatchShape::Kind::loglikelihood: {
-      const double R = double(b.continuation_rows), L = double(b.continuation_tokens);
-      // Per layer, for the baseline (kept for reuse) and for an intervention: the contexts' keys, values and outputs,
-      // each continuation row's copy of its context's keys and values followed by its own, and its outputs.
-      f.per_layer = 2 * (3 * B * T * d * s + 2 * R * (T + L) * d * s + R * L * d * s);
-      f.head = std::min(double(b.predicted) * V * s, kHeadCall) + 3 * kScoringChunk;
-      f.inner = 2 * std::max(B * T, R * L) * double(size.intermediate) * s;
+      const double held = B * T + double(b.continuation_rows) * T + double(b.continuation_positions);
+      // Per layer: the baseline keeps the contexts' keys, values and outputs and every pass's keys and values (a
+      // copy of its contexts' first) and outputs; an intervention holds its contexts' and its largest pass's.
+      f.per_layer = (2 * held + B * T + double(b.continuation_positions) + 2 * B * T + 2 * double(b.largest_pass)) * d * s;
+      f.head = std::min(double(b.predicted) * V * s, kHeadCall) + 4 * kScoringChunk;
+      f.inner = 2 * std::max(B * T, double(b.largest_pass)) * double(size.intermediate) * s;
       break;
     }
   }
+  // The matrix products' working memory: a CPU's BLAS packs the largest weight it multiplies, the output head, at
+  // every product (a GPU needs less; counted everywhere, plan does not know where workers run).
+  f.head += V * d * s;
   return f;
 }
 

@@ -77,21 +77,25 @@ struct BatchShape {
   int64_t rows = 0;    // rows of the first pass (memorization, divergence: the batch; loglikelihood: its contexts)
   int64_t tokens = 0;  // their padded length
   int64_t scored = 0;  // memorization: suffix positions whose logits a pass makes (the longest suffix)
-  // loglikelihood: continuation rows, each run after a copy of its context's keys and values, their longest
-  // continuation (fed tokens), and the tokens scored in the batch
-  int64_t continuation_rows = 0, continuation_tokens = 0, predicted = 0;
+  // loglikelihood: continuation rows, each run after a copy of its context's keys and values, in passes right-padded
+  // to their longest row: the rows, the longest (fed tokens), the padded positions of all passes and of the largest
+  // pass with its contexts' copies, and the tokens the batch scores
+  int64_t continuation_rows = 0, continuation_tokens = 0, continuation_positions = 0, largest_pass = 0, predicted = 0;
 };
 
 // Peak memory of a worker running `batch` in a dtype of `element_bytes` (bytes), per device of `devices` over which
-// the layers are split (the device that needs the most). Activations are what the task keeps alive at its peak:
-// memorization — the baseline's keys, values and layer outputs (the below-block reuse), the kept caches of
-// kGenerationBatches batches of waiting generations, and either an intervention's own pass (keys, values, the
-// suffix logits and their float32 scoring) or the merged decode (its cache copied once into reserved storage, the
-// step logits); divergence — every layer's output twice and every layer's logit-lens log-probabilities of the
-// baseline (float32, kept while the interventions run); loglikelihood — contexts' and continuation rows' keys,
-// values and outputs for the baseline and an intervention, the output head's 128 MB of logits at a time. Plus the
-// MLP's inner activations. The CUDA context (~1 GB) or a CPU process's libraries are not counted. An estimate
-// checked against measured peaks (bench/peak_memory.py), not a bound libtorch's allocator promises.
+// the layers are split (the device that needs the most). Activations are what the task holds at its peak:
+// - memorization: the baseline's keys, values and layer outputs (the below-block reuse), and either an
+//   intervention's own pass (the kept caches of up to kGenerationBatches batches of waiting generations, its keys and
+//   values, the suffix logits and their float32 scoring) or the merged decode (the waiting caches merged layer by
+//   layer into storage reserved for every step, the step logits);
+// - divergence: every layer's output twice and every layer's logit-lens log-probabilities of the baseline (float32,
+//   kept while the interventions run);
+// - loglikelihood: the contexts' and every continuation pass's keys, values and outputs kept by the baseline, an
+//   intervention's own for its contexts and its largest pass, the output head's 128 MB of logits at a time;
+// plus the MLP's inner activations and a packed copy of the output head's weight (a CPU's BLAS makes one at every
+// product). Not counted: the CUDA context (~1 GB), a CPU process's libraries, allocator fragmentation. Checked against
+// measured peaks (bench/peak_memory.py); an estimate for planning, not a bound libtorch's allocator promises.
 struct MemoryEstimate {
   double weights = 0, activations = 0;
   double total() const { return weights + activations; }

@@ -303,17 +303,29 @@ BatchShape largest_batch(const DatasetSpec& spec, const TaskContext& context, in
   shape.kind = BatchShape::Kind::loglikelihood;
   double largest = -1;
   for (const PlannedBatch& batch : plan_batches(set.requests, engine)) {
-    BatchShape b = shape;
+    BatchShape b;
+    b.kind = BatchShape::Kind::loglikelihood;
     b.rows = int64_t(batch.contexts.size());
     for (const auto& context_ids : batch.contexts) b.tokens = std::max<int64_t>(b.tokens, int64_t(context_ids.size()));
+    std::vector<int64_t> fed;
     for (const auto& group : batch.requests)
       for (size_t r : group) {
-        const int64_t fed = int64_t(set.requests[r].continuation.size()) - 1;
-        b.predicted += fed + 1;
-        if (fed > 0) ++b.continuation_rows, b.continuation_tokens = std::max(b.continuation_tokens, fed);
+        const int64_t n = int64_t(set.requests[r].continuation.size()) - 1;
+        b.predicted += n + 1;
+        if (n > 0) fed.push_back(n);
       }
+    std::sort(fed.rbegin(), fed.rend());
+    b.continuation_rows = int64_t(fed.size());
+    b.continuation_tokens = fed.empty() ? 0 : fed.front();
+    size_t begin = 0;
+    for (size_t end : continuation_pass_ends(fed)) {
+      const int64_t rows = int64_t(end - begin), positions = rows * fed[begin];
+      b.continuation_positions += positions;
+      b.largest_pass = std::max(b.largest_pass, rows * b.tokens + positions);
+      begin = end;
+    }
     // The batch holding the most positions' keys and values: contexts, and each continuation row's copy of its context.
-    const double held = double(b.rows * b.tokens) + double(b.continuation_rows) * double(b.tokens + b.continuation_tokens);
+    const double held = double(b.rows * b.tokens) + double(b.continuation_rows * b.tokens + b.continuation_positions);
     if (held > largest) largest = held, shape = b;
   }
   return shape;

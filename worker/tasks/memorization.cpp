@@ -184,8 +184,8 @@ void generate(CausalLM& model, const std::vector<TeacherForced*>& parts, const s
     for (const auto& modes : row_modes) uniform = uniform && modes[size_t(layer)] == row_modes[0][size_t(layer)];
     if (uniform && row_modes[0][size_t(layer)] != AttentionMode::normal) continue;
     std::vector<torch::Tensor> keys, values;
-    for (const TeacherForced* part : parts) {
-      const auto& kept = part->kept;
+    for (TeacherForced* part : parts) {
+      auto& kept = part->kept;
       if (kept.keys.size() <= size_t(layer) || !kept.keys[size_t(layer)].defined()) {
         const torch::Device device = model.layer_devices()[size_t(layer)];
         keys.push_back(torch::zeros({int64_t(part->generate_rows.size()), like.size(1), length, like.size(3)}, like.options().device(device)));
@@ -194,13 +194,14 @@ void generate(CausalLM& model, const std::vector<TeacherForced*>& parts, const s
       }
       keys.push_back(torch::constant_pad_nd(kept.keys[size_t(layer)], {0, 0, length - kept.length, 0}));
       values.push_back(torch::constant_pad_nd(kept.values[size_t(layer)], {0, 0, length - kept.length, 0}));
+      kept.keys[size_t(layer)] = kept.values[size_t(layer)] = torch::Tensor();  // merged layer by layer: never held twice
     }
     merged.keys[size_t(layer)] = torch::cat(keys), merged.values[size_t(layer)] = torch::cat(values);
   }
   std::vector<torch::Tensor> masks;
   for (TeacherForced* part : parts) {
     masks.push_back(torch::constant_pad_nd(part->kept_mask, {length - part->kept.length, 0}));
-    part->kept = KVCache(), part->kept_mask = torch::Tensor();  // merged: not held twice
+    part->kept = KVCache(), part->kept_mask = torch::Tensor();
   }
   std::vector<std::vector<int64_t>> tokens;
   std::vector<std::vector<float>> gaps;

@@ -16,7 +16,7 @@ namespace {
 
 // A planned batch as tensors: the contexts left-padded; the continuations (without their last token, whose
 // prediction nobody reads) of the requests with two or more continuation tokens, in passes of similar lengths
-// (longest first, cut where it saves the most padding: pass_ends), each right-padded (the padding comes
+// (longest first, cut where it saves the most padding: continuation_pass_ends), each right-padded (the padding comes
 // after every real token, so causal attention never lets a real token see it), each row after its context's keys
 // and values. The batch's predicted tokens are, in order: each request's first continuation token (predicted by its
 // context's last position), then every pass's, row by row.
@@ -32,26 +32,6 @@ struct BatchInputs {
   // The predicted token (its place in that order) of each continuation token after the first, request by request.
   torch::Tensor rest_order;
 };
-
-// Where the continuation passes end, for rows of `fed` tokens sorted longest first: the cut with the fewest padded
-// positions, each pass counted kPassOverhead positions more (its own copy of the contexts' keys and values, smaller
-// matrix products). Dynamic programming over the cut points.
-constexpr int64_t kPassOverhead = 16;
-std::vector<size_t> pass_ends(const std::vector<int64_t>& fed) {
-  const size_t n = fed.size();
-  std::vector<int64_t> cost(n + 1, std::numeric_limits<int64_t>::max());
-  std::vector<size_t> cut(n + 1, 0);
-  cost[0] = 0;
-  for (size_t end = 1; end <= n; ++end)
-    for (size_t begin = 0; begin < end; ++begin) {
-      const int64_t c = cost[begin] + int64_t(end - begin) * fed[begin] + kPassOverhead;
-      if (c < cost[end]) cost[end] = c, cut[end] = begin;
-    }
-  std::vector<size_t> ends;
-  for (size_t end = n; end > 0; end = cut[end]) ends.push_back(end);
-  std::reverse(ends.begin(), ends.end());
-  return ends;
-}
 
 BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenRequest>& requests, torch::Device device) {
   BatchInputs in;
@@ -77,7 +57,7 @@ BatchInputs batch_inputs(const PlannedBatch& batch, const std::vector<TokenReque
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.fed > b.fed; });
   std::vector<int64_t> fed;
   for (const Row& row : rows) fed.push_back(row.fed);
-  const std::vector<size_t> ends = pass_ends(fed);
+  const std::vector<size_t> ends = continuation_pass_ends(fed);
   // Where each request's second token lands among the predicted tokens.
   std::vector<int64_t> first_output(size_t(order), -1);
   int64_t outputs = order;

@@ -1,6 +1,7 @@
 #include "worker/tasks/benchmarks/requests.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 
 #include "worker/base/error.h"
@@ -108,6 +109,23 @@ std::vector<PlannedBatch> plan_batches(const std::vector<TokenRequest>& requests
     continuation_rows += rows;
   }
   return batches;
+}
+
+std::vector<size_t> continuation_pass_ends(const std::vector<int64_t>& fed) {
+  constexpr int64_t kPassOverhead = 16;
+  const size_t n = fed.size();
+  std::vector<int64_t> cost(n + 1, std::numeric_limits<int64_t>::max());
+  std::vector<size_t> cut(n + 1, 0);
+  cost[0] = 0;
+  for (size_t end = 1; end <= n; ++end)  // dynamic programming over the cut points
+    for (size_t begin = 0; begin < end; ++begin) {
+      const int64_t c = cost[begin] + int64_t(end - begin) * fed[begin] + kPassOverhead;
+      if (c < cost[end]) cost[end] = c, cut[end] = begin;
+    }
+  std::vector<size_t> ends;
+  for (size_t end = n; end > 0; end = cut[end]) ends.push_back(end);
+  std::reverse(ends.begin(), ends.end());
+  return ends;
 }
 
 }  // namespace memsweep

@@ -45,4 +45,9 @@ struct PlannedBatch {
 };
 std::vector<PlannedBatch> plan_batches(const std::vector<TokenRequest>& requests, const LoglikelihoodOptions& options);
 
+// Where a batch's continuation passes end, for its continuation rows of `fed` tokens each, sorted longest first: the
+// cut with the fewest padded positions, each pass counted 16 positions more (its own copy of the contexts' keys and
+// values, smaller matrix products). Each pass is right-padded to its first (longest) row.
+std::vector<size_t> continuation_pass_ends(const std::vector<int64_t>& fed);
+
 }  // namespace memsweep
