@@ -34,11 +34,11 @@ int main(int argc, char** argv) {
                            "[[datasets]]\nname = \"d\"\nkind = \"memorization\"\npath = \"d.jsonl\"\n";
   const Study study = parse_study(text, "bench.toml", folder.root().string());
   const int64_t examples = units / 4 * examples_per_unit;
-  const auto grid = expand_units(study, [&](const DatasetEntry&, const ModelEntry&) { return examples; });
   const std::string store_path = (argc > 5 ? std::filesystem::path(argv[5]) : folder.root()) / "bench.sqlite";
   std::filesystem::remove(store_path);
   auto store = open_sqlite_store(store_path, journal);
-  store->register_study(study, text, {}, {{"d", "hash", examples}}, grid, false);
+  store->register_study(study, text, {}, {{"d", "hash", examples}},
+                        unit_planner(study, [&](const DatasetEntry&, const ModelEntry&) { return examples; }), false);
 
   // The pure scheduler alone: one hand-out round for every idle worker over the whole pending list.
   std::vector<PendingUnit> pending;
@@ -67,5 +67,5 @@ int main(int argc, char** argv) {
               "%.0f example rows/s; journal %s; outcome %s\n",
               (long long)done, (long long)(done * examples_per_unit), workers, seconds, double(done) / seconds,
               double(done * examples_per_unit) / seconds, journal == JournalMode::wal ? "wal" : "delete", run_outcome_name(outcome));
-  return outcome == RunOutcome::finished && done == int64_t(grid.size()) ? 0 : 1;
+  return outcome == RunOutcome::finished && done == int64_t(store->units().size()) ? 0 : 1;
 }

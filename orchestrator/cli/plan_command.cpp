@@ -6,8 +6,6 @@
 #include <iostream>
 #include <map>
 #include <set>
-#include <unordered_map>
-#include <unordered_set>
 
 #include <torch/torch.h>
 
@@ -32,7 +30,7 @@ namespace {
 // warm-up (model load, first allocations), on the device a worker would use. Prints minutes per unit, whether a unit
 // started just before SIGUSR1 finishes within the drain grace, and the device-hours of the whole study and of what
 // the store does not hold yet.
-void calibrate(const PreparedStudy& prepared, const std::map<std::string, std::string>& stored, int64_t examples, double grace_s) {
+void calibrate(const PreparedStudy& prepared, const StoreSummary& stored, int64_t examples, double grace_s) {
   const Study& study = prepared.study;
   const std::string device = choose_device(study.run.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"),
                                            study.run.devices_per_worker);
@@ -50,7 +48,8 @@ void calibrate(const PreparedStudy& prepared, const std::map<std::string, std::s
   double worst_s_per_example = 0;
   // Seconds per example and intervention, per (model, dataset): what every unit of that pair is projected with.
   std::map<std::pair<std::string, std::string>, double> rate;
-  for (const Unit& unit : prepared.units) {
+  const std::vector<Unit> grid = prepared.units_to_add({});
+  for (const Unit& unit : grid) {
     const auto pair = std::make_pair(unit.model, unit.dataset);
     if (rate.count(pair)) continue;
     UnitRow row;
@@ -70,13 +69,19 @@ void calibrate(const PreparedStudy& prepared, const std::map<std::string, std::s
                 "fewer interventions per unit shorten a unit too). SLURM's USR1 lead must exceed the grace (memsweep submit\n"
                 "--signal-lead, default drain_grace_s + cancel_wait_s + 60).\n",
                 grace_s, (long long)(grace_s / worst_s_per_example));
+  // The whole grid, and what is not done of it: the store's units of this study not done and what it would add.
+  auto seconds = [&](const Unit& unit) {
+    const auto found = rate.find({unit.model, unit.dataset});
+    return found == rate.end() ? 0.0 : found->second * double(unit.count) * double(unit.interventions.size());
+  };
   double total_s = 0, remaining_s = 0;
-  for (const Unit& unit : prepared.units) {
-    const double s = rate[{unit.model, unit.dataset}] * double(unit.count) * double(unit.interventions.size());
-    total_s += s;
-    const auto found = stored.find(unit.key());
-    if (found == stored.end() || found->second != "done") remaining_s += s;
+  for (const Unit& unit : grid) total_s += seconds(unit);
+  std::vector<Unit> held;
+  for (const HeldUnit& h : stored.units) {
+    held.push_back(h.unit);
+    if (h.status != "done") remaining_s += seconds(h.unit);
   }
+  for (const Unit& unit : prepared.units_to_add(held)) remaining_s += seconds(unit);
   const int k = study.run.devices_per_worker;
   std::printf("the whole study: %.3g device-hours on %s (%.3g left to run)%s; model loads not counted, one per model and worker\n",
               total_s * k / 3600, device.c_str(), remaining_s * k / 3600,
@@ -130,32 +135,36 @@ int plan_command(const Arguments& raw) {
 
   const PreparedStudy prepared = prepare_study(study_path, db);
   const Study& study = prepared.study;
-  std::map<std::string, std::string> stored;
   const bool has_store = std::filesystem::exists(study.store.path);
-  if (has_store) stored = read_store_summary(study.store.path).status_by_key;
+  StoreSummary summary;
+  if (has_store) summary = read_store_summary(study.store.path);
+  std::vector<Unit> held;
+  for (const HeldUnit& h : summary.units) held.push_back(h.unit);
+  const std::vector<Unit> added = prepared.units_to_add(held);
 
   struct Row {
-    int64_t units = 0, interventions = 0, evaluations = 0;
+    int64_t units = 0, evaluations = 0;
     std::map<std::string, int64_t> status;
+    std::set<std::string> new_interventions;
   };
   std::map<std::string, size_t> model_index, dataset_index;
   for (size_t m = 0; m < study.models.size(); ++m) model_index[study.models[m].name] = m;
   for (size_t d = 0; d < study.datasets.size(); ++d) dataset_index[study.datasets[d].name] = d;
   std::map<std::pair<size_t, size_t>, Row> rows;
   Row total;
-  std::unordered_set<std::string> planned;
-  planned.reserve(prepared.units.size());
-  for (const Unit& u : prepared.units) {
-    const std::string key = u.key();
-    planned.insert(key);
-    Row& row = rows[{model_index.at(u.model), dataset_index.at(u.dataset)}];
-    const auto found = stored.find(key);
+  auto count = [&](const Unit& u, const std::string& status) {
+    const auto m = model_index.find(u.model), d = dataset_index.find(u.dataset);
+    if (m == model_index.end() || d == dataset_index.end()) return;  // named no more: removed_from_study() says so
+    Row& row = rows[{m->second, d->second}];
     for (Row* r : {&row, &total}) {
       r->units++;
       r->evaluations += u.count * int64_t(u.interventions.size());
-      r->status[found == stored.end() ? "new" : found->second]++;
+      r->status[status]++;
+      if (status == "new") r->new_interventions.insert(u.interventions.begin(), u.interventions.end());
     }
-  }
+  };
+  for (const HeldUnit& h : summary.units) count(h.unit, h.status);
+  for (const Unit& u : added) count(u, "new");
   std::printf("study %s (sha256:%s)\nstore %s%s\n\n", study.name.c_str(), study.file_hash.substr(0, 16).c_str(),
               study.store.path.c_str(), has_store ? "" : " (not created yet)");
   std::printf("%-20s %-20s %7s %9s %6s %12s %7s %7s %7s %7s\n", "model", "dataset", "layers", "examples", "interv",
@@ -176,9 +185,28 @@ int plan_command(const Arguments& raw) {
   print("total", "", "", "", "", total);
   std::printf("\n%lld example evaluations (examples x interventions); batch size %d, %lld examples per unit\n",
               (long long)total.evaluations, study.run.batch_size, (long long)study.run.unit_size);
-  int64_t outside = 0;
-  for (const auto& entry : stored) outside += !planned.count(entry.first);
-  if (outside) std::printf("the store also holds %lld units this study file does not plan (an earlier version)\n", (long long)outside);
+
+  // What the store holds of other versions of the study file, and what --extend would do with this one.
+  if (has_store && summary.study_hash != study.file_hash) {
+    const std::vector<std::string> removed = removed_from_study(study, held);
+    if (!removed.empty()) {
+      std::printf("\nthe store holds units for what this study file no longer names; `run --extend` refuses it:\n");
+      for (const std::string& item : removed) std::printf("  %s\n", item.c_str());
+    } else {
+      int64_t evaluations = 0;
+      for (const Unit& u : added) evaluations += u.count * int64_t(u.interventions.size());
+      std::printf("\nthe store holds another version of this study file; `memsweep run --extend` adds %zu units, %lld example\n"
+                  "evaluations, and recomputes nothing:\n", added.size(), (long long)evaluations);
+      for (const auto& [key, row] : rows) {
+        if (row.new_interventions.empty()) continue;
+        const std::vector<std::string> names(row.new_interventions.begin(), row.new_interventions.end());
+        std::printf("  %s on %s: %lld units under\n", study.models[key.first].name.c_str(), study.datasets[key.second].name.c_str(),
+                    (long long)row.status.at("new"));
+        print_wrapped(names, 4, 110);
+      }
+    }
+  }
+  if (const std::string warning = double_coverage_warning(summary); !warning.empty()) std::printf("\n%s\n", warning.c_str());
 
   std::printf("\ninterventions per model:\n");
   for (const ModelEntry& m : study.models) {
@@ -249,7 +277,7 @@ int plan_command(const Arguments& raw) {
   std::printf("(per device of a worker's %d; loglikelihood batches: contexts + continuation rows; add ~1 GB for the CUDA\n"
               "context on a GPU, or the libraries' ~0.2 GB on a CPU)\n", k);
   if (calibrate_units)
-    calibrate(prepared, stored, std::max<int64_t>(calibrate_examples, 1), grace_s >= 0 ? grace_s : study.run.drain_grace_s);
+    calibrate(prepared, summary, std::max<int64_t>(calibrate_examples, 1), grace_s >= 0 ? grace_s : study.run.drain_grace_s);
   return refused ? 1 : 0;
 }
 

@@ -70,7 +70,8 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
   std::optional<ScratchStore> scratch;
   if (!args.scratch.empty()) scratch.emplace(study.store.path, args.scratch, args.checkpoint_every_s, args.checkpoint_every_units);
   auto store = open_sqlite_store(scratch ? scratch->live_path() : study.store.path, study.store.journal_mode);
-  store->register_study(study, prepared.text, prepared.models, prepared.datasets, prepared.units, args.extend);
+  store->register_study(study, prepared.text, prepared.models, prepared.datasets,
+                        [&](const std::vector<Unit>& held) { return prepared.units_to_add(held); }, args.extend);
   if (args.retry_failed)
     if (int retried = store->retry_failed()) log_info("--retry-failed: " + std::to_string(retried) + " failed units are pending again");
   if (int requeued = store->requeue_running()) log_info("resume: " + std::to_string(requeued) + " units left running by an earlier job are pending again");
@@ -116,8 +117,9 @@ int run_command(const Arguments& raw) {
       "device each: the worker's position on its node modulo the visible GPUs, cpu without CUDA); alone, one\n"
       "process does both.\n\n"
       "Resume: rerunning the same study skips done units and requeues units a dead job left running. A changed\n"
-      "study file is refused unless --extend (new units are added; recorded results are kept). Units recorded\n"
-      "failed (no attempts left) stay failed unless --retry-failed.\n"
+      "study file is refused unless --extend, which adds only what no unit covers yet (new models, datasets,\n"
+      "interventions; never an example twice) and keeps everything recorded; `memsweep plan` shows what it adds.\n"
+      "Units recorded failed (no attempts left) stay failed unless --retry-failed.\n"
       "Signals to rank 0: SIGTERM requeues in-flight units, commits, has their workers abandon them at the next\n"
       "batch and exits 0; SIGUSR1 stops handing out units, lets in-flight ones finish within [run] drain_grace_s,\n"
       "then requeues and cancels the rest the same way and exits 0. A worker that sees SIGTERM itself abandons\n"

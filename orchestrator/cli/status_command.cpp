@@ -91,6 +91,7 @@ int status_command(const Arguments& raw) {
                   f.final ? " [unit failed]" : "", f.error.c_str());
     }
   }
+  if (const std::string warning = double_coverage_warning(s); !warning.empty()) std::printf("\n%s\n", warning.c_str());
   if (metrics) print_metrics(path);
   return exit_unfinished && left > 0 ? 3 : 0;
 }

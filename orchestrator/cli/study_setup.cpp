@@ -51,12 +51,14 @@ PreparedStudy prepare_study(const std::string& path, const std::string& db_overr
     }
     prepared.datasets.push_back(facts);
   }
-  prepared.units = expand_units(study, [&](const DatasetEntry& d, const ModelEntry& m) {
-    size_t index = 0;
-    while (study.models[index].name != m.name) ++index;
-    return counts.at(count_key(d, index));
-  });
+  for (size_t m = 0; m < study.models.size(); ++m)
+    for (const DatasetEntry& d : study.datasets)
+      if (study.pairs(d, study.models[m])) prepared.examples[{study.models[m].name, d.name}] = counts.at(count_key(d, m));
   return prepared;
+}
+
+std::vector<Unit> PreparedStudy::units_to_add(const std::vector<Unit>& held) const {
+  return expand_units(study, [&](const DatasetEntry& d, const ModelEntry& m) { return examples.at({m.name, d.name}); }, held);
 }
 
 }  // namespace memsweep

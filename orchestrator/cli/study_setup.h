@@ -1,7 +1,8 @@
 #pragma once
 // What `run` and `plan` both do before any work: read and check the study, read each model's task context, count
 // each dataset's examples as its task will read them (tasks/dataset.h, no libtorch, no weights), hash the data files
-// and tokenizers, and expand the units.
+// and tokenizers; then plan the units a store lacks.
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,10 +15,12 @@ namespace memsweep {
 struct PreparedStudy {
   Study study;
   std::string text;
-  std::vector<Unit> units;
   std::vector<ModelFacts> models;
   std::vector<TaskContext> contexts;  // per model, in study order
   std::vector<DatasetFacts> datasets;
+  std::map<std::pair<std::string, std::string>, int64_t> examples;  // (model, dataset) -> examples, for the pairs
+  // The units to add to a store that holds `held` (expand_units); the whole grid when it holds none.
+  std::vector<Unit> units_to_add(const std::vector<Unit>& held) const;
 };
 
 // A study's dataset as the tasks take it.

@@ -84,62 +84,61 @@ class SqliteStore : public Store {
     migrate(db_);
   }
 
-  void register_study(const Study& study, const std::string& study_text, const std::vector<ModelFacts>& models,
-                      const std::vector<DatasetFacts>& datasets, const std::vector<Unit>& units, bool extend) override {
+  int64_t register_study(const Study& study, const std::string& study_text, const std::vector<ModelFacts>& models,
+                         const std::vector<DatasetFacts>& datasets, const UnitPlanner& plan, bool extend) override {
     Transaction transaction(db_);
     const std::string now = now_utc();
     Statement existing = db_.prepare("SELECT file_hash FROM study WHERE id = 1");
-    if (existing.step()) {
-      const std::string hash = existing.text(0);
-      existing.reset();
-      if (hash != study.file_hash && !extend)
-        throw Error("the store " + db_.path() + " belongs to another version of the study file (sha256:" + hash +
-                    ", now sha256:" + study.file_hash + "); pass --extend to add the new units to it, or use a new store");
+    const bool known = existing.step();
+    const std::string hash = known ? existing.text(0) : "";
+    existing.reset();
+    const bool new_version = !known || hash != study.file_hash;
+    if (known && new_version && !extend)
+      throw Error("the store " + db_.path() + " belongs to another version of the study file (sha256:" + hash + ", now sha256:" +
+                  study.file_hash + "); pass --extend to grow it by what the new version adds (memsweep plan shows what), "
+                  "or use a new store");
+    if (known) {
       db_.prepare("UPDATE study SET name = ?, file_hash = ?, file_text = ?, updated_at = ? WHERE id = 1")
           .bind(1, study.name).bind(2, study.file_hash).bind(3, study_text).bind(4, now).run();
     } else {
-      existing.reset();
       db_.prepare("INSERT INTO study (id, name, file_hash, file_text, created_at, updated_at) VALUES (1, ?, ?, ?, ?, ?)")
           .bind(1, study.name).bind(2, study.file_hash).bind(3, study_text).bind(4, now).bind(5, now).run();
     }
-    for (const ModelEntry& m : study.models) {
-      std::string tokenizer_hash;
-      for (const ModelFacts& f : models)
-        if (f.name == m.name) tokenizer_hash = f.tokenizer_hash;
-      db_.prepare("INSERT INTO models (name, path, dtype, num_layers, tokenizer_hash) VALUES (?, ?, ?, ?, ?) "
-                  "ON CONFLICT(name) DO UPDATE SET path = excluded.path")
-          .bind(1, m.name).bind(2, m.path).bind(3, m.dtype).bind(4, m.num_layers).bind(5, tokenizer_hash).run();
+    for (const ModelEntry& m : study.models) register_model(m, models);
+    for (const DatasetEntry& d : study.datasets) register_dataset(d, datasets);
+    std::vector<Unit> held;
+    for (const UnitRow& row : units()) held.push_back(row.unit);
+    if (const std::vector<std::string> removed = removed_from_study(study, held); !removed.empty()) {
+      std::string list;
+      for (const std::string& item : removed) list += (list.empty() ? "" : ", ") + item;
+      throw Error("the store " + db_.path() + " holds units for what this version of the study no longer names (" + list +
+                  "): their results would no longer be reported; keep them in the study file, or use a new store");
     }
-    for (const DatasetEntry& d : study.datasets) {
-      const DatasetFacts* facts = nullptr;
-      for (const DatasetFacts& f : datasets)
-        if (f.name == d.name) facts = &f;
-      if (!facts) throw Error("store: no facts given for dataset '" + d.name + "'");
-      Statement known = db_.prepare("SELECT content_hash FROM datasets WHERE name = ?");
-      known.bind(1, d.name);
-      if (known.step() && known.text(0) != facts->content_hash)
-        throw Error("dataset '" + d.name + "': " + d.path + " changed since the store recorded it (sha256:" + known.text(0) +
-                    ", now sha256:" + facts->content_hash + "); results would mix two datasets: use a new store");
-      known.reset();
-      db_.prepare("INSERT INTO datasets (name, kind, path, options_json, content_hash, num_examples) VALUES (?, ?, ?, ?, ?, ?) "
-                  "ON CONFLICT(name) DO UPDATE SET path = excluded.path")
-          .bind(1, d.name).bind(2, d.kind).bind(3, d.path).bind(4, d.options.dump()).bind(5, facts->content_hash)
-          .bind(6, facts->num_examples).run();
-    }
-    int added = 0;
-    for (const Unit& u : units) {
-      db_.prepare("INSERT INTO units (key, model_id, dataset_id, first, count) SELECT ?, m.id, d.id, ?, ? "
+    int64_t version = 0;
+    Statement last = db_.prepare("SELECT COALESCE(MAX(version), 0) FROM study_versions");
+    last.step();
+    version = last.integer(0) + (new_version ? 1 : 0);
+    last.reset();
+    int64_t added = 0;
+    for (const Unit& u : plan(held)) {
+      db_.prepare("INSERT INTO units (key, model_id, dataset_id, first, count, study_version) SELECT ?, m.id, d.id, ?, ?, ? "
                   "FROM models m, datasets d WHERE m.name = ? AND d.name = ? ON CONFLICT(key) DO NOTHING")
-          .bind(1, u.key()).bind(2, u.first).bind(3, u.count).bind(4, u.model).bind(5, u.dataset).run();
-      if (db_.changes() == 0) continue;
+          .bind(1, u.key()).bind(2, u.first).bind(3, u.count).bind(4, version).bind(5, u.model).bind(6, u.dataset).run();
+      if (db_.changes() == 0) throw Error("store: planned unit " + u.key() + " is already recorded (a planner error)");
       ++added;
       const int64_t unit_id = db_.last_insert_id();
       for (size_t i = 0; i < u.interventions.size(); ++i)
         db_.prepare("INSERT INTO unit_interventions (unit_id, position, intervention_id) VALUES (?, ?, ?)")
             .bind(1, unit_id).bind(2, int64_t(i)).bind(3, intervention_id(u.interventions[i])).run();
     }
+    if (new_version)
+      db_.prepare("INSERT INTO study_versions (version, file_hash, file_text, registered_at, units_added) VALUES (?, ?, ?, ?, ?)")
+          .bind(1, version).bind(2, study.file_hash).bind(3, study_text).bind(4, now).bind(5, added).run();
+    else if (added)  // units planned after a crash between two commits, or after a planning rule changed
+      db_.prepare("UPDATE study_versions SET units_added = units_added + ? WHERE version = ?").bind(1, added).bind(2, version).run();
     transaction.commit();
-    if (added) log_info("store " + db_.path() + ": " + std::to_string(added) + " new units");
+    if (added) log_info("store " + db_.path() + ": " + std::to_string(added) + " new units (study version " + std::to_string(version) + ")");
+    return added;
   }
 
   int64_t begin_run(const Provenance& p) override {
@@ -266,6 +265,53 @@ class SqliteStore : public Store {
   }
 
  private:
+  // A model as the study names it; Error when the store knows it with another dtype, depth or tokenizer (results would
+  // mix two models under one name). Its path may change (a checkpoint moved).
+  void register_model(const ModelEntry& m, const std::vector<ModelFacts>& facts) {
+    std::string tokenizer_hash;
+    for (const ModelFacts& f : facts)
+      if (f.name == m.name) tokenizer_hash = f.tokenizer_hash;
+    Statement known = db_.prepare("SELECT dtype, num_layers, tokenizer_hash FROM models WHERE name = ?");
+    known.bind(1, m.name);
+    if (known.step()) {
+      const std::string was = known.text(0) + ", " + std::to_string(known.integer(1)) + " layers, tokenizer sha256:" + known.text(2);
+      const std::string now = m.dtype + ", " + std::to_string(m.num_layers) + " layers, tokenizer sha256:" + tokenizer_hash;
+      known.reset();
+      if (was != now)
+        throw Error("model '" + m.name + "' changed since the store recorded it (" + was + "; now " + now +
+                    "): results would mix two models under one name; give it another name, or use a new store");
+    }
+    known.reset();
+    db_.prepare("INSERT INTO models (name, path, dtype, num_layers, tokenizer_hash) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET path = excluded.path")
+        .bind(1, m.name).bind(2, m.path).bind(3, m.dtype).bind(4, m.num_layers).bind(5, tokenizer_hash).run();
+  }
+
+  // A dataset as the study names it; Error when its file, kind or options changed since the store recorded it.
+  void register_dataset(const DatasetEntry& d, const std::vector<DatasetFacts>& facts) {
+    const DatasetFacts* found = nullptr;
+    for (const DatasetFacts& f : facts)
+      if (f.name == d.name) found = &f;
+    if (!found) throw Error("store: no facts given for dataset '" + d.name + "'");
+    Statement known = db_.prepare("SELECT content_hash, kind, options_json FROM datasets WHERE name = ?");
+    known.bind(1, d.name);
+    if (known.step()) {
+      const std::string hash = known.text(0), kind = known.text(1), options = known.text(2);
+      known.reset();
+      if (hash != found->content_hash)
+        throw Error("dataset '" + d.name + "': " + d.path + " changed since the store recorded it (sha256:" + hash + ", now sha256:" +
+                    found->content_hash + "); results would mix two datasets: use a new store");
+      if (kind != d.kind || nlohmann::json::parse(options) != d.options)
+        throw Error("dataset '" + d.name + "' changed since the store recorded it (kind " + kind + ", options " + options + "; now " +
+                    d.kind + ", " + d.options.dump() + "): results would mix two datasets; give it another name, or use a new store");
+    }
+    known.reset();
+    db_.prepare("INSERT INTO datasets (name, kind, path, options_json, content_hash, num_examples) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET path = excluded.path")
+        .bind(1, d.name).bind(2, d.kind).bind(3, d.path).bind(4, d.options.dump()).bind(5, found->content_hash)
+        .bind(6, found->num_examples).run();
+  }
+
   void close_attempt(int64_t unit, int attempt, const std::string& outcome, const std::string& error) {
     db_.prepare("UPDATE attempts SET finished_at = ?, outcome = ?, error = ? WHERE unit_id = ? AND attempt = ?")
         .bind(1, now_utc()).bind(2, outcome).bind(3, error).bind(4, unit).bind(5, attempt).run();

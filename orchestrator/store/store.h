@@ -47,10 +47,14 @@ struct Assignment;  // scheduler/scheduler.h
 class Store {
  public:
   virtual ~Store() = default;
-  // Records the study and its units. A store of another study file is refused unless `extend`, which adds
-  // the new units and keeps everything recorded. A dataset whose file changed is refused either way.
-  virtual void register_study(const Study& study, const std::string& study_text, const std::vector<ModelFacts>& models,
-                              const std::vector<DatasetFacts>& datasets, const std::vector<Unit>& units, bool extend) = 0;
+  // Records the study and the units `plan` gives for the units the store holds (all in one transaction); returns how
+  // many it added. A store of another version of the study file is refused unless `extend`, which records the new
+  // version and adds what it plans (only what no unit covers yet: study.h, expand_units). Refused either way, since
+  // results would mix or be orphaned: a dataset whose file, kind or options changed, a model whose dtype, depth or
+  // tokenizer changed, and (with `extend`) a model, dataset or intervention the store holds units for that the study
+  // no longer names.
+  virtual int64_t register_study(const Study& study, const std::string& study_text, const std::vector<ModelFacts>& models,
+                                 const std::vector<DatasetFacts>& datasets, const UnitPlanner& plan, bool extend) = 0;
   virtual int64_t begin_run(const Provenance& provenance) = 0;
   virtual void end_run(int64_t run, const std::string& outcome) = 0;
   // Resume: units left running by a dead job become pending again. Returns how many.

@@ -1,6 +1,7 @@
 #include "orchestrator/store/summary.h"
 
 #include <filesystem>
+#include <map>
 
 #include "orchestrator/store/sqlite.h"
 #include "worker/base/error.h"
@@ -46,8 +47,18 @@ StoreSummary read_store_summary(const std::string& path) {
     summary.failures.push_back({failures.text(0), failures.text(2), failures.text(4), int(failures.integer(1)),
                                 int(failures.integer(3)), failures.integer(5) != 0});
 
-  Statement keys = db.prepare("SELECT key, status FROM units");
-  while (keys.step()) summary.status_by_key[keys.text(0)] = keys.text(1);
+  Statement units = db.prepare(
+      "SELECT u.id, m.name, d.name, u.first, u.count, u.status FROM units u JOIN models m ON m.id = u.model_id "
+      "JOIN datasets d ON d.id = u.dataset_id ORDER BY u.id");
+  std::map<int64_t, size_t> position;
+  while (units.step()) {
+    position[units.integer(0)] = summary.units.size();
+    summary.units.push_back({Unit{units.text(1), units.text(2), units.integer(3), units.integer(4), {}}, units.text(5)});
+  }
+  Statement interventions = db.prepare(
+      "SELECT ui.unit_id, iv.name FROM unit_interventions ui JOIN interventions iv ON iv.id = ui.intervention_id "
+      "ORDER BY ui.unit_id, ui.position");
+  while (interventions.step()) summary.units[position.at(interventions.integer(0))].unit.interventions.push_back(interventions.text(1));
 
   Statement runs = db.prepare(
       "SELECT (SELECT COUNT(*) FROM runs), r.started_at, COALESCE(r.outcome, ''), "
@@ -117,6 +128,15 @@ void for_each_example(const std::string& path, const std::function<void(const Ex
       "JOIN interventions i ON i.id = e.intervention_id "
       "WHERE u.status = 'done' ORDER BY m.id, d.id, e.intervention_id, e.example_index");
   while (s.step()) visit({s.text(0), s.text(1), s.text(2), s.integer(3), nlohmann::json::parse(s.text(4)).get<Values>()});
+}
+
+std::string double_coverage_warning(const StoreSummary& summary) {
+  std::vector<Unit> held;
+  for (const HeldUnit& h : summary.units) held.push_back(h.unit);
+  const int64_t twice = doubly_covered(held);
+  if (!twice) return "";
+  return "warning: " + std::to_string(twice) + " (model, dataset, intervention, example) results are covered by two units of "
+         "this store (an --extend of a memsweep before store schema 2 recomputed them); its metrics count each of them twice";
 }
 
 }  // namespace memsweep

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "orchestrator/study/study.h"
 #include "worker/tasks/results.h"
 
 namespace memsweep {
@@ -23,12 +24,17 @@ struct FailureRow {
   bool final = false;  // the unit is recorded failed (no attempts left)
 };
 
+struct HeldUnit {
+  Unit unit;
+  std::string status;  // pending | running | done | failed
+};
+
 struct StoreSummary {
   std::string study_name, study_hash;
   int schema_version = 0;
   std::vector<GroupProgress> groups;
   std::vector<FailureRow> failures;     // every failed attempt, newest first
-  std::map<std::string, std::string> status_by_key;  // unit key -> status
+  std::vector<HeldUnit> units;          // every unit, in the order it was planned
   int64_t runs = 0;
   std::string last_run_started, last_run_outcome;  // outcome empty while it runs (or after a crash)
   int64_t done_in_last_run = 0;
@@ -38,6 +44,10 @@ struct StoreSummary {
 
 // Error when the file is absent or is not a memsweep store.
 StoreSummary read_store_summary(const std::string& path);
+
+// A warning when some (model, dataset, intervention, example) is covered by two units (a store grown by the --extend
+// of a memsweep before schema 2, which recomputed what it held), else "".
+std::string double_coverage_warning(const StoreSummary& summary);
 
 // Summed ShardResult totals of the done units per model, dataset and intervention (finalize_metrics turns them
 // into the dataset's metrics). `units_done` of `units` tells whether the numbers cover the whole dataset yet.

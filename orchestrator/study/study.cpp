@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "worker/base/block_list.h"
 #include "worker/base/error.h"
@@ -64,23 +65,116 @@ std::string Unit::key() const {
   return key;
 }
 
-std::vector<Unit> expand_units(const Study& study, const ExampleCounter& count_examples) {
+namespace {
+
+using Ranges = std::vector<std::pair<int64_t, int64_t>>;  // [first, end), sorted, disjoint
+
+// Sorts and merges overlapping or touching ranges; adds to *overlap the examples covered more than once.
+Ranges merged(Ranges ranges, int64_t* overlap = nullptr) {
+  std::sort(ranges.begin(), ranges.end());
+  Ranges out;
+  for (const auto& r : ranges) {
+    if (!out.empty() && r.first <= out.back().second) {
+      if (overlap) *overlap += std::max<int64_t>(0, std::min(r.second, out.back().second) - r.first);
+      out.back().second = std::max(out.back().second, r.second);
+    } else {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+// [0, examples) minus `covered`.
+Ranges uncovered(const Ranges& covered, int64_t examples) {
+  Ranges out;
+  int64_t next = 0;
+  for (const auto& [first, end] : covered) {
+    if (first > next) out.push_back({next, std::min(first, examples)});
+    next = std::max(next, end);
+  }
+  if (next < examples) out.push_back({next, examples});
+  return out;
+}
+
+// Held units' coverage: (model, dataset) -> intervention -> ranges (unmerged).
+using Coverage = std::map<std::pair<std::string, std::string>, std::map<std::string, Ranges>>;
+Coverage coverage_of(const std::vector<Unit>& held) {
+  Coverage coverage;
+  for (const Unit& u : held)
+    for (const std::string& name : u.interventions) coverage[{u.model, u.dataset}][name].push_back({u.first, u.first + u.count});
+  return coverage;
+}
+
+}  // namespace
+
+std::vector<Unit> expand_units(const Study& study, const ExampleCounter& count_examples, const std::vector<Unit>& held) {
+  const Coverage coverage = coverage_of(held);
   std::vector<Unit> units;
   for (const ModelEntry& model : study.models) {
     const std::vector<std::string> interventions = study.interventions_for(model);
-    const size_t group = study.run.interventions_per_unit > 0 ? size_t(study.run.interventions_per_unit) : interventions.size();
     for (const DatasetEntry& dataset : study.datasets) {
       if (!study.pairs(dataset, model)) continue;
       const int64_t examples = count_examples(dataset, model);
-      for (int64_t first = 0; first < examples; first += study.run.unit_size)
-        for (size_t g = 0; g < interventions.size(); g += group) {
-          Unit unit{model.name, dataset.name, first, std::min(study.run.unit_size, examples - first), {}};
-          unit.interventions.assign(interventions.begin() + g, interventions.begin() + std::min(interventions.size(), g + group));
-          units.push_back(std::move(unit));
+      const auto covered = coverage.find({model.name, dataset.name});
+      // Interventions grouped by the examples still to do for them (study order within and between groups).
+      std::vector<std::pair<Ranges, std::vector<std::string>>> groups;
+      for (const std::string& name : interventions) {
+        Ranges todo = {{0, examples}};
+        if (covered != coverage.end()) {
+          const auto ranges = covered->second.find(name);
+          if (ranges != covered->second.end()) todo = uncovered(merged(ranges->second), examples);
         }
+        if (todo.empty() || todo.front().first >= todo.front().second) continue;
+        auto group = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == todo; });
+        if (group == groups.end()) groups.push_back({todo, {name}});
+        else group->second.push_back(name);
+      }
+      for (const auto& [todo, names] : groups) {
+        const size_t size = study.run.interventions_per_unit > 0 ? size_t(study.run.interventions_per_unit) : names.size();
+        for (const auto& [begin, end] : todo)
+          for (int64_t first = begin; first < end; first += study.run.unit_size)
+            for (size_t g = 0; g < names.size(); g += size) {
+              Unit unit{model.name, dataset.name, first, std::min(study.run.unit_size, end - first), {}};
+              unit.interventions.assign(names.begin() + int64_t(g), names.begin() + int64_t(std::min(names.size(), g + size)));
+              units.push_back(std::move(unit));
+            }
+      }
     }
   }
   return units;
+}
+
+UnitPlanner unit_planner(const Study& study, const ExampleCounter& count_examples) {
+  return [study, count_examples](const std::vector<Unit>& held) { return expand_units(study, count_examples, held); };
+}
+
+std::vector<std::string> removed_from_study(const Study& study, const std::vector<Unit>& held) {
+  std::set<std::string> removed;
+  std::map<std::string, std::set<std::string>> named;  // model -> the interventions the study gives it
+  for (const ModelEntry& m : study.models) {
+    const std::vector<std::string> names = study.interventions_for(m);
+    named[m.name] = std::set<std::string>(names.begin(), names.end());
+  }
+  for (const Unit& u : held) {
+    const auto model = named.find(u.model);
+    if (model == named.end()) {
+      removed.insert("model '" + u.model + "'");
+      continue;
+    }
+    bool paired = false;
+    for (const DatasetEntry& d : study.datasets) paired = paired || (d.name == u.dataset && study.pairs(d, study.model(u.model)));
+    if (!paired) removed.insert("dataset '" + u.dataset + "' on model '" + u.model + "'");
+    for (const std::string& name : u.interventions)
+      if (!model->second.count(name)) removed.insert("intervention '" + name + "' of model '" + u.model + "'");
+  }
+  return std::vector<std::string>(removed.begin(), removed.end());
+}
+
+int64_t doubly_covered(const std::vector<Unit>& held) {
+  int64_t overlap = 0;
+  for (const auto& [pair, by_intervention] : coverage_of(held))
+    for (const auto& [name, ranges] : by_intervention) merged(ranges, &overlap);
+  return overlap;
 }
 
 void check_tokenizers(const Study& study) {

@@ -100,8 +100,26 @@ struct Unit {
 
 // How many examples a dataset has (as the model's task would read it).
 using ExampleCounter = std::function<int64_t(const DatasetEntry&, const ModelEntry&)>;
-// In study order: model, dataset, shard, intervention group.
-std::vector<Unit> expand_units(const Study& study, const ExampleCounter& count_examples);
+// The units a study adds to those a store already holds (`held`; none for a new store). Invariant: every (model,
+// dataset, intervention, example) the study names is in exactly one unit, held or new — so a study grown with
+// --extend computes only what is new and never counts an example twice. Per model and dataset, the examples no held
+// unit covers for an intervention form ranges; interventions with the same ranges are planned together: each range
+// cut into shards of unit_size from its start, a shard's interventions into groups of interventions_per_unit (study
+// order). On an empty store that is the whole grid in study order: model, dataset, shard, intervention group.
+// unit_size and interventions_per_unit therefore shape only what is planned after they change.
+std::vector<Unit> expand_units(const Study& study, const ExampleCounter& count_examples, const std::vector<Unit>& held = {});
+
+// The units to add to a store that holds `held` units: expand_units over a study and its example counts.
+using UnitPlanner = std::function<std::vector<Unit>(const std::vector<Unit>& held)>;
+UnitPlanner unit_planner(const Study& study, const ExampleCounter& count_examples);
+
+// What held units cover that the study no longer names, one line each ("model 'x'", "dataset 'd' on model 'x'",
+// "intervention 'i' of model 'x'"): results an --extend would orphan (it is refused instead).
+std::vector<std::string> removed_from_study(const Study& study, const std::vector<Unit>& held);
+
+// How many (model, dataset, intervention, example) cells more than one held unit covers (stores grown by memsweep
+// before this rule counted them twice).
+int64_t doubly_covered(const std::vector<Unit>& held);
 
 // Lowercase hex SHA-256 of bytes, and of a file's bytes (Error naming an unreadable file).
 std::string sha256_hex(const std::string& bytes);

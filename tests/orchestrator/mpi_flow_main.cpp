@@ -52,11 +52,11 @@ class SleepyRunner : public UnitRunner {
 
 int coordinate_here(const std::string& study_path, const std::string& store_path, CoordinatorTransport& transport, int ranks) {
   Study study = load_study(study_path);
-  auto units = expand_units(study, [](const DatasetEntry& d, const ModelEntry&) { return int64_t(d.name.size() * 5); });
   std::vector<DatasetFacts> datasets;
   for (const DatasetEntry& d : study.datasets) datasets.push_back({d.name, sha256_file(d.path), int64_t(d.name.size() * 5)});
   auto store = open_sqlite_store(store_path, study.store.journal_mode);
-  store->register_study(study, read_file(study_path), {}, datasets, units, false);
+  store->register_study(study, read_file(study_path), {}, datasets,
+                        unit_planner(study, [](const DatasetEntry& d, const ModelEntry&) { return int64_t(d.name.size() * 5); }), false);
   store->requeue_running();
   const int64_t run = store->begin_run({"test", "test", "none", "localhost", ranks});
   CoordinatorHooks hooks;

@@ -71,8 +71,9 @@ struct Fixture {
   }
   std::unique_ptr<Store> open(const std::string& name) {
     auto store = open_sqlite_store((folder.root() / name).string(), JournalMode::rollback);
-    auto units = expand_units(study, [](const DatasetEntry& d, const ModelEntry&) { return int64_t(d.name == "d1" ? 10 : 7); });
-    store->register_study(study, "text", {{"m1", ""}, {"m2", ""}}, {{"d1", "h1", 10}, {"d2", "h2", 7}}, units, false);
+    store->register_study(study, "text", {{"m1", ""}, {"m2", ""}}, {{"d1", "h1", 10}, {"d2", "h2", 7}},
+                          unit_planner(study, [](const DatasetEntry& d, const ModelEntry&) { return int64_t(d.name == "d1" ? 10 : 7); }),
+                          false);
     store->requeue_running();
     return store;
   }
@@ -207,8 +208,8 @@ BOOST_FIXTURE_TEST_CASE(sigusr1_drains_then_requeues_after_the_grace_period, Fix
 class CrashingStore : public Store {
  public:
   CrashingStore(Store& inner, int crash_at) : inner_(inner), crash_at_(crash_at) {}
-  void register_study(const Study& s, const std::string& t, const std::vector<ModelFacts>& m, const std::vector<DatasetFacts>& d,
-                      const std::vector<Unit>& u, bool e) override { inner_.register_study(s, t, m, d, u, e); }
+  int64_t register_study(const Study& s, const std::string& t, const std::vector<ModelFacts>& m, const std::vector<DatasetFacts>& d,
+                         const UnitPlanner& p, bool e) override { return inner_.register_study(s, t, m, d, p, e); }
   int64_t begin_run(const Provenance& p) override { return inner_.begin_run(p); }
   void end_run(int64_t r, const std::string& o) override { inner_.end_run(r, o); }
   int requeue_running() override { return inner_.requeue_running(); }

@@ -29,6 +29,10 @@ struct Fixture {
     study = parse_study(text(), "study.toml", folder.root().string());
     units = expand_units(study, [](const DatasetEntry&, const ModelEntry&) { return int64_t(10); });
   }
+  // The study's units for 10 examples a dataset, planned against what a store holds.
+  static UnitPlanner planner(const Study& s, int64_t examples = 10) {
+    return unit_planner(s, [examples](const DatasetEntry&, const ModelEntry&) { return examples; });
+  }
   static std::string text(int unit_size = 4) {
     return "[run]\nunit_size = " + std::to_string(unit_size) +
            "\n[interventions]\nsingle_blocks = true\n[[models]]\nname = \"m\"\npath = \"m\"\n"
@@ -36,7 +40,7 @@ struct Fixture {
   }
   std::unique_ptr<Store> open(const std::string& path = ":memory:") {
     auto store = open_sqlite_store(path, JournalMode::rollback);
-    store->register_study(study, text(), {{"m", "tokhash"}}, {{"d", "datahash", 10}}, units, false);
+    store->register_study(study, text(), {{"m", "tokhash"}}, {{"d", "datahash", 10}}, planner(study), false);
     return store;
   }
   static std::vector<ShardResult> results_for(const UnitRow& row) {
@@ -58,7 +62,7 @@ BOOST_FIXTURE_TEST_CASE(units_registered_once, Fixture) {
   BOOST_TEST(rows.size() == 3u);  // 10 examples in units of 4, all 3 interventions in one unit
   BOOST_TEST(rows[0].unit.key() == units[0].key());
   BOOST_TEST(rows[0].unit.interventions.size() == 3u);
-  store->register_study(study, text(), {{"m", "tokhash"}}, {{"d", "datahash", 10}}, units, false);
+  BOOST_TEST(store->register_study(study, text(), {{"m", "tokhash"}}, {{"d", "datahash", 10}}, planner(study), false) == 0);
   BOOST_TEST(store->units().size() == 3u);
 }
 
@@ -98,17 +102,64 @@ BOOST_FIXTURE_TEST_CASE(failures_retry_then_fail_and_resume_requeues_running, Fi
 BOOST_FIXTURE_TEST_CASE(changed_study_refused_unless_extended, Fixture) {
   auto store = open();
   Study changed = parse_study(text(5), "study.toml", folder.root().string());
-  auto more = expand_units(changed, [](const DatasetEntry&, const ModelEntry&) { return int64_t(10); });
   try {
-    store->register_study(changed, text(5), {{"m", "tokhash"}}, {{"d", "datahash", 10}}, more, false);
+    store->register_study(changed, text(5), {{"m", "tokhash"}}, {{"d", "datahash", 10}}, planner(changed), false);
     BOOST_ERROR("a changed study was accepted");
   } catch (const Error& e) {
     BOOST_TEST(std::string(e.what()).find("pass --extend") != std::string::npos, e.what());
   }
   BOOST_TEST(store->units().size() == 3u);  // the refused registration rolled back
-  store->register_study(changed, text(5), {{"m", "tokhash"}}, {{"d", "datahash", 10}}, more, true);
-  BOOST_TEST(store->units().size() == 3u + 2u);
-  BOOST_CHECK_THROW(store->register_study(changed, text(5), {{"m", "tokhash"}}, {{"d", "otherhash", 10}}, more, true), Error);
+  // Another unit size covers nothing new: the store's units already hold every example under every intervention.
+  BOOST_TEST(store->register_study(changed, text(5), {{"m", "tokhash"}}, {{"d", "datahash", 10}}, planner(changed), true) == 0);
+  BOOST_TEST(store->units().size() == 3u);
+  BOOST_CHECK_THROW(store->register_study(changed, text(5), {{"m", "tokhash"}}, {{"d", "otherhash", 10}}, planner(changed), true), Error);
+}
+
+// What --extend adds and what it refuses, as a table: each case a change of the study file on a store of text().
+BOOST_FIXTURE_TEST_CASE(extension_adds_only_what_is_new_and_refuses_removals, Fixture) {
+  folder.model("m2", 2);
+  folder.write("e.jsonl", "{}\n");
+  const std::string base = text();
+  struct Case {
+    std::string name, edit_from, edit_to;
+    int64_t added;         // units --extend adds; -1: refused
+    std::string message;   // part of the refusal
+  };
+  const Case cases[] = {
+      {"a block range", "single_blocks = true", "single_blocks = true\nblocks = [\"0-1\"]", 3, ""},
+      {"a dataset", "path = \"d.jsonl\"", "path = \"d.jsonl\"\n[[datasets]]\nname = \"e\"\nkind = \"memorization\"\npath = \"e.jsonl\"", 3, ""},
+      {"a model", "path = \"m\"", "path = \"m\"\n[[models]]\nname = \"m2\"\npath = \"m2\"", 3, ""},
+      {"interventions per unit", "[run]", "[run]\ninterventions_per_unit = 1", 0, ""},
+      {"a block removed", "single_blocks = true", "single_blocks = false", -1, "intervention 'short_circuit:0' of model 'm'"},
+      {"dataset options", "path = \"d.jsonl\"", "path = \"d.jsonl\"\noptions = { prefix = 4 }", -1, "dataset 'd' changed"},
+  };
+  for (const Case& c : cases) {
+    auto store = open();
+    const std::string changed_text = [&] {
+      std::string t = base;
+      t.replace(t.find(c.edit_from), c.edit_from.size(), c.edit_to);
+      return t;
+    }();
+    const Study changed = parse_study(changed_text, "study.toml", folder.root().string());
+    const std::vector<DatasetFacts> datasets = {{"d", "datahash", 10}, {"e", "ehash", 10}};
+    if (c.added < 0) {
+      try {
+        store->register_study(changed, changed_text, {{"m", "tokhash"}, {"m2", "tokhash"}}, datasets, planner(changed), true);
+        BOOST_ERROR(c.name + ": accepted");
+      } catch (const Error& e) {
+        BOOST_TEST(std::string(e.what()).find(c.message) != std::string::npos, c.name + ": " + e.what());
+      }
+      BOOST_TEST(store->units().size() == 3u, c.name);
+      continue;
+    }
+    BOOST_TEST(store->register_study(changed, changed_text, {{"m", "tokhash"}, {"m2", "tokhash"}}, datasets, planner(changed), true) ==
+                   c.added, c.name);
+    // Every (model, dataset, intervention, example) in exactly one unit.
+    std::vector<Unit> held;
+    for (const UnitRow& row : store->units()) held.push_back(row.unit);
+    BOOST_TEST(doubly_covered(held) == 0, c.name);
+    BOOST_TEST(expand_units(changed, [](const DatasetEntry&, const ModelEntry&) { return int64_t(10); }, held).empty(), c.name);
+  }
 }
 
 BOOST_FIXTURE_TEST_CASE(store_newer_than_the_binary_is_refused, Fixture) {
@@ -157,8 +208,8 @@ BOOST_FIXTURE_TEST_CASE(summary_and_per_example_insert_rate, Fixture) {
   // A file store in rollback-journal mode, as a study uses it: 3 interventions x 20000 examples in one unit.
   const std::string path = (folder.root() / "rate.sqlite").string();
   study = parse_study(text(20000), "study.toml", folder.root().string());
-  units = expand_units(study, [](const DatasetEntry&, const ModelEntry&) { return int64_t(20000); });
-  auto store = open(path);
+  auto store = open_sqlite_store(path, JournalMode::rollback);
+  store->register_study(study, text(), {{"m", "tokhash"}}, {{"d", "datahash", 20000}}, planner(study, 20000), false);
   const int64_t run = store->begin_run({"0.1.0", "abc", "2.13", "host", 1});
   const UnitRow row = store->units()[0];
   const auto results = results_for(row);
@@ -171,7 +222,8 @@ BOOST_FIXTURE_TEST_CASE(summary_and_per_example_insert_rate, Fixture) {
   BOOST_REQUIRE(summary.groups.size() == 1u);
   BOOST_TEST(summary.groups[0].done == 1);
   BOOST_TEST(summary.schema_version == latest_schema_version());
-  BOOST_TEST(summary.status_by_key.at(row.unit.key()) == "done");
+  BOOST_TEST(summary.units.at(0).unit.key() == row.unit.key());
+  BOOST_TEST(summary.units.at(0).status == "done");
 }
 
 }  // namespace

@@ -91,6 +91,31 @@ BOOST_FIXTURE_TEST_CASE(unit_keys_do_not_depend_on_batch_size, Fixture) {
   for (size_t i = 0; i < a.size(); ++i) BOOST_TEST(a[i].key() == b[i].key());
 }
 
+// What a store already holds is not planned again: the examples and interventions no held unit covers are.
+BOOST_FIXTURE_TEST_CASE(units_plan_only_what_held_units_do_not_cover, Fixture) {
+  const std::string models = "[[models]]\nname = \"neox\"\npath = \"neox\"\n";
+  const std::string datasets = "[[datasets]]\nname = \"piqa\"\nkind = \"piqa\"\npath = \"piqa.jsonl\"\n";
+  const Study before = parse("[run]\nunit_size = 4\n[interventions]\nlast = [1]\n" + models + datasets);  // piqa: 10 examples
+  std::vector<memsweep::Unit> held = memsweep::expand_units(before, count_examples);
+  BOOST_TEST(held.size() == 3u);
+  held.pop_back();  // the store holds examples [0, 8): a run stopped before the last unit was planned (an older memsweep)
+  const Study after = parse("[run]\nunit_size = 5\n[interventions]\nlast = [1, 2]\n" + models + datasets);
+  const auto added = memsweep::expand_units(after, count_examples, held);
+  std::vector<std::string> keys;
+  for (const auto& unit : added) keys.push_back(unit.key());
+  // baseline and last-1 lack [8, 10); last-2 (blocks 2-3) lacks everything: two groups, each cut by the new unit size.
+  const std::vector<std::string> expected = {"neox|piqa|8+2|baseline short_circuit:3", "neox|piqa|0+5|short_circuit:2-3",
+                                             "neox|piqa|5+5|short_circuit:2-3"};
+  BOOST_TEST(keys == expected, boost::test_tools::per_element());
+  held.insert(held.end(), added.begin(), added.end());
+  BOOST_TEST(memsweep::expand_units(after, count_examples, held).empty());
+  BOOST_TEST(memsweep::doubly_covered(held) == 0);
+  held.push_back(held.front());  // a unit recorded twice by an older --extend
+  BOOST_TEST(memsweep::doubly_covered(held) == 4 * 2);  // its 4 examples under its 2 interventions
+  BOOST_TEST(memsweep::removed_from_study(before, held) ==
+             std::vector<std::string>{"intervention 'short_circuit:2-3' of model 'neox'"}, boost::test_tools::per_element());
+}
+
 struct ErrorCase {
   std::string text, message;
 };

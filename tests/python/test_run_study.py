@@ -3,6 +3,7 @@ two memorization sets: `mpirun -np 3` gives the results of a 1-rank run; plan an
 the progress; a changed study file is refused unless --extend; a broken study stops every rank before work."""
 import json
 import os
+import re
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -333,4 +334,7 @@ def test_plan_calibrate_prints_minutes_per_unit_and_the_drain_verdict(folder):
     calibrated = [line for line in lines if line.endswith("fit")]
     assert len(calibrated) == 3, plan  # neox x (set_a, set_b), neo x set_a
     assert all(line.endswith("does NOT fit") for line in calibrated), plan  # no unit runs in a microsecond
+    hours = next(line for line in plan.splitlines() if line.startswith("the whole study:"))
+    total, left = (float(x) for x in re.search(r"study: ([0-9.e+-]+) device-hours on cpu \(([0-9.e+-]+) left", hours).groups())
+    assert 0 < left <= total, hours  # nothing is done yet: all of it is left
     assert not (folder / "calibrate.sqlite").exists()  # plan writes nothing

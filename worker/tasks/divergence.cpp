@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "worker/base/error.h"
+#include "worker/base/log.h"
 #include "worker/tasks/kinds.h"
 #include "worker/tasks/token_rows.h"
 
@@ -20,7 +21,13 @@ namespace {
 
 class DivergenceTask : public Task {
  public:
-  DivergenceTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec), rows_(read_divergence_rows(spec, context).rows) {}
+  DivergenceTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec) {
+    TokenRows set = read_divergence_rows(spec, context);
+    rows_ = std::move(set.rows);
+    if (set.skipped > 0)
+      log_warning(dataset_on_model(spec, context) + ": skip_bad skipped " + std::to_string(set.skipped) + " bad rows; " +
+                  std::to_string(rows_.size()) + " remain");
+  }
 
   std::string kind() const override { return "divergence"; }
   int64_t num_examples() const override { return int64_t(rows_.size()); }

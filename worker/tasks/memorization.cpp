@@ -17,6 +17,7 @@
 #include <cmath>
 
 #include "worker/base/error.h"
+#include "worker/base/log.h"
 #include "worker/model/generate.h"
 
 #include "worker/tasks/kinds.h"
@@ -275,12 +276,14 @@ class MemorizationTask : public Task {
  public:
   MemorizationTask(const DatasetSpec& spec, const TaskContext& context) : spec_(spec) {
     MemorizationRows set = read_memorization_rows(spec, context);
-    options_ = set.options, rows_ = std::move(set.rows), source_ = std::move(set.source), skipped_ = set.skipped;
+    options_ = set.options, rows_ = std::move(set.rows), source_ = std::move(set.source);
+    if (set.skipped > 0)
+      log_warning(dataset_on_model(spec, context) + ": skip_bad skipped " + std::to_string(set.skipped) + " bad rows; " +
+                  std::to_string(rows_.size()) + " remain");
   }
 
   std::string kind() const override { return "memorization"; }
   int64_t num_examples() const override { return int64_t(rows_.size()); }
-  int64_t skipped() const { return skipped_; }
 
   std::vector<ShardResult> run(CausalLM& model, int64_t first, int64_t count, const std::vector<Intervention>& interventions,
                                const RunOptions& options) override {
@@ -365,7 +368,6 @@ class MemorizationTask : public Task {
   MemorizationOptions options_;
   std::vector<std::vector<int64_t>> rows_;
   std::vector<int64_t> source_;
-  int64_t skipped_ = 0;
 };
 
 }  // namespace
