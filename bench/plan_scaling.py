@@ -25,6 +25,7 @@ def main():
     parser.add_argument("--units", default="20000,40000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memsweep", default=str(ROOT / "build" / "memsweep"))
+    parser.add_argument("--also", help="another memsweep binary (an older build) timed on the same stores, once each")
     args = parser.parse_args()
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
     work = Path(tempfile.mkdtemp(prefix="memsweep-plan-"))
@@ -65,6 +66,10 @@ def main():
         assert int(total.split()[1]) == units and int(total.split()[-1]) == 0, total  # every unit in the store
         times[units] = statistics.median(stored)
         print(f"{units:>7} {times[units]:>44.2f}s {statistics.median(fresh):>14.2f}s", flush=True)
+        if args.also:
+            start = time.perf_counter()
+            subprocess.run([args.also, "plan", study], capture_output=True, check=True)
+            print(f"{'':>7} {args.also}: {time.perf_counter() - start:.2f}s with the store", flush=True)
     first, *rest = sorted(times)
     for units in rest:
         print(f"{units} / {first} units: {times[units] / times[first]:.2f} x the time")

@@ -2,6 +2,7 @@
 Hugging Face checkpoints, and reading memsweep's outputs."""
 import json
 import os
+import sqlite3
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,3 +141,12 @@ def write_tokens(path, rows):
 def read_logits(path, count):
     tensors = load_file(str(path))
     return [tensors[f"logits.{i}"] for i in range(count)]
+
+
+def store_examples(store):
+    """Every per-example row of a store: {(unit key, intervention, example index): (values_json, detail_json)}, the
+    JSON as stored (byte for byte)."""
+    with sqlite3.connect(store) as db:
+        return {(key, name, index): (values, detail) for key, name, index, values, detail in db.execute(
+            "SELECT u.key, i.name, x.example_index, x.values_json, x.detail_json FROM examples x JOIN units u ON u.id = x.unit_id "
+            "JOIN interventions i ON i.id = x.intervention_id")}

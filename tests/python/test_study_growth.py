@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from memsweep_testing import MEMSWEEP_BIN, run_memsweep
+from memsweep_testing import MEMSWEEP_BIN, run_memsweep, store_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "jobs" / "demo"
@@ -44,18 +44,10 @@ def study_text(names, datasets=("canaries", "facts"), models=("demo",), unit_siz
     return text
 
 
-def examples(store):
-    """{(unit key, intervention, index): (values_json, detail_json)} as stored (bytes, not parsed)."""
-    with sqlite3.connect(store) as db:
-        return {(key, name, index): (values, detail) for key, name, index, values, detail in db.execute(
-            "SELECT u.key, i.name, x.example_index, x.values_json, x.detail_json FROM examples x JOIN units u ON u.id = x.unit_id "
-            "JOIN interventions i ON i.id = x.intervention_id")}
-
-
 def cells(store):
     """Per (model, dataset, intervention): the example indices stored, with repeats kept."""
     out = {}
-    for (key, name, index) in examples(store):
+    for (key, name, index) in store_examples(store):
         model, dataset = key.split("|")[:2]
         out.setdefault((model, dataset, name), []).append(index)
     return out
@@ -104,14 +96,14 @@ def extend(folder, store, text, mpi=False):
     study = folder / "study.toml"
     study.write_text(text)
     plan = run_memsweep("plan", study, "--db", store).stdout
-    before = examples(store)
+    before = store_examples(store)
     if mpi:
         job = subprocess.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run", str(study), "--db",
                               str(store), "--extend"], env=MPI_ENV, capture_output=True, text=True, timeout=300)
         assert job.returncode == 0, job.stderr
     else:
         run_memsweep("run", study, "--db", store, "--extend")
-    after = examples(store)
+    after = store_examples(store)
     assert all(after[key] == value for key, value in before.items())  # every earlier result byte-identical
     return plan, units_in_latest_run(store)
 
@@ -178,7 +170,7 @@ def test_kill_during_an_extension_then_resume(tmp_path):
     study = tmp_path / "study.toml"
     study.write_text(study_text(names_with(0), unit_size=2, per_unit=1))
     run_memsweep("run", study, "--db", store)
-    before = examples(store)
+    before = store_examples(store)
     study.write_text(study_text(names_with(0, 1, 2, 3, 4, 5), unit_size=2, per_unit=1))  # 5 blocks x (6 + 4) shards = 50 units
     job = subprocess.Popen([MEMSWEEP_BIN, "run", str(study), "--db", str(store), "--extend"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -192,7 +184,7 @@ def test_kill_during_an_extension_then_resume(tmp_path):
     job.wait()
     assert 5 <= done < 50, done  # killed in the middle
     run_memsweep("run", study, "--db", store)  # the store now holds this version: a plain rerun resumes it
-    after = examples(store)
+    after = store_examples(store)
     assert all(after[key] == value for key, value in before.items())
     check_exactly_once(store, {("demo", d, n) for d in ("canaries", "facts") for n in names_with(0, 1, 2, 3, 4, 5)})
     assert unit_count(store) == 20 + 50

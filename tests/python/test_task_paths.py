@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from memsweep_testing import MEMSWEEP_BIN, make_gpt_neo, run_memsweep
+from memsweep_testing import MEMSWEEP_BIN, make_gpt_neo, run_memsweep, store_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "jobs" / "demo"
@@ -89,13 +89,8 @@ def stored_examples(store):
     """{(model, dataset, intervention, index): (values, detail)} of a finished store."""
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT COUNT(*) FROM units WHERE status != 'done'").fetchone() == (0,)
-        rows = db.execute("SELECT u.key, i.name, x.example_index, x.values_json, x.detail_json FROM examples x "
-                          "JOIN units u ON u.id = x.unit_id JOIN interventions i ON i.id = x.intervention_id")
-        out = {}
-        for key, intervention, index, values, detail in rows:
-            model, dataset = key.split("|")[:2]
-            out[(model, dataset, intervention, index)] = (json.loads(values), json.loads(detail))
-        return out
+    return {(*key.split("|")[:2], name, index): (json.loads(values), json.loads(detail))
+            for (key, name, index), (values, detail) in store_examples(store).items()}
 
 
 def evaluated_examples(folder, model, model_name, batch, threads="1"):
