@@ -91,20 +91,29 @@ def status_examples(store):
     return out
 
 
+def aggregates(store):
+    """{(unit key, intervention): totals_json} as stored: what every metric of status and report is summed from."""
+    with sqlite3.connect(store) as db:
+        return {(key, name): totals for key, name, totals in db.execute(
+            "SELECT u.key, i.name, a.totals_json FROM aggregates a JOIN units u ON u.id = a.unit_id "
+            "JOIN interventions i ON i.id = a.intervention_id")}
+
+
 def extend(folder, store, text, mpi=False):
     """Plans, then runs the extension; returns (plan's output, units the run executed)."""
     study = folder / "study.toml"
     study.write_text(text)
     plan = run_memsweep("plan", study, "--db", store).stdout
-    before = store_examples(store)
+    before, totals_before = store_examples(store), aggregates(store)
     if mpi:
         job = subprocess.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run", str(study), "--db",
                               str(store), "--extend"], env=MPI_ENV, capture_output=True, text=True, timeout=300)
         assert job.returncode == 0, job.stderr
     else:
         run_memsweep("run", study, "--db", store, "--extend")
-    after = store_examples(store)
+    after, totals_after = store_examples(store), aggregates(store)
     assert all(after[key] == value for key, value in before.items())  # every earlier result byte-identical
+    assert all(totals_after[key] == value for key, value in totals_before.items())
     return plan, units_in_latest_run(store)
 
 
