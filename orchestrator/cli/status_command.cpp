@@ -23,7 +23,7 @@ void print_metrics(const std::string& path) {
     std::vector<Values> metrics;
     std::set<std::string> names;
     for (size_t i = first; i < last; ++i) {
-      metrics.push_back(finalize_metrics(rows[i].kind, rows[i].totals));
+      metrics.push_back(rows[i].metrics);  // the numbers the report prints too
       for (const auto& [name, value] : metrics.back()) names.insert(name);
     }
     std::printf("\n%s on %s (%s):\n%-36s %11s", rows[first].model.c_str(), rows[first].dataset.c_str(), rows[first].kind.c_str(),

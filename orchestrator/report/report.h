@@ -1,13 +1,18 @@
 #pragma once
 // memsweep report: what a study's store holds, as tables (report.md), CSV files and figures. Reads the store
 // through orchestrator/store/summary.h only (read-only, safe while a study runs); an unfinished study gives a
-// report of its done units plus what is missing.
+// report of its done units plus what is missing. Any readable store gives a report: a figure without the data it
+// needs is skipped and report.md says why.
 //
 // Definitions the tables and figures share (one place each, below):
-//   memorized set   the first memorization dataset (study order) whose baseline exact match is > 0; EM, TA and
-//                   CE of the figures are its; another memorization set (controls) appears in the tables only;
+//   memorized set   the model's first dataset (study order) whose role is "memorized" (schemas/study.md: a study
+//                   sets roles; memorization sets default to it, controls say role = "control"); EM, TA and CE of
+//                   the overview and figures are its; other memorization sets appear in the tables;
 //   accuracy        a benchmark's `acc`; the mean accuracy of an intervention is the mean over its benchmarks;
-//   relative change (value - baseline) / |baseline|, undefined (NaN) when the baseline is 0 or absent;
+//   relative change (value - baseline) / |baseline|, shown only where the baseline is clear of noise: for a mean of
+//                   0/1 or [0, 1] values (EM, TA, acc, acc_norm) more than two standard errors above zero; elsewhere
+//                   n/a, and the absolute change beside it is what to read;
+//   language / reasoning drop  the mean relative accuracy drop of the tag's benchmarks whose baseline is clear of noise;
 //   efficiency      EM drop / max(mean accuracy lost, 0.01), both absolute against the baseline: the blocks that
 //                   remove the most memorization per unit of accuracy they cost.
 #include <cstdint>
@@ -22,9 +27,9 @@
 namespace memsweep {
 
 struct ReportDataset {
-  std::string name, kind;
+  std::string name, kind, role;  // role: memorized | control | benchmark | divergence
   std::string tag;  // "language" or "reasoning" for a benchmark (its `tag` option or the kind's default), else ""
-  bool is_benchmark() const { return !tag.empty(); }
+  bool is_benchmark() const { return role == "benchmark"; }
 };
 
 struct MetricCell {
@@ -35,6 +40,7 @@ struct MetricCell {
 // What an intervention does to the headline numbers (NaN where the study has no such dataset or no result yet).
 struct InterventionSummary {
   std::string intervention;
+  std::string kind;            // short_circuit | zero_attention | mixed; "" for the baseline
   int first_block = -1;        // -1: baseline
   bool single_block = false;   // exactly one block changed
   double exact_match, token_accuracy, completion_entropy;  // on the memorized set
@@ -68,20 +74,32 @@ struct ReportData {
 ReportData read_report_data(const std::string& store);
 
 double relative_change(double value, double baseline);
+// Whether a mean of `examples` values in [0, 1] (EM, TA, acc) is within noise of zero: not more than two standard
+// errors (sqrt(p (1 - p) / n)) above it. Relative changes against such a baseline are not shown.
+bool within_noise_of_zero(double mean, double examples);
+// relative_change, or NaN where `metric` is a [0, 1] mean whose baseline is within noise of zero.
+double shown_relative_change(const std::string& metric, double value, double baseline, double examples);
 
 // The metrics each kind shows in tables, in order: memorization EM/TA/CE, benchmarks acc (and acc_norm when the
 // kind has it), divergence the output KL; every metric goes to metrics.csv regardless.
 std::vector<std::string> table_metrics(const ModelReport& model, const ReportDataset& dataset);
 
-// Writes report.md and the CSV files (metrics.csv, interventions.csv, divergence.csv, examples.csv) into `out`;
-// report.md links `figures` (PNG paths) or says why there are none (`figures_error`).
-void write_report_files(const ReportData& data, const std::string& out, const std::vector<std::string>& figures,
-                        const std::string& figures_error);
+// A figure of the report: drawn (`png`, an SVG beside it) or skipped with the reason report.md gives.
+struct FigureOutcome {
+  std::string name, png, skipped;
+};
+
+// Writes report.md (its figure section lists `figures`: the files drawn and, for each one skipped, why) and the CSV
+// files (metrics, interventions, divergence, examples) into `out`.
+void write_report_files(const ReportData& data, const std::string& out, const std::vector<FigureOutcome>& figures);
 // A short table for the terminal: per model and intervention EM, TA, CE and mean accuracy per tag.
 std::string summary_table(const ReportData& data);
 
-// The four figures as PNG and SVG in `out`, made by gnuplot from data files and scripts it leaves in out/gnuplot/.
-// Error naming gnuplot when it is absent or fails. Returns the image paths.
-std::vector<std::string> write_figures(const ReportData& data, const std::string& out, const std::string& gnuplot);
+// The figures as PNG and SVG in `out`, made by gnuplot from data files and scripts it leaves in out/gnuplot/, each
+// drawn on its own: per model memorization per block (EM, TA, CE against the baseline, a series per intervention
+// kind), accuracy drop per block (language vs reasoning), multi-block interventions, divergence heatmaps (relative
+// change and KL, a panel per kind); across models the accuracy drop by relative depth and memorization vs accuracy.
+// One without its data, or that gnuplot fails on, is skipped with the reason; without gnuplot every one is.
+std::vector<FigureOutcome> write_figures(const ReportData& data, const std::string& out, const std::string& gnuplot);
 
 }  // namespace memsweep

@@ -31,16 +31,23 @@ ModelReport& model_named(ReportData& data, const InterventionTotals& row) {
   return data.models.back();
 }
 
+std::string kind_of(const Intervention& intervention) {
+  if (intervention.is_baseline()) return "";
+  if (intervention.zero_attention.empty()) return "short_circuit";
+  return intervention.short_circuit.empty() ? "zero_attention" : "mixed";
+}
+
 void summarize(ModelReport& model) {
   for (const ReportDataset& d : model.datasets)
-    if (d.kind == "memorization" && model.metric(d.name, "baseline", "exact_match") > 0) {
+    if (d.role == "memorized") {
       model.memorized_set = d.name;
       break;
     }
   const std::string& memorized = model.memorized_set;
   for (const std::string& name : model.interventions) {
-    InterventionSummary s{name, -1, false, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN};
+    InterventionSummary s{name, "", -1, false, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN};
     const Intervention parsed = Intervention::parse(name);
+    s.kind = kind_of(parsed);
     s.first_block = parsed.first_block();
     s.single_block = parsed.short_circuit.size() + parsed.zero_attention.size() == 1;
     if (!memorized.empty()) {
@@ -53,7 +60,8 @@ void summarize(ModelReport& model) {
       if (!d.is_benchmark()) continue;
       const double acc = model.metric(d.name, name, "acc");
       accuracies.push_back(acc);
-      const double drop = -relative_change(acc, model.metric(d.name, "baseline", "acc"));
+      const double drop = -shown_relative_change("acc", acc, model.metric(d.name, "baseline", "acc"),
+                                                  model.metric(d.name, "baseline", "examples"));
       (d.tag == "language" ? language : reasoning).push_back(drop);
     }
     s.mean_accuracy = mean_of(accuracies);
@@ -97,6 +105,17 @@ double relative_change(double value, double baseline) {
   return (value - baseline) / std::fabs(baseline);
 }
 
+bool within_noise_of_zero(double mean, double examples) {
+  if (std::isnan(mean) || !(examples > 0) || mean <= 0) return true;
+  return mean <= 2 * std::sqrt(std::max(mean * (1 - mean), 0.0) / examples);
+}
+
+double shown_relative_change(const std::string& metric, double value, double baseline, double examples) {
+  const bool proportion = metric == "exact_match" || metric == "token_accuracy" || metric == "acc" || metric == "acc_norm";
+  if (proportion && within_noise_of_zero(baseline, examples)) return kNaN;
+  return relative_change(value, baseline);
+}
+
 std::vector<std::string> table_metrics(const ModelReport& model, const ReportDataset& dataset) {
   if (dataset.kind == "memorization") return {"exact_match", "token_accuracy", "completion_entropy"};
   if (dataset.kind == "divergence") return {divergence_metric_name("kl", model.layers - 1)};
@@ -120,13 +139,13 @@ ReportData read_report_data(const std::string& store) {
       model.interventions.push_back(row.intervention);
     if (std::none_of(model.datasets.begin(), model.datasets.end(), [&](const ReportDataset& d) { return d.name == row.dataset; })) {
       std::string tag;
-      if (find_benchmark_kind(row.kind)) tag = benchmark_tag(DatasetSpec{row.dataset, row.kind, "", row.dataset_options});
-      model.datasets.push_back({row.dataset, row.kind, tag});
+      if (row.role == "benchmark") tag = benchmark_tag(DatasetSpec{row.dataset, row.kind, "", row.dataset_options});
+      model.datasets.push_back({row.dataset, row.kind, row.role, tag});
     }
     MetricCell& cell = model.cells[{row.dataset, row.intervention}];
     cell.units_done = row.units_done;
     cell.units = row.units;
-    if (row.units_done > 0) cell.metrics = finalize_metrics(row.kind, row.totals);
+    cell.metrics = row.metrics;  // finalized once, in summary.cpp: status prints the same numbers
   }
   for (ModelReport& model : data.models) {
     // The baseline first, whatever the order units were registered in (--extend may add it later).

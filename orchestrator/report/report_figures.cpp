@@ -1,14 +1,18 @@
 // The report's figures, drawn by gnuplot (pngcairo and svg terminals) from data files and scripts this file
-// writes to OUT/gnuplot/, so a reader can redraw or restyle one with `gnuplot OUT/gnuplot/NAME.gp`.
+// writes to OUT/gnuplot/, so a reader can redraw or restyle one with `gnuplot OUT/gnuplot/NAME.gp`. Each figure is
+// drawn on its own: one without its data throws Skip (its reason goes to report.md), and a gnuplot failure skips it.
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <spawn.h>
 #include <sstream>
 
@@ -40,6 +44,13 @@ std::string quoted(const std::string& text) {
   return q + "'";
 }
 
+// A text column of a data file: double-quoted (gnuplot reads "a b" as one column), without quotes inside.
+std::string data_text(const std::string& text) {
+  std::string q = "\"";
+  for (char c : text) q += c == '"' ? '\'' : c;
+  return q + "\"";
+}
+
 std::string file_safe(const std::string& name) {
   std::string safe;
   for (char c : name) safe += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ? c : '_';
@@ -57,15 +68,26 @@ std::string find_executable(const std::string& name) {
   return "";
 }
 
+// Runs gnuplot on a script, its messages kept in SCRIPT.log; Error with their last line when it fails.
 void run_gnuplot(const std::string& gnuplot, const std::string& script) {
   std::vector<char*> argv = {const_cast<char*>(gnuplot.c_str()), const_cast<char*>(script.c_str()), nullptr};
+  const std::string log = script + ".log";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = 0;
-  if (posix_spawn(&pid, gnuplot.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
-    throw Error("cannot start " + gnuplot + " for " + script);
+  const int spawned = posix_spawn(&pid, gnuplot.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) throw Error("cannot start " + gnuplot + " for " + script);
   int status = 0;
   waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw Error(gnuplot + " failed on " + script + " (its messages are above); the data and script are kept there");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::ifstream messages(log);
+    std::string line, last;
+    while (std::getline(messages, line))
+      if (!line.empty()) last = line;
+    throw Error("gnuplot failed on " + script + (last.empty() ? "" : ": " + last) + " (all its messages: " + log + ")");
+  }
 }
 
 class Figure {
@@ -78,6 +100,7 @@ class Figure {
     std::ofstream(path) << rows;
     return quoted(path);
   }
+  const std::string& name() const { return name_; }
   // Writes the script (the body drawn once per terminal), runs gnuplot, returns the PNG path.
   std::string draw(const std::string& gnuplot, const std::string& body) {
     const std::string script = out_ + "/gnuplot/" + name_ + ".gp";
@@ -98,12 +121,28 @@ class Figure {
   int width_, height_;
 };
 
-const std::string kCommon = "set grid lc rgb '#dddddd'\nset key outside right top box opaque\nset border lw 1\n";
+const std::string kCommon = "set grid lc rgb '#dddddd'\nset border lw 1\n";
 
-std::vector<const InterventionSummary*> single_blocks(const ModelReport& model) {
+// A series per intervention kind, in this order and colour.
+const char* const kKinds[] = {"short_circuit", "zero_attention"};
+const char* kind_colour(const std::string& kind) { return kind == "zero_attention" ? "#d62728" : "#1f77b4"; }
+const char* kind_label(const std::string& kind) { return kind == "zero_attention" ? "attention zeroed" : "attention short-circuited"; }
+
+// A figure that cannot be drawn: why, in words report.md prints.
+struct Skip {
+  std::string reason;
+};
+
+bool any_value(const std::vector<double>& values) {
+  return std::any_of(values.begin(), values.end(), [](double v) { return !std::isnan(v); });
+}
+
+// The model's single-block interventions of `kind`, in block order.
+std::vector<const InterventionSummary*> single_blocks(const ModelReport& model, const std::string& kind) {
   std::vector<const InterventionSummary*> blocks;
   for (const InterventionSummary& s : model.summaries)
-    if (s.single_block) blocks.push_back(&s);
+    if (s.single_block && s.kind == kind) blocks.push_back(&s);
+  std::stable_sort(blocks.begin(), blocks.end(), [](auto* a, auto* b) { return a->first_block < b->first_block; });
   return blocks;
 }
 
@@ -113,158 +152,277 @@ const InterventionSummary* baseline_of(const ModelReport& model) {
   return nullptr;
 }
 
-// Figure 1 (per model): per short-circuited block, memorization (EM, TA, CE) above and each benchmark's accuracy
-// below, the baseline's values as dashed lines of the same colour.
-std::string per_block_figure(const ModelReport& model, const std::string& out, const std::string& gnuplot) {
-  Figure figure(out, "fig1_per_block_" + file_safe(model.name), 1000, 800);
-  std::vector<const ReportDataset*> benchmarks;
-  for (const ReportDataset& d : model.datasets)
-    if (d.is_benchmark()) benchmarks.push_back(&d);
-  std::ostringstream rows;
-  rows << "# block EM TA CE";
-  for (const ReportDataset* d : benchmarks) rows << " acc:" << d->name;
-  rows << "\n";
-  for (const InterventionSummary* s : single_blocks(model)) {
-    rows << s->first_block << " " << number(s->exact_match) << " " << number(s->token_accuracy) << " " << number(s->completion_entropy);
-    for (const ReportDataset* d : benchmarks) rows << " " << number(model.metric(d->name, s->intervention, "acc"));
-    rows << "\n";
-  }
-  const std::string data = figure.data("", rows.str());
+// A horizontal dashed line at the baseline's value, or nothing without one.
+std::string baseline_line(double value) {
+  return std::isnan(value) ? "" : ", " + number(value) + " with lines dt 2 lw 2 lc rgb 'black' title 'baseline'";
+}
+
+// Per model: EM, TA and CE on the memorized set per block, a panel each with its own baseline, a series per kind.
+std::string memorization_figure(const ModelReport& model, Figure& figure, const std::string& gnuplot) {
+  if (model.memorized_set.empty()) throw Skip{"model '" + model.name + "' has no dataset with the role \"memorized\""};
   const InterventionSummary* base = baseline_of(model);
-  auto base_line = [&](double value, const char* c, const std::string& axes = "x1y1") {
-    return base && !std::isnan(value) ? ", " + number(value) + " axes " + axes + " with lines dt 2 lw 1.5 lc rgb '" + c + "' notitle" : "";
-  };
+  const char* metrics[] = {"exact_match", "token_accuracy", "completion_entropy"};
+  const char* titles[] = {"exact match (EM)", "token accuracy (TA)", "completion entropy (CE, nats summed over the suffix)"};
+  std::vector<std::pair<std::string, std::string>> series;  // (kind, data file)
+  for (const char* kind : kKinds) {
+    std::ostringstream rows;
+    rows << "# block EM TA CE\n";
+    std::vector<double> values;
+    for (const InterventionSummary* s : single_blocks(model, kind)) {
+      rows << s->first_block << " " << number(s->exact_match) << " " << number(s->token_accuracy) << " " << number(s->completion_entropy) << "\n";
+      values.push_back(s->exact_match);
+    }
+    if (any_value(values)) series.push_back({kind, figure.data(std::string("_") + kind, rows.str())});
+  }
+  if (series.empty())
+    throw Skip{"no single-block intervention of model '" + model.name + "' has results on '" + model.memorized_set + "' yet"};
   std::ostringstream gp;
-  gp << kCommon << "set multiplot layout 2,1 title " << quoted("Model " + model.name + ": attention of one block short-circuited (dashed: baseline)")
-     << "\nset xrange [-0.5:" << model.layers - 0.5 << "]\nset xtics 1\nset xlabel 'short-circuited block'\n";
-  gp << "set title " << quoted("memorization on " + (model.memorized_set.empty() ? std::string("(no memorized set)") : model.memorized_set))
-     << "\nset ylabel 'EM, TA'\nset yrange [0:1.05]\nset y2label 'CE (nats, summed over the suffix)'\nset y2tics\nset ytics nomirror\n"
-     << "plot " << data << " using 1:2 with linespoints lw 2 pt 7 lc rgb '" << colour(0) << "' title 'EM', " << data
-     << " using 1:3 with linespoints lw 2 pt 5 lc rgb '" << colour(1) << "' title 'TA', " << data
-     << " using 1:4 axes x1y2 with linespoints lw 2 pt 9 lc rgb '" << colour(2) << "' title 'CE (right axis)'"
-     << base_line(base ? base->exact_match : NAN, colour(0)) << base_line(base ? base->token_accuracy : NAN, colour(1))
-     << base_line(base ? base->completion_entropy : NAN, colour(2), "x1y2") << "\n";
-  gp << "unset y2label\nunset y2tics\nset ytics mirror\nset title 'benchmark accuracy (acc)'\nset ylabel 'accuracy'\nset yrange [0:1.05]\n";
-  if (benchmarks.empty()) {
-    gp << "set label 1 'no benchmarks in this study' at graph 0.5, graph 0.5 center\nplot NaN notitle\n";
-  } else {
-    gp << "plot ";
-    for (size_t i = 0; i < benchmarks.size(); ++i)
-      gp << (i ? ", " : "") << data << " using 1:" << 5 + i << " with linespoints lw 2 pt " << 7 + i << " lc rgb '" << colour(i + 3)
-         << "' title " << quoted(benchmarks[i]->name + " (" + benchmarks[i]->tag + ")")
-         << base_line(model.metric(benchmarks[i]->name, "baseline", "acc"), colour(i + 3));
-    gp << "\n";
+  gp << kCommon << "set multiplot layout 3,1 title " << quoted("Model " + model.name + ": memorization on " + model.memorized_set +
+                                                              " with one block's attention changed (dashed: baseline)")
+     << "\nset xrange [-0.5:" << model.layers - 0.5 << "]\nset xtics 1\nset key outside right top\n";
+  for (int m = 0; m < 3; ++m) {
+    const double base_value = base ? model.metric(model.memorized_set, "baseline", metrics[m]) : NAN;
+    gp << "set title " << quoted(titles[m]) << "\n" << (m == 2 ? "set xlabel 'block'\nset autoscale y\n" : "set yrange [0:1.05]\n")
+       << "plot ";
+    for (size_t k = 0; k < series.size(); ++k)
+      gp << (k ? ", " : "") << series[k].second << " using 1:" << 2 + m << " with linespoints lw 2 pt 7 lc rgb '"
+         << kind_colour(series[k].first) << "' title " << quoted(kind_label(series[k].first));
+    gp << baseline_line(base_value) << "\n";
   }
   gp << "unset multiplot";
   return figure.draw(gnuplot, gp.str());
 }
 
-// Figure 2 (every model): EM against mean accuracy, one point per short-circuited block coloured by relative
-// depth, one point shape per model, the baseline as a black star.
-std::string scale_figure(const ReportData& data, const std::string& out, const std::string& gnuplot) {
-  Figure figure(out, "fig2_em_vs_accuracy", 1000, 700);
+// Per model: the mean relative accuracy drop per block of the language and of the reasoning benchmarks.
+std::string accuracy_drop_figure(const ModelReport& model, Figure& figure, const std::string& gnuplot) {
+  if (std::none_of(model.datasets.begin(), model.datasets.end(), [](const ReportDataset& d) { return d.is_benchmark(); }))
+    throw Skip{"model '" + model.name + "' has no benchmark"};
+  if (!baseline_of(model)) throw Skip{"model '" + model.name + "' has no baseline to measure drops against"};
   std::ostringstream plots;
-  size_t index = 0;
-  for (const ModelReport& model : data.models) {
-    std::ostringstream rows;
-    rows << "# mean_accuracy EM relative_depth block\n";
-    for (const InterventionSummary* s : single_blocks(model))
-      rows << number(s->mean_accuracy) << " " << number(s->exact_match) << " "
-           << number(model.layers > 1 ? double(s->first_block) / (model.layers - 1) : 0.0) << " " << s->first_block << "\n";
-    const std::string file = figure.data("_" + file_safe(model.name), rows.str());
-    plots << (index ? ", " : "") << file << " using 1:2:3 with points pt " << 7 + 2 * index << " ps 2 lc palette title "
-          << quoted(model.name + " (" + std::to_string(model.layers) + " blocks)") << ", " << file
-          << " using 1:2:(sprintf('%d', $4)) with labels offset char 1.2, char 0.6 tc rgb '#444444' notitle";
-    if (const InterventionSummary* base = baseline_of(model))
-      plots << ", '+' using (" << number(base->mean_accuracy) << "):(" << number(base->exact_match)
-            << ") every ::0::0 with points pt 3 ps 3 lw 2 lc rgb 'black' title " << quoted(model.name + " baseline");
-    ++index;
-  }
-  std::ostringstream gp;
-  gp << kCommon << "set title 'Memorization (EM on the memorized set) vs mean benchmark accuracy, one point per short-circuited block'\n"
-     << "set xlabel 'mean benchmark accuracy (acc)'\nset ylabel 'exact match'\nset yrange [-0.05:1.05]\nset xrange [0:1.05]\n"
-     << "set palette defined (0 '#2c7bb6', 0.5 '#ffffbf', 1 '#d7191c')\nset cbrange [0:1]\n"
-     << "set cblabel 'relative depth (block / (blocks - 1))'\nset key inside left top box opaque\nset samples 2\n"
-     << "plot " << plots.str();
-  return figure.draw(gnuplot, gp.str());
-}
-
-// Figure 3 (every model): mean relative accuracy drop per short-circuited block, language vs reasoning benchmarks.
-std::string tag_figure(const ReportData& data, const std::string& out, const std::string& gnuplot) {
-  Figure figure(out, "fig3_accuracy_drop_by_tag", 1000, 600);
-  std::ostringstream plots;
-  size_t index = 0;
-  int deepest = 1;
-  for (const ModelReport& model : data.models) {
-    deepest = std::max(deepest, model.layers);
+  for (const char* kind : kKinds) {
     std::ostringstream rows;
     rows << "# block language_drop_percent reasoning_drop_percent\n";
-    for (const InterventionSummary* s : single_blocks(model))
+    std::vector<double> language, reasoning;
+    for (const InterventionSummary* s : single_blocks(model, kind)) {
       rows << s->first_block << " " << number(100 * s->language_drop) << " " << number(100 * s->reasoning_drop) << "\n";
-    const std::string file = figure.data("_" + file_safe(model.name), rows.str());
-    bool has[2] = {false, false};
-    for (const ReportDataset& d : model.datasets) has[0] |= d.tag == "language", has[1] |= d.tag == "reasoning";
+      language.push_back(s->language_drop), reasoning.push_back(s->reasoning_drop);
+    }
+    const std::string file = figure.data(std::string("_") + kind, rows.str());
+    const char* tag_colour[] = {"#1f77b4", "#ff7f0e"};
+    const std::vector<double>* values[] = {&language, &reasoning};
     const char* tags[] = {"language", "reasoning"};
     for (int t = 0; t < 2; ++t)
-      if (has[t])
+      if (any_value(*values[t]))
         plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:" << 2 + t << " with linespoints lw 2 pt " << 7 + 2 * t
-              << " dt " << 1 + int(index) << " lc rgb '" << colour(t) << "' title " << quoted(model.name + ": " + tags[t]);
-    ++index;
+              << " dt " << (std::string(kind) == "zero_attention" ? 2 : 1) << " lc rgb '" << tag_colour[t] << "' title "
+              << quoted(std::string(tags[t]) + ", " + kind_label(kind));
   }
+  if (plots.tellp() == 0)
+    throw Skip{"no single-block intervention of model '" + model.name + "' has a relative accuracy drop yet (results, and a "
+               "benchmark baseline clear of noise, are needed)"};
   std::ostringstream gp;
-  gp << kCommon << "set title 'Relative accuracy drop per short-circuited block: language vs reasoning benchmarks'\n"
-     << "set xlabel 'short-circuited block'\nset ylabel 'accuracy drop vs baseline (%, mean over the tag''s benchmarks)'\n"
-     << "set xrange [-0.5:" << deepest - 0.5 << "]\nset xtics 1\nset xzeroaxis lt -1\n";
-  if (plots.tellp() == 0) gp << "set label 1 'no benchmarks in this study' at graph 0.5, graph 0.5 center\nplot NaN notitle";
-  else gp << "plot " << plots.str();
+  gp << kCommon << "set title " << quoted("Model " + model.name + ": relative accuracy drop per block, language vs reasoning benchmarks")
+     << "\nset xlabel 'block'\nset ylabel 'accuracy drop vs baseline (%)'\nset xrange [-0.5:" << model.layers - 0.5
+     << "]\nset xtics 1\nset xzeroaxis lt -1\nset key outside right top\nplot " << plots.str();
   return figure.draw(gnuplot, gp.str());
 }
 
-// Figure 4 (per model and divergence set): relative change of the residual stream, intervened block x layer.
-std::string divergence_figure(const ModelReport& model, const ReportDataset& dataset, const std::string& out,
-                              const std::string& gnuplot) {
-  Figure figure(out, "fig4_divergence_" + file_safe(model.name) + "_" + file_safe(dataset.name), 900, 700);
-  std::ostringstream rows;
-  rows << "# layer block relative_change kl\n";
-  double largest = 0;
-  for (const InterventionSummary* s : single_blocks(model))
-    for (int layer = 0; layer < model.layers; ++layer) {
-      const double change = model.metric(dataset.name, s->intervention, divergence_metric_name("relative_change", layer));
-      if (std::isnan(change)) continue;
-      largest = std::max(largest, change);
-      rows << layer << " " << s->first_block << " " << number(change) << " "
-           << number(model.metric(dataset.name, s->intervention, divergence_metric_name("kl", layer))) << "\n";
+// Every model: the relative accuracy drop by relative depth (block b of L at (b + 0.5) / L), so that models of
+// different depth line up; a panel per kind.
+std::string depth_figure(const ReportData& data, Figure& figure, const std::string& gnuplot) {
+  std::ostringstream panels;
+  int drawn_panels = 0;
+  for (const char* kind : kKinds) {
+    std::ostringstream plots;
+    size_t index = 0;
+    for (const ModelReport& model : data.models) {
+      std::ostringstream rows;
+      rows << "# relative_depth language_drop_percent reasoning_drop_percent block\n";
+      std::vector<double> language, reasoning;
+      for (const InterventionSummary* s : single_blocks(model, kind)) {
+        rows << number((s->first_block + 0.5) / model.layers) << " " << number(100 * s->language_drop) << " "
+             << number(100 * s->reasoning_drop) << " " << s->first_block << "\n";
+        language.push_back(s->language_drop), reasoning.push_back(s->reasoning_drop);
+      }
+      const std::string file = figure.data("_" + file_safe(model.name) + "_" + kind, rows.str());
+      const std::vector<double>* values[] = {&language, &reasoning};
+      const char* tags[] = {"language", "reasoning"};
+      for (int t = 0; t < 2; ++t)
+        if (any_value(*values[t]))
+          plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:" << 2 + t << " with linespoints lw 2 pt " << 7 + 2 * t
+                << " dt " << 1 + t << " lc rgb '" << colour(index) << "' title "
+                << quoted(model.name + " (" + std::to_string(model.layers) + " blocks): " + tags[t]);
+      ++index;
     }
-  const std::string file = figure.data("", rows.str());
+    if (plots.tellp() == 0) continue;
+    ++drawn_panels;
+    panels << "set title " << quoted(std::string("one block's ") + kind_label(kind)) << "\nplot " << plots.str() << "\n";
+  }
+  if (drawn_panels == 0) throw Skip{"no model has a relative accuracy drop for a single block yet"};
   std::ostringstream gp;
-  gp << "set title " << quoted("Model " + model.name + " on " + dataset.name +
-                               ": relative change of the residual stream after each layer, ||h - h'|| / ||h||")
-     << "\nset xlabel 'layer'\nset ylabel 'short-circuited block'\nset xrange [-0.5:" << model.layers - 0.5 << "]\nset yrange [-0.5:"
-     << model.layers - 0.5 << "]\nset xtics 1\nset ytics 1\nset size ratio -1\n"
-     << "set palette defined (0 '#fff5eb', 0.5 '#fd8d3c', 1 '#7f2704')\nset cbrange [0:" << number(largest > 0 ? largest : 1) << "]\n"
-     << "set cblabel 'relative change'\nset style fill solid 1.0 noborder\nunset key\n"
-     << "plot " << file << " using 1:2:(0.5):(0.5):3 with boxxyerror lc palette, " << file
-     << " using 1:2:(sprintf('%.2f', $3)):($3 > 0.6 * " << number(largest) << " ? 0xffffff : 0x000000) with labels tc rgb variable";
+  gp << kCommon << "set multiplot layout " << drawn_panels << ",1 title "
+     << quoted("Relative accuracy drop by relative depth of the block ((block + 0.5) / blocks), language vs reasoning") << "\n"
+     << "set xlabel 'relative depth'\nset ylabel 'accuracy drop vs baseline (%)'\nset xrange [0:1]\nset xzeroaxis lt -1\n"
+     << "set key outside right top\n" << panels.str() << "unset multiplot";
+  return figure.draw(gnuplot, gp.str());
+}
+
+// Every model: EM on its memorized set against its mean benchmark accuracy, a point per intervention (filled: one
+// block, open: several; circles short-circuit, triangles zeroed attention), each model's baseline a large star of
+// its colour: left of it is accuracy lost, below it memorization removed.
+std::string memorization_vs_accuracy_figure(const ReportData& data, Figure& figure, const std::string& gnuplot) {
+  std::ostringstream plots;
+  size_t index = 0;
+  for (const ModelReport& model : data.models) {
+    std::ostringstream rows[4];  // single short-circuit, single zeroed, several short-circuit, several other
+    bool any[4] = {false, false, false, false};
+    for (const InterventionSummary& s : model.summaries) {
+      if (s.first_block < 0 || std::isnan(s.exact_match) || std::isnan(s.mean_accuracy)) continue;
+      const int group = s.single_block ? (s.kind == "zero_attention" ? 1 : 0) : (s.kind == "short_circuit" ? 2 : 3);
+      // Labelled by block where one block changed, by name where several did.
+      rows[group] << number(s.mean_accuracy) << " " << number(s.exact_match) << " "
+                  << data_text(s.single_block ? std::to_string(s.first_block) : s.intervention) << "\n";
+      any[group] = true;
+    }
+    const InterventionSummary* base = baseline_of(model);
+    const bool has_base = base && !std::isnan(base->exact_match) && !std::isnan(base->mean_accuracy);
+    if (!has_base && !any[0] && !any[1] && !any[2] && !any[3]) continue;
+    const char* groups[] = {"one block short-circuited", "one block zeroed", "several blocks short-circuited", "several blocks, other"};
+    const int points[] = {7, 9, 6, 8};
+    for (int g = 0; g < 4; ++g)
+      if (any[g]) {
+        const std::string file = figure.data("_" + file_safe(model.name) + "_" + std::to_string(g), rows[g].str());
+        plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:2 with points pt " << points[g] << " ps 1.5 lc rgb '"
+              << colour(index) << "' title " << quoted(model.name + ": " + groups[g]) << ", " << file
+              << " using 1:2:3 with labels offset char 0.8, char 0.6 left font ',9' tc rgb '" << colour(index) << "' notitle";
+      }
+    if (has_base)
+      plots << (plots.tellp() > 0 ? ", " : "") << "'+' using (" << number(base->mean_accuracy) << "):(" << number(base->exact_match)
+            << ") every ::0::0 with points pt 3 ps 4 lw 3 lc rgb '" << colour(index) << "' title " << quoted(model.name + ": baseline");
+    ++index;
+  }
+  if (plots.tellp() == 0) throw Skip{"no model has both EM on a memorized set and benchmark accuracy yet"};
+  std::ostringstream gp;
+  gp << kCommon << "set title 'Memorization (EM on the memorized set) vs mean benchmark accuracy, a point per intervention'\n"
+     << "set xlabel 'mean benchmark accuracy (acc): left of a baseline = accuracy lost'\n"
+     << "set ylabel 'exact match: below a baseline = memorization removed'\nset yrange [-0.05:1.05]\nset xrange [0:1.05]\n"
+     << "set key outside right top\nset samples 2\nplot " << plots.str();
+  return figure.draw(gnuplot, gp.str());
+}
+
+// Per model: interventions on several blocks (ranges, the last k, combinations): EM and mean accuracy as bars, the
+// baseline's as dashed lines.
+std::string multi_block_figure(const ModelReport& model, Figure& figure, const std::string& gnuplot) {
+  std::ostringstream rows;
+  rows << "# index EM mean_accuracy intervention\n";
+  int count = 0;
+  std::vector<double> values;
+  for (const InterventionSummary& s : model.summaries)
+    if (s.first_block >= 0 && !s.single_block) {
+      rows << count++ << " " << number(s.exact_match) << " " << number(s.mean_accuracy) << " " << data_text(s.intervention) << "\n";
+      values.push_back(s.exact_match), values.push_back(s.mean_accuracy);
+    }
+  if (count == 0) throw Skip{"model '" + model.name + "' has no intervention on several blocks"};
+  if (!any_value(values)) throw Skip{"no intervention of model '" + model.name + "' on several blocks has results yet"};
+  const std::string file = figure.data("", rows.str());
+  const InterventionSummary* base = baseline_of(model);
+  std::ostringstream gp;
+  gp << kCommon << "set title " << quoted("Model " + model.name + ": interventions on several blocks (dashed: baseline)")
+     << "\nset style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 noborder\nset boxwidth 0.9\n"
+     << "set yrange [0:1.05]\nset xtics rotate by -30 left\nset key outside right top\nset ylabel 'EM (memorized set), mean acc'\n"
+     << "plot " << file << " using 2:xtic(4) title 'EM' lc rgb '#1f77b4', '' using 3 title 'mean accuracy' lc rgb '#2ca02c'";
+  if (base && !std::isnan(base->exact_match))
+    gp << ", " << number(base->exact_match) << " with lines dt 2 lw 2 lc rgb '#1f77b4' title 'EM, baseline'";
+  if (base && !std::isnan(base->mean_accuracy))
+    gp << ", " << number(base->mean_accuracy) << " with lines dt 2 lw 2 lc rgb '#2ca02c' title 'mean accuracy, baseline'";
+  return figure.draw(gnuplot, gp.str());
+}
+
+// Per model and divergence set: the residual stream's relative change and the logit lens's KL after each layer, an
+// intervened block per row; a pair of panels per kind.
+std::string divergence_figure(const ModelReport& model, const ReportDataset& dataset, Figure& figure, const std::string& gnuplot) {
+  const char* metrics[] = {"relative_change", "kl"};
+  const char* titles[] = {"relative change ||h - h'|| / ||h||", "KL(p || p') of the logit lens"};
+  std::ostringstream panels;
+  int kinds = 0;
+  for (const char* kind : kKinds) {
+    std::ostringstream rows;
+    rows << "# layer block relative_change kl\n";
+    double largest[2] = {0, 0};
+    for (const InterventionSummary* s : single_blocks(model, kind))
+      for (int layer = 0; layer < model.layers; ++layer) {
+        double values[2];
+        for (int m = 0; m < 2; ++m) values[m] = model.metric(dataset.name, s->intervention, divergence_metric_name(metrics[m], layer));
+        if (std::isnan(values[0])) continue;
+        for (int m = 0; m < 2; ++m) largest[m] = std::max(largest[m], std::isnan(values[m]) ? 0 : values[m]);
+        rows << layer << " " << s->first_block << " " << number(values[0]) << " " << number(values[1]) << "\n";
+      }
+    if (largest[0] == 0 && largest[1] == 0) continue;
+    ++kinds;
+    const std::string file = figure.data(std::string("_") + kind, rows.str());
+    for (int m = 0; m < 2; ++m)
+      panels << "set title " << quoted(std::string(titles[m]) + ", one block's " + kind_label(kind)) << "\nset cbrange [0:"
+             << number(largest[m] > 0 ? largest[m] : 1) << "]\nplot " << file << " using 1:2:(0.5):(0.5):" << 3 + m
+             << " with boxxyerror lc palette notitle" << (model.layers <= 16 ? ", " + file + " using 1:2:(sprintf('%.2f', $" +
+                                                                                  std::to_string(3 + m) + ")) with labels font ',8' notitle"
+                                                                            : std::string())
+             << "\n";
+  }
+  if (kinds == 0) throw Skip{"no single-block intervention of model '" + model.name + "' has results on '" + dataset.name + "' yet"};
+  std::ostringstream gp;
+  gp << "set multiplot layout " << kinds << ",2 title " << quoted("Model " + model.name + " on " + dataset.name +
+                                                                   ": how far an intervened block's change reaches, layer by layer")
+     << "\nset xlabel 'layer'\nset ylabel 'intervened block'\nset xrange [-0.5:" << model.layers - 0.5 << "]\nset yrange [-0.5:"
+     << model.layers - 0.5 << "]\nset xtics 1\nset ytics 1\nset palette defined (0 '#fff5eb', 0.5 '#fd8d3c', 1 '#7f2704')\n"
+     << "set style fill solid 1.0 noborder\n" << panels.str() << "unset multiplot";
   return figure.draw(gnuplot, gp.str());
 }
 
 }  // namespace
 
-std::vector<std::string> write_figures(const ReportData& data, const std::string& out, const std::string& gnuplot) {
-  const std::string executable = find_executable(gnuplot);
-  if (executable.empty())
-    throw Error("gnuplot not found (looked for '" + gnuplot + "'" + (gnuplot.find('/') == std::string::npos ? " on PATH" : "") +
-                "): the figures need it; install it (Debian: apt-get install gnuplot-nox; bash .ci/setup does) or pass "
-                "--gnuplot PATH");
-  std::filesystem::create_directories(out + "/gnuplot");
-  std::vector<std::string> images;
-  for (const ModelReport& model : data.models) images.push_back(per_block_figure(model, out, executable));
-  images.push_back(scale_figure(data, out, executable));
-  images.push_back(tag_figure(data, out, executable));
-  for (const ModelReport& model : data.models)
+std::vector<FigureOutcome> write_figures(const ReportData& data, const std::string& out, const std::string& gnuplot) {
+  struct Planned {
+    std::string name;
+    std::function<std::string(Figure&, const std::string&)> draw;
+    int width, height;
+  };
+  std::vector<Planned> planned;
+  for (const ModelReport& model : data.models) {
+    const std::string m = file_safe(model.name);
+    planned.push_back({"fig1_memorization_" + m, [&](Figure& f, const std::string& g) { return memorization_figure(model, f, g); }, 1000, 900});
+    planned.push_back({"fig2_accuracy_drop_" + m, [&](Figure& f, const std::string& g) { return accuracy_drop_figure(model, f, g); }, 1000, 550});
+    planned.push_back({"fig5_multi_block_" + m, [&](Figure& f, const std::string& g) { return multi_block_figure(model, f, g); }, 1000, 600});
     for (const ReportDataset& d : model.datasets)
-      if (d.kind == "divergence") images.push_back(divergence_figure(model, d, out, executable));
-  return images;
+      if (d.role == "divergence")
+        planned.push_back({"fig6_divergence_" + m + "_" + file_safe(d.name),
+                           [&model, &d](Figure& f, const std::string& g) { return divergence_figure(model, d, f, g); }, 1100, 550});
+  }
+  planned.push_back({"fig3_accuracy_drop_by_depth", [&](Figure& f, const std::string& g) { return depth_figure(data, f, g); }, 1000, 800});
+  planned.push_back({"fig4_em_vs_accuracy", [&](Figure& f, const std::string& g) { return memorization_vs_accuracy_figure(data, f, g); }, 1100, 700});
+  std::stable_sort(planned.begin(), planned.end(), [](const Planned& a, const Planned& b) { return a.name < b.name; });
+
+  std::vector<FigureOutcome> outcomes;
+  const std::string executable = find_executable(gnuplot);
+  if (executable.empty()) {
+    const std::string why = "gnuplot not found (looked for '" + gnuplot + "'" + (gnuplot.find('/') == std::string::npos ? " on PATH" : "") +
+                            "); install it (Debian: apt-get install gnuplot-nox; bash .ci/setup does) or pass --gnuplot PATH";
+    for (const Planned& p : planned) outcomes.push_back({p.name, "", why});
+    return outcomes;
+  }
+  std::filesystem::create_directories(out + "/gnuplot");
+  for (const Planned& p : planned) {
+    Figure figure(out, p.name, p.width, p.height);
+    FigureOutcome outcome{p.name, "", ""};
+    try {
+      outcome.png = p.draw(figure, executable);
+    } catch (const Skip& skip) {
+      outcome.skipped = skip.reason;
+    } catch (const Error& e) {
+      outcome.skipped = e.what();
+    }
+    outcomes.push_back(outcome);
+  }
+  return outcomes;
 }
 
 }  // namespace memsweep

@@ -93,6 +93,22 @@ void write_missing(std::ostream& md, const StoreSummary& summary) {
   md << "\nRerun the study's `memsweep run` command to finish it (done units are kept), then `memsweep report` again.\n\n";
 }
 
+std::string signed_number(double value) { return std::isnan(value) ? "n/a" : format("%+.4f", value); }
+
+// Interventions on more than one block (ranges, the last k, combinations): their own table.
+void write_multi_block(std::ostream& md, const ModelReport& model) {
+  std::vector<const InterventionSummary*> multi;
+  for (const InterventionSummary& s : model.summaries)
+    if (s.first_block >= 0 && !s.single_block) multi.push_back(&s);
+  if (multi.empty()) return;
+  md << "### Interventions on several blocks\n\n| intervention | kind | EM | EM drop | mean acc | accuracy lost |\n"
+     << "|---|---|---:|---:|---:|---:|\n";
+  for (const InterventionSummary* s : multi)
+    md << "| " << s->intervention << " | " << s->kind << " | " << cell_number(s->exact_match) << " | " << cell_number(s->em_drop) << " | "
+       << cell_number(s->mean_accuracy) << " | " << cell_number(s->accuracy_lost) << " |\n";
+  md << "\n";
+}
+
 std::string with_units(double value, const MetricCell* cell) {
   std::string text = cell_number(value);
   if (cell && cell->units_done > 0 && cell->units_done < cell->units)
@@ -102,11 +118,14 @@ std::string with_units(double value, const MetricCell* cell) {
 
 void write_model(std::ostream& md, const ModelReport& model) {
   md << "## Model `" << model.name << "` (" << model.layers << " blocks)\n\n";
-  std::vector<std::string> benchmarks;
-  for (const ReportDataset& d : model.datasets)
+  std::vector<std::string> benchmarks, others;
+  for (const ReportDataset& d : model.datasets) {
     if (d.is_benchmark()) benchmarks.push_back("`" + d.name + "` (" + d.tag + ")");
-  md << "Memorized set: " << (model.memorized_set.empty() ? "none (no memorization set with baseline EM > 0)" : "`" + model.memorized_set + "`")
-     << "; benchmarks: " << (benchmarks.empty() ? "none" : join(benchmarks, ", ")) << ".\n\n";
+    else if (d.name != model.memorized_set) others.push_back("`" + d.name + "` (" + d.role + ")");
+  }
+  md << "Memorized set: " << (model.memorized_set.empty() ? "none (no dataset of this model has the role \"memorized\")" : "`" + model.memorized_set + "`")
+     << "; benchmarks: " << (benchmarks.empty() ? "none" : join(benchmarks, ", "))
+     << (others.empty() ? "" : "; other sets: " + join(others, ", ")) << ".\n\n";
 
   md << "### Overview\n\nEM, TA, CE on the memorized set; mean accuracy (`acc`) over the benchmarks; the drops are the mean "
      << "relative accuracy drop against the baseline of the language and of the reasoning benchmarks.\n\n"
@@ -132,15 +151,19 @@ void write_model(std::ostream& md, const ModelReport& model) {
     md << "\n";
   }
 
-  md << "### Per intervention\n\nEvery dataset's metrics, the baseline's and the relative change (value − baseline) / |baseline|.\n\n";
+  write_multi_block(md, model);
+  md << "### Per intervention\n\nEvery dataset's metrics, the baseline's, the change (value − baseline) and the relative change "
+     << "(value − baseline) / |baseline|; n/a where the baseline is within noise of zero (EM, TA, acc: not two standard "
+     << "errors above it), where the change is what to read.\n\n";
   for (const std::string& intervention : model.interventions) {
-    md << "#### " << intervention << "\n\n| dataset | metric | value | baseline | relative change |\n|---|---|---:|---:|---:|\n";
+    md << "#### " << intervention << "\n\n| dataset | metric | value | baseline | change | relative change |\n|---|---|---:|---:|---:|---:|\n";
     for (const ReportDataset& d : model.datasets)
       for (const std::string& metric : table_metrics(model, d)) {
         const double value = model.metric(d.name, intervention, metric), baseline = model.metric(d.name, "baseline", metric);
         if (d.kind == "divergence" && std::isnan(value)) continue;  // the baseline changes no layer
         md << "| " << d.name << " | " << metric << " | " << with_units(value, model.cell(d.name, intervention)) << " | "
-           << cell_number(baseline) << " | " << cell_percent(relative_change(value, baseline)) << " |\n";
+           << cell_number(baseline) << " | " << signed_number(value - baseline) << " | "
+           << cell_percent(shown_relative_change(metric, value, baseline, model.metric(d.name, "baseline", "examples"))) << " |\n";
       }
     md << "\n";
   }
@@ -159,11 +182,11 @@ void write_provenance(std::ostream& md, const ReportData& data) {
 }
 
 void write_csv_files(const ReportData& data, const std::string& out) {
-  CsvFile metrics(out + "/metrics.csv", {"model", "dataset", "kind", "tag", "intervention", "units_done", "units", "metric",
-                                         "value", "baseline", "relative_change"});
+  CsvFile metrics(out + "/metrics.csv", {"model", "dataset", "kind", "role", "tag", "intervention", "units_done", "units",
+                                         "metric", "value", "baseline", "change", "relative_change"});
   CsvFile divergence(out + "/divergence.csv", {"model", "dataset", "intervention", "first_block", "layer", "relative_change", "kl"});
   CsvFile summaries(out + "/interventions.csv",
-                    {"model", "intervention", "first_block", "single_block", "memorized_set", "exact_match", "token_accuracy",
+                    {"model", "intervention", "kind", "first_block", "single_block", "memorized_set", "exact_match", "token_accuracy",
                      "completion_entropy", "mean_accuracy", "language_drop", "reasoning_drop", "em_drop", "accuracy_lost", "efficiency"});
   for (const ModelReport& model : data.models) {
     for (const ReportDataset& d : model.datasets)
@@ -172,8 +195,9 @@ void write_csv_files(const ReportData& data, const std::string& out) {
         if (!cell) continue;
         for (const auto& [name, value] : cell->metrics) {
           const double baseline = model.metric(d.name, "baseline", name);
-          metrics.row({model.name, d.name, d.kind, d.tag, intervention, std::to_string(cell->units_done), std::to_string(cell->units),
-                       name, csv_number(value), csv_number(baseline), csv_number(relative_change(value, baseline))});
+          metrics.row({model.name, d.name, d.kind, d.role, d.tag, intervention, std::to_string(cell->units_done),
+                       std::to_string(cell->units), name, csv_number(value), csv_number(baseline), csv_number(value - baseline),
+                       csv_number(shown_relative_change(name, value, baseline, model.metric(d.name, "baseline", "examples")))});
         }
         if (d.kind != "divergence") continue;
         for (int layer = 0; layer < model.layers; ++layer) {
@@ -185,7 +209,7 @@ void write_csv_files(const ReportData& data, const std::string& out) {
         }
       }
     for (const InterventionSummary& s : model.summaries)
-      summaries.row({model.name, s.intervention, std::to_string(s.first_block), s.single_block ? "1" : "0", model.memorized_set,
+      summaries.row({model.name, s.intervention, s.kind, std::to_string(s.first_block), s.single_block ? "1" : "0", model.memorized_set,
                      csv_number(s.exact_match), csv_number(s.token_accuracy), csv_number(s.completion_entropy),
                      csv_number(s.mean_accuracy), csv_number(s.language_drop), csv_number(s.reasoning_drop),
                      csv_number(s.em_drop), csv_number(s.accuracy_lost), csv_number(s.efficiency)});
@@ -203,19 +227,20 @@ void write_csv_files(const ReportData& data, const std::string& out) {
 
 }  // namespace
 
-void write_report_files(const ReportData& data, const std::string& out, const std::vector<std::string>& figures,
-                        const std::string& figures_error) {
+void write_report_files(const ReportData& data, const std::string& out, const std::vector<FigureOutcome>& figures) {
   std::ofstream md(out + "/report.md");
   if (!md) throw Error("cannot write " + out + "/report.md");
   md << "# memsweep report: study `" << data.summary.study_name << "`\n\n";
   write_missing(md, data.summary);
   for (const ModelReport& model : data.models) write_model(md, model);
   md << "## Figures\n\n";
-  if (!figures_error.empty()) md << "No figures: " << figures_error << "\n\n";
-  for (const std::string& figure : figures) {
-    const std::string name = figure.substr(figure.find_last_of('/') + 1);
-    md << "![" << name << "](" << name << ") (also `" << name.substr(0, name.size() - 4) << ".svg`)\n\n";
-  }
+  std::vector<std::string> drawn, skipped;
+  for (const FigureOutcome& f : figures)
+    (f.png.empty() ? skipped : drawn).push_back(f.png.empty() ? "- `" + f.name + "`: " + f.skipped : "`" + f.name + ".png`");
+  md << "Drawn: " << (drawn.empty() ? "none" : join(drawn, ", ")) << " (each with an SVG beside it).\n\n";
+  if (!skipped.empty()) md << "Skipped:\n\n" << join(skipped, "\n") << "\n\n";
+  for (const FigureOutcome& f : figures)
+    if (!f.png.empty()) md << "![" << f.name << "](" << f.name << ".png)\n\n";
   write_provenance(md, data);
   md << "## Files\n\n- `metrics.csv`: every metric per model, dataset and intervention, with the baseline and the relative change;\n"
      << "- `interventions.csv`: the overview's numbers and the efficiency ranking's;\n"

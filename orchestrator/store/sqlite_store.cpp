@@ -306,10 +306,11 @@ class SqliteStore : public Store {
                     d.kind + ", " + d.options.dump() + "): results would mix two datasets; give it another name, or use a new store");
     }
     known.reset();
-    db_.prepare("INSERT INTO datasets (name, kind, path, options_json, content_hash, num_examples) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET path = excluded.path")
+    // The path and role may change: where the file is, and what the report makes of it, not what was computed.
+    db_.prepare("INSERT INTO datasets (name, kind, path, options_json, content_hash, num_examples, role) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET path = excluded.path, role = excluded.role")
         .bind(1, d.name).bind(2, d.kind).bind(3, d.path).bind(4, d.options.dump()).bind(5, found->content_hash)
-        .bind(6, found->num_examples).run();
+        .bind(6, found->num_examples).bind(7, d.role).run();
   }
 
   void close_attempt(int64_t unit, int attempt, const std::string& outcome, const std::string& error) {

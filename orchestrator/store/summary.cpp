@@ -79,6 +79,15 @@ std::vector<InterventionTotals> read_intervention_totals(const std::string& path
   Database db(existing(path), /*read_only=*/true);
   open_for_reading(db);
   std::vector<InterventionTotals> rows;
+  // Roles: recorded since schema 3, the kind's default before.
+  Statement version = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  version.step();
+  std::map<std::string, std::string> roles;
+  if (version.integer(0) >= 3) {
+    Statement r = db.prepare("SELECT name, role FROM datasets");
+    while (r.step()) roles[r.text(0)] = r.text(1);
+  }
+  version.reset();
   Statement s = db.prepare(
       "SELECT m.name, d.name, d.kind, i.name, SUM(u.status = 'done'), COUNT(*), "
       "json_group_array(CASE WHEN g.totals_json IS NULL THEN NULL ELSE json(g.totals_json) END), d.options_json, m.num_layers "
@@ -87,10 +96,12 @@ std::vector<InterventionTotals> read_intervention_totals(const std::string& path
       "LEFT JOIN aggregates g ON g.unit_id = u.id AND g.intervention_id = i.id "
       "GROUP BY m.id, d.id, i.id ORDER BY m.id, d.id, MIN(u.id * 1000 + ui.position)");
   while (s.step()) {
-    InterventionTotals row{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), {},
-                           nlohmann::json::parse(s.text(7)), int(s.integer(8))};
+    InterventionTotals row{s.text(0), s.text(1), s.text(2), s.text(3), s.integer(4), s.integer(5), {}, {},
+                           nlohmann::json::parse(s.text(7)), int(s.integer(8)), ""};
+    row.role = roles.count(row.dataset) ? roles.at(row.dataset) : default_role(row.kind);
     for (const auto& totals : nlohmann::json::parse(s.text(6)))
       if (!totals.is_null()) add_totals(row.totals, totals.get<Values>());
+    if (row.units_done > 0) row.metrics = finalize_metrics(row.kind, row.totals);
     rows.push_back(std::move(row));
   }
   return rows;

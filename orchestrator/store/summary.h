@@ -56,8 +56,10 @@ struct InterventionTotals {
   std::string model, dataset, kind, intervention;
   int64_t units_done = 0, units = 0;
   Values totals;
+  Values metrics;  // finalize_metrics(kind, totals) of the done units: the numbers status and report both print
   nlohmann::json dataset_options;  // the dataset's options table as the study gave it
   int model_layers = 0;
+  std::string role;  // the dataset's (DatasetEntry::role); from its kind in stores before schema 3
 };
 std::vector<InterventionTotals> read_intervention_totals(const std::string& path);
 

@@ -27,6 +27,10 @@ const DatasetEntry& Study::dataset(const std::string& name) const {
   throw Error("the study has no dataset named '" + name + "'");
 }
 
+std::string default_role(const std::string& kind) {
+  return kind == "memorization" ? "memorized" : kind == "divergence" ? "divergence" : "benchmark";
+}
+
 bool Study::pairs(const DatasetEntry& dataset, const ModelEntry& model) const {
   return dataset.models.empty() || std::find(dataset.models.begin(), dataset.models.end(), model.name) != dataset.models.end();
 }

@@ -26,11 +26,17 @@ struct ModelEntry {
 
 struct DatasetEntry {
   std::string name, kind, path;
+  // What the report makes of it: "memorized" (the set whose memorization interventions remove), "control" (a
+  // memorization set the model does not reproduce), "benchmark" or "divergence". Defaulted from the kind.
+  std::string role;
   nlohmann::json options = nlohmann::json::object();
   std::string tokenizer;            // a path, "sha256:HEX", or empty (no check)
   std::vector<std::string> models;  // empty: every model
   SourcePlace place, tokenizer_place;
 };
+
+// A dataset kind's role unless the study says otherwise: "memorized", "divergence" or "benchmark".
+std::string default_role(const std::string& kind);
 
 // Which interventions every model gets; blocks depend on the model's depth, so expansion is per model.
 struct InterventionPlan {

@@ -281,6 +281,14 @@ Study parse_study(const std::string& text, const std::string& origin, const std:
     check_name(reader, "name", dataset.name, names);
     dataset.kind = reader.required_text("kind");
     dataset.path = reader.existing_path("path", base_dir);
+    // The role: memorization sets are "memorized" (or "control"), divergence sets "divergence", the rest benchmarks.
+    const std::string kind_role = default_role(dataset.kind);
+    dataset.role = reader.text("role", kind_role);
+    const bool memorization_role = dataset.role == "memorized" || dataset.role == "control";
+    if (dataset.role != kind_role && !(memorization_role && dataset.kind == "memorization"))
+      reader.fail(*t->get("role"), "'datasets.role' of a " + dataset.kind + " dataset must be " +
+                                       (dataset.kind == "memorization" ? std::string("\"memorized\" or \"control\"") : "\"" + kind_role + "\"") +
+                                       ", found \"" + dataset.role + "\"");
     if (const toml::node* options = reader.get("options")) {
       if (!options->is_table()) reader.fail(*options, "'datasets.options' must be a table");
       dataset.options = to_json(*options);
