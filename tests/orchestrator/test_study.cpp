@@ -123,6 +123,8 @@ struct ErrorCase {
 BOOST_FIXTURE_TEST_CASE(errors_name_file_line_and_column, Fixture) {
   const std::vector<ErrorCase> cases = {
       {"[run]\nbatch_size = 8\nbatch_sise = 3\n" + kModels + kDatasets, "study.toml:3:1: unknown key 'run.batch_sise'"},
+      {kModels + kDatasets + "role = \"control\"\n",
+       "study.toml:21:8: 'datasets.role' of a piqa dataset must be \"benchmark\", found \"control\""},
       {"[run]\nbatch_size = \"8\"\n" + kModels + kDatasets, "study.toml:2:14: 'run.batch_size' must be an integer, found a string"},
       {"[run]\nbatch_size = 0\n" + kModels + kDatasets, "study.toml:2:14: 'run.batch_size' must be at least 1, found 0"},
       {"[run]\nunit_timeout_s = -1\n" + kModels + kDatasets, "study.toml:2:18: 'run.unit_timeout_s' must be positive"},
