@@ -20,9 +20,9 @@ def test_a_finished_store_is_migrated_and_reports_the_same_numbers(tmp_path):
     shutil.copy(STORES / "v1_finished.sqlite", store)
     before = store_examples(store)
     result = run_memsweep("run", STUDY, "--db", store)
-    assert "applied migration 0002_study_growth" in result.stderr
+    assert "applied migration 0002_study_growth" in result.stderr and "applied migration 0003_dataset_roles" in result.stderr
     status = run_memsweep("status", store, "--metrics").stdout
-    assert "store schema 2" in status
+    assert "store schema 3" in status
     assert metrics_section(status) == (STORES / "v1_finished.metrics.txt").read_text()  # as the old release printed them
     assert store_examples(store) == before
     with sqlite3.connect(store) as db:
