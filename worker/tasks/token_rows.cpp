@@ -16,16 +16,16 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-void check_id(int64_t id, int64_t vocab_size, const std::string& where) {
+}  // namespace
+
+void check_token_id(int64_t id, int64_t vocab_size, const std::string& where) {
   if (id < 0 || id >= vocab_size)
     throw Error(where + ": token id " + std::to_string(id) + " is outside the model's vocabulary (0 to " +
                 std::to_string(vocab_size - 1) + ")");
 }
 
-}  // namespace
-
-// The .npy header: magic, version, a Python dict literal with descr, fortran_order, shape.
-TokenRows parse_npy(const uint8_t* bytes, uint64_t size, const std::string& path, int64_t vocab_size, int64_t limit) {
+NpyArray parse_npy_header(const uint8_t* bytes, uint64_t size, const std::string& path, bool check_data) {
+  // The .npy header: magic, version, a Python dict literal with descr, fortran_order, shape.
   if (size < 10 || std::memcmp(bytes, "\x93NUMPY", 6) != 0) throw Error(path + ": not a .npy file (no \\x93NUMPY magic)");
   const int major = bytes[6];
   uint64_t header_length = 0, header_start = 0;
@@ -76,29 +76,61 @@ TokenRows parse_npy(const uint8_t* bytes, uint64_t size, const std::string& path
   const Kind* kind = nullptr;
   for (const auto& k : kinds) if (descr == k.descr) kind = &k;
   if (!kind) throw Error(path + ": dtype '" + descr + "' is not a little-endian integer type");
-  const uint64_t data_start = header_start + header_length;
-  if (shape[1] > 0 && uint64_t(shape[0]) > (size - data_start) / uint64_t(shape[1]) / uint64_t(kind->size))
-    throw Error(path + ": data holds " + std::to_string(size - data_start) + " bytes, fewer than shape (" + shape_text + ") needs (truncated?)");
-  const uint64_t need = uint64_t(shape[0]) * uint64_t(shape[1]) * uint64_t(kind->size);
-  if (size - data_start < need)
-    throw Error(path + ": data holds " + std::to_string(size - data_start) + " bytes, shape needs " + std::to_string(need) + " (truncated?)");
+  NpyArray array;
+  array.data = bytes + header_start + header_length;
+  array.rows = shape[0], array.columns = shape[1], array.element_size = kind->size, array.is_signed = kind->is_signed;
+  const uint64_t available = size - header_start - header_length;
+  if (check_data && shape[1] > 0 && uint64_t(shape[0]) > available / uint64_t(shape[1]) / uint64_t(kind->size))
+    throw Error(path + ": data holds " + std::to_string(available) + " bytes, fewer than shape (" + shape_text + ") needs (truncated?)");
+  return array;
+}
+
+int64_t NpyArray::at(int64_t row, int64_t column) const {
+  const uint8_t* p = data + uint64_t(row * columns + column) * uint64_t(element_size);
+  uint64_t raw = 0;
+  std::memcpy(&raw, p, size_t(element_size));  // little-endian host
+  int64_t value = int64_t(raw);
+  if (is_signed && element_size < 8 && (raw >> (8 * element_size - 1)) & 1) value = int64_t(raw) - (int64_t(1) << (8 * element_size));
+  return value;
+}
+
+TokenRows parse_npy(const uint8_t* bytes, uint64_t size, const std::string& path, int64_t vocab_size, int64_t limit) {
+  const NpyArray array = parse_npy_header(bytes, size, path);
   TokenRows result;
-  const int64_t rows = limit >= 0 ? std::min(limit, shape[0]) : shape[0];
+  const int64_t rows = limit >= 0 ? std::min(limit, array.rows) : array.rows;
   for (int64_t r = 0; r < rows; ++r) {
-    std::vector<int64_t> row(static_cast<size_t>(shape[1]));
-    for (int64_t c = 0; c < shape[1]; ++c) {
-      const uint8_t* p = bytes + data_start + uint64_t(r * shape[1] + c) * uint64_t(kind->size);
-      uint64_t raw = 0;
-      std::memcpy(&raw, p, size_t(kind->size));  // little-endian host
-      int64_t value = int64_t(raw);
-      if (kind->is_signed && kind->size < 8 && (raw >> (8 * kind->size - 1)) & 1) value = int64_t(raw) - (int64_t(1) << (8 * kind->size));
-      check_id(value, vocab_size, path + ": row " + std::to_string(r) + ", column " + std::to_string(c));
-      row[size_t(c)] = value;
+    std::vector<int64_t> row(static_cast<size_t>(array.columns));
+    for (int64_t c = 0; c < array.columns; ++c) {
+      row[size_t(c)] = array.at(r, c);
+      check_token_id(row[size_t(c)], vocab_size, path + ": row " + std::to_string(r) + ", column " + std::to_string(c));
     }
     result.rows.push_back(std::move(row));
     result.source.push_back(r);
   }
   return result;
+}
+
+std::vector<int64_t> parse_jsonl_row(const std::string& line, const std::string& where, int64_t vocab_size, const TextEncoder& encode) {
+  nlohmann::json json = parse_json(line, where);
+  if (!json.is_object()) throw Error(where + ": expected a JSON object with \"tokens\" or \"text\"");
+  std::vector<int64_t> row;
+  if (json.contains("tokens")) {
+    const auto& tokens = json["tokens"];
+    if (!tokens.is_array()) throw Error(where + ": \"tokens\" is not an array");
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (!tokens[i].is_number_integer()) throw Error(where + ": \"tokens\"[" + std::to_string(i) + "] is not an integer");
+      check_token_id(tokens[i].get<int64_t>(), vocab_size, where);
+      row.push_back(tokens[i].get<int64_t>());
+    }
+  } else if (json.contains("text")) {
+    if (!json["text"].is_string()) throw Error(where + ": \"text\" is not a string");
+    if (!encode) throw Error(where + ": a text row needs the model's tokenizer, and none was found");
+    row = encode(json["text"].get<std::string>());
+    for (int64_t id : row) check_token_id(id, vocab_size, where);
+  } else {
+    throw Error(where + ": no \"tokens\" nor \"text\" field");
+  }
+  return row;
 }
 
 TokenRows parse_jsonl(std::istream& in, const std::string& path, int64_t vocab_size, const TextEncoder& encode, bool skip_bad,
@@ -108,28 +140,8 @@ TokenRows parse_jsonl(std::istream& in, const std::string& path, int64_t vocab_s
   for (int64_t number = 1; std::getline(in, line); ++number) {
     if (limit >= 0 && int64_t(result.rows.size()) >= limit) break;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ", line " + std::to_string(number);
     try {
-      nlohmann::json json = parse_json(line, where);
-      if (!json.is_object()) throw Error(where + ": expected a JSON object with \"tokens\" or \"text\"");
-      std::vector<int64_t> row;
-      if (json.contains("tokens")) {
-        const auto& tokens = json["tokens"];
-        if (!tokens.is_array()) throw Error(where + ": \"tokens\" is not an array");
-        for (size_t i = 0; i < tokens.size(); ++i) {
-          if (!tokens[i].is_number_integer()) throw Error(where + ": \"tokens\"[" + std::to_string(i) + "] is not an integer");
-          check_id(tokens[i].get<int64_t>(), vocab_size, where);
-          row.push_back(tokens[i].get<int64_t>());
-        }
-      } else if (json.contains("text")) {
-        if (!json["text"].is_string()) throw Error(where + ": \"text\" is not a string");
-        if (!encode) throw Error(where + ": a text row needs the model's tokenizer, and none was found");
-        row = encode(json["text"].get<std::string>());
-        for (int64_t id : row) check_id(id, vocab_size, where);
-      } else {
-        throw Error(where + ": no \"tokens\" nor \"text\" field");
-      }
-      result.rows.push_back(std::move(row));
+      result.rows.push_back(parse_jsonl_row(line, path + ", line " + std::to_string(number), vocab_size, encode));
       result.source.push_back(number);
     } catch (const Error& e) {
       if (!skip_bad) throw;
@@ -160,24 +172,6 @@ TokenRows read_token_rows_file(const std::string& path, int64_t vocab_size, cons
     return parse_jsonl(in, path, vocab_size, encode, skip_bad, limit);
   }
   throw Error(path + ": unknown token file type (expected .npy or .jsonl)");
-}
-
-std::vector<int64_t> read_token_stream(const std::string& path, const std::string& format, int64_t vocab_size) {
-  int width = 0;
-  if (format == "uint16" || (format.empty() && ends_with(path, ".u16"))) width = 2;
-  else if (format == "uint32" || (format.empty() && ends_with(path, ".u32"))) width = 4;
-  else throw Error(path + ": raw token format '" + format + "' unknown (uint16 or uint32; or name the file .u16/.u32)");
-  auto file = MappedFile::open(path);
-  if (file->size() % uint64_t(width) != 0)
-    throw Error(path + ": " + std::to_string(file->size()) + " bytes is not a whole number of " + format + " tokens");
-  std::vector<int64_t> tokens(file->size() / uint64_t(width));
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    uint32_t value = 0;
-    std::memcpy(&value, file->data() + i * size_t(width), size_t(width));
-    check_id(int64_t(value), vocab_size, path + ": token " + std::to_string(i));
-    tokens[i] = int64_t(value);
-  }
-  return tokens;
 }
 
 }  // namespace memsweep

@@ -3,8 +3,8 @@
 // - .npy: a 2-D array of integers (int16/32/64, uint16/32/64), C order (the paper's code used these);
 // - .jsonl: one JSON object per line, {"tokens": [ids...]} (EleutherAI's pythia-memorized-evals schema) or
 //   {"text": "..."} encoded with the model's tokenizer;
-// - raw token files (.bin/.u16/.u32: little-endian uint16 or uint32, as Pythia's Pile shards are distributed),
-//   read as one long stream that callers cut into windows.
+// (raw token streams, .u16/.u32 as Pythia's Pile shards are distributed, are read window by window:
+// corpus_windows.h).
 // Bad data is an Error naming the file and line (JSONL) or row (npy); with skip_bad, a bad JSONL line is counted
 // in `skipped` instead.
 #include <cstdint>
@@ -39,7 +39,20 @@ TokenRows parse_npy(const uint8_t* bytes, uint64_t size, const std::string& path
 TokenRows parse_jsonl(std::istream& in, const std::string& path, int64_t vocab_size, const TextEncoder& encode, bool skip_bad,
                       int64_t limit = -1);
 
-// A raw token stream: element size from `format` ("uint16" | "uint32"), or by extension (.u16, .u32).
-std::vector<int64_t> read_token_stream(const std::string& path, const std::string& format, int64_t vocab_size);
+// What parsing the rows reuses for reading them one at a time (corpus_windows.h).
+// Error naming `where` unless 0 <= id < vocab_size.
+void check_token_id(int64_t id, int64_t vocab_size, const std::string& where);
+// One JSONL line's row ({"tokens": [...]} or {"text": ...}); Error naming `where`.
+std::vector<int64_t> parse_jsonl_row(const std::string& line, const std::string& where, int64_t vocab_size, const TextEncoder& encode);
+// A 2-D little-endian integer .npy array in place (the bytes stay the caller's), its header checked, and with
+// check_data that `size` bytes hold its data.
+struct NpyArray {
+  const uint8_t* data = nullptr;
+  int64_t rows = 0, columns = 0;
+  int element_size = 0;
+  bool is_signed = false;
+  int64_t at(int64_t row, int64_t column) const;
+};
+NpyArray parse_npy_header(const uint8_t* bytes, uint64_t size, const std::string& path, bool check_data = true);
 
 }  // namespace memsweep
