@@ -449,7 +449,7 @@ def test_out_of_memory_in_a_unit_halves_the_batch_until_it_fits(tmp_path):
     """A real allocation failure, no test hook: a divergence unit (full-vocabulary log-probabilities at every layer
     and position) over 16 rows of 1024 tokens with a 32,768-token vocabulary (~130 MB per row and layer; attention
     is fused and allocates little) under an
-    address-space limit (RLIMIT_AS) of what a batch-1 run peaked at + 300 MB. The batch of 16 cannot be
+    address-space limit (RLIMIT_AS) of what a batch-1 run peaked at + 600 MB. The batch of 16 cannot be
     allocated; the worker reports out-of-memory, each retry halves the batch until it fits, and the results
     equal an unlimited run's."""
     make_gpt_neox(tmp_path / "long", seed=7, max_position_embeddings=1024, vocab_size=32768)
@@ -459,7 +459,9 @@ def test_out_of_memory_in_a_unit_halves_the_batch_until_it_fits(tmp_path):
     one.write_text(OOM_STUDY.format(batch=1))
     reference, peak = peak_virtual_memory([MEMSWEEP_BIN, "run", str(one), "--db", str(tmp_path / "reference.sqlite")])
     assert reference.returncode == 0, reference.stderr
-    limit = peak + (300 << 20)
+    # Room for a batch of one after failed attempts have fragmented the heap (300 MB was seen too tight with some
+    # builds); a batch of 16 still needs gigabytes more.
+    limit = peak + (600 << 20)
     study = tmp_path / "sixteen.toml"
     study.write_text(OOM_STUDY.format(batch=16))
     store = tmp_path / "s.sqlite"
