@@ -62,9 +62,9 @@ void write_durably(const std::string& path, const std::string& text, bool append
 
 // The run's identity: a resume must be the same command over the same input.
 nlohmann::json run_identity(const std::string& input, int64_t prefix, int64_t suffix, int64_t stride, const std::string& part,
-                            int64_t windows, bool allow_eos, const ModelOptions& model) {
+                            int64_t windows, bool allow_eos, const std::string& keep, const ModelOptions& model) {
   return {{"input", std::filesystem::absolute(input).string()}, {"input_bytes", std::filesystem::file_size(input)},
-          {"prefix", prefix}, {"suffix", suffix}, {"stride", stride}, {"part", part}, {"windows", windows},
+          {"prefix", prefix}, {"suffix", suffix}, {"stride", stride}, {"part", part}, {"windows", windows}, {"keep", keep},
           {"allow_eos", allow_eos}, {"model", std::filesystem::absolute(model.model_dir).string()},
           {"short_circuit", model.short_circuit}, {"zero_attention", model.zero_attention}};
 }
@@ -75,7 +75,8 @@ int select_memorized_command(const Arguments& args) {
   const CommandSpec spec{
       "select-memorized", "--model DIR --input TOKENS --out FILE.jsonl [--part K/N] [options]",
       "Keeps the windows of a token corpus whose suffix the model reproduces exactly (greedy, EOS masked unless\n"
-      "--allow-eos; any --short-circuit/--zero-attention applies). TOKENS: a raw stream of little-endian uint16/uint32\n"
+      "--allow-eos; any --short-circuit/--zero-attention applies), or with --keep not-memorized those it does not: a\n"
+      "control set of the same shape and source (--limit caps the windows examined). TOKENS: a raw stream of little-endian uint16/uint32\n"
       "ids (.u16/.u32, or --format) as Pythia's Pile shards are distributed, .npy (2-D) or .jsonl rows\n"
       "{\"tokens\": [...]} or {\"text\": ...} (with the model's tokenizer). Each row (the stream is one) is cut into\n"
       "windows of prefix + suffix tokens starting every --stride tokens; the corpus is read as windows are, so memory\n"
@@ -92,7 +93,7 @@ int select_memorized_command(const Arguments& args) {
   po::options_description options("options");
   ModelOptions model_options;
   add_model_options(options, model_options);
-  std::string input, out_path, format, part_text = "1/1";
+  std::string input, out_path, format, part_text = "1/1", keep = "memorized";
   int64_t prefix = 32, suffix = 32, stride = 0, limit = -1;
   int batch_size = 16;
   double progress_every_s = 30;
@@ -105,12 +106,17 @@ int select_memorized_command(const Arguments& args) {
       ("part", po::value(&part_text)->default_value("1/1"), "K/N: examine the K-th of N equal ranges of the windows")
       ("limit", po::value(&limit), "examine at most this many windows (of the part)")
       ("format", po::value(&format), "raw stream element type: uint16 or uint32")
+      ("keep", po::value(&keep)->default_value("memorized"),
+       "memorized: the windows whose suffix is reproduced exactly; not-memorized: the others (a control set)")
       ("allow-eos", "let greedy decoding choose the end-of-sequence token")
       ("batch-size", po::value(&batch_size)->default_value(16), "windows per forward pass")
       ("progress-every", po::value(&progress_every_s)->default_value(30), "seconds between progress lines");
   po::variables_map values;
   if (!parse_command_line(spec, options, args, values)) return 0;
   if (prefix < 1 || suffix < 1 || batch_size < 1) throw Error("--prefix, --suffix and --batch-size must be at least 1");
+  if (keep != "memorized" && keep != "not-memorized")
+    throw Error("--keep '" + keep + "' is not memorized or not-memorized");
+  const double kept_exact_match = keep == "memorized" ? 1.0 : 0.0;
   if (!values.count("stride")) stride = prefix + suffix;
   if (stride < 1) throw Error("--stride must be at least 1");
   const auto [part, parts] = parse_part(part_text);
@@ -129,7 +135,7 @@ int select_memorized_command(const Arguments& args) {
   // Resume: the progress file names what was examined and how much of the partial output it covers.
   const std::string partial = out_path + ".partial", progress_path = out_path + ".progress";
   const nlohmann::json identity = run_identity(input, prefix, suffix, stride, part_text, end - begin, values.count("allow-eos") > 0,
-                                               model_options);
+                                               keep, model_options);
   int64_t next = begin, kept = 0;
   auto summary = [&] {
     std::cout << nlohmann::json{{"windows", end - begin}, {"kept", kept}, {"out", out_path}, {"part", part_text},
@@ -138,8 +144,10 @@ int select_memorized_command(const Arguments& args) {
   };
   if (std::filesystem::exists(progress_path)) {
     const nlohmann::json progress = read_json_file(progress_path);
-    if (progress.value("run", nlohmann::json()) != identity)
-      throw Error(progress_path + " records another run (" + progress.value("run", nlohmann::json()).dump() + "; this one is " +
+    nlohmann::json recorded = progress.value("run", nlohmann::json());
+    if (recorded.is_object() && !recorded.contains("keep")) recorded["keep"] = "memorized";  // written before --keep existed
+    if (recorded != identity)
+      throw Error(progress_path + " records another run (" + recorded.dump() + "; this one is " +
                   identity.dump() + "): give another --out, or delete " + progress_path + " and " + partial + " to start afresh");
     kept = progress.at("kept").get<int64_t>();
     if (progress.value("complete", false) && std::filesystem::exists(out_path)) {  // a requeued job that had finished
@@ -190,7 +198,7 @@ int select_memorized_command(const Arguments& args) {
     evaluate_memorization(*model, rows, index, 0, count, memorization, result);
     std::string lines;
     for (const auto& example : result.examples) {
-      if (example.values.at("exact_match") != 1.0) continue;
+      if (example.values.at("exact_match") != kept_exact_match) continue;
       const auto& window = windows[size_t(example.index)];
       lines += nlohmann::json{{"tokens", window.tokens}, {"row", window.row}, {"offset", window.offset}}.dump() + "\n";
       ++kept;

@@ -112,3 +112,24 @@ def test_malformed_streams_and_a_changed_command(corpus, tmp_path):
     (tmp_path / "c.jsonl.progress").write_text(json.dumps({"run": {"input": "elsewhere"}, "examined": 3, "kept": 0, "bytes": 0}))
     result = run_memsweep("select-memorized", "--model", folder / "model", "--input", folder / "shard.u16", "--out", out, check=False)
     assert result.returncode != 0 and "records another run" in result.stderr
+
+
+def test_a_control_set_is_the_complement(corpus, tmp_path):
+    """--keep not-memorized keeps exactly the windows the memorized run leaves out (a control set of the same shape and
+    source), and eval on it finds EM 0 on every row; --limit caps the windows examined."""
+    folder, stream = corpus
+    memorized = mine(folder, "shard.u16", tmp_path / "memorized.jsonl")
+    control = mine(folder, "shard.u16", tmp_path / "control.jsonl", "--keep", "not-memorized")
+    offsets = lambda name: [json.loads(line)["offset"] for line in (tmp_path / name).read_text().splitlines()]
+    assert memorized["kept"] + control["kept"] == 90 and control["kept"] > 0
+    assert sorted(offsets("memorized.jsonl") + offsets("control.jsonl")) == [i * WINDOW for i in range(90)]
+    scored = json.loads(run_memsweep("eval", "--model", folder / "model", "--task", f"memorization:{tmp_path / 'control.jsonl'}",
+                                     "--option", f"prefix={PREFIX}").stdout)
+    metrics = scored["results"][0]["metrics"]
+    assert metrics["examples"] == control["kept"] and metrics["exact_match"] == 0.0, metrics
+    limited = mine(folder, "shard.u16", tmp_path / "limited.jsonl", "--keep", "not-memorized", "--limit", 12)
+    assert limited["windows"] == 12 and offsets("limited.jsonl") == [o for o in offsets("control.jsonl") if o < 12 * WINDOW]
+    result = run_memsweep("select-memorized", "--model", folder / "model", "--input", folder / "shard.u16", "--out",
+                          tmp_path / "x.jsonl", "--keep", "controls", check=False)
+    assert result.returncode != 0 and "--keep 'controls' is not memorized or not-memorized" in result.stderr
+    print(f"memorized {memorized['kept']} + control {control['kept']} = 90 windows; control EM {metrics['exact_match']}")
