@@ -6,6 +6,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -289,14 +290,14 @@ def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(
             assert "set [run] devices_per_worker = 2" in result.stderr
 
 
-def test_plan_sizes_the_paper_grid_from_its_real_inputs(tmp_path):
-    """jobs/studies/paper_grid.toml with the five models' real config.json files (tests/data/configs), their real
-    tokenizers, 64-token memorized rows and a text divergence set: every model fits an 80 GB device in float32, and the
-    largest batch plan sizes is read off the datasets (64-token rows), not the models' 2048 positions."""
+def paper_inputs(tmp_path):
+    """The inputs jobs/studies/*.toml name, under tmp_path as under /path/to/: the five models' real config.json files
+    (tests/data/configs) with their real tokenizers, 64-token memorized and control rows, every benchmark's file
+    (../shared/data's PIQA and ARC-Easy, tests/data/benchmarks' hand-written rows) and a text divergence set."""
     root = Path(__file__).resolve().parents[2]
-    text = (root / "jobs" / "studies" / "paper_grid.toml").read_text()
     neox_tokenizer = shared_file("tokenizers/gpt-neox-20b/tokenizer.json")
     gpt2 = shared_file("tokenizers/gpt2/vocab.json").parent
+    data = tmp_path / "data"
     for name in ("pythia-1.4b", "pythia-2.8b", "pythia-6.9b", "pythia-12b", "gpt-neo-1.3b"):
         model = tmp_path / "models" / name
         model.mkdir(parents=True)
@@ -306,15 +307,31 @@ def test_plan_sizes_the_paper_grid_from_its_real_inputs(tmp_path):
         else:  # GPT-Neo's Hub folder has the GPT-2 layout
             for file in ("vocab.json", "merges.txt"):
                 (model / file).write_text((gpt2 / file).read_text())
-        memorized = tmp_path / "data" / "memorized" / f"{name}.npy"
-        memorized.parent.mkdir(parents=True, exist_ok=True)
-        np.save(memorized, np.random.default_rng(0).integers(1, 50000, size=(100, 64), dtype=np.uint16))
+        rows = np.random.default_rng(0).integers(1, 50000, size=(100, 64))
+        for folder in ("memorized", "control"):
+            (data / folder).mkdir(parents=True, exist_ok=True)
+            (data / folder / f"{name}.jsonl").write_text("".join(json.dumps({"tokens": r.tolist()}) + "\n" for r in rows))
+    benchmarks = data / "benchmarks"
+    benchmarks.mkdir()
+    (benchmarks / "piqa.jsonl").write_text(shared_file("piqa/validation.jsonl").read_text())
+    (benchmarks / "arc_easy.jsonl").write_text(shared_file("arc-easy/test.jsonl").read_text())
+    for kind in ("arc_challenge", "hellaswag", "winogrande", "sciq", "openbookqa", "boolq"):
+        (benchmarks / f"{kind}.jsonl").write_text((root / "tests" / "data" / "benchmarks" / f"{kind}.jsonl").read_text())
+    (benchmarks / "lambada_openai.jsonl").write_text((root / "tests" / "data" / "benchmarks" / "lambada.jsonl").read_text())
     sentence = "The committee reviewed the proposal and asked for a revised budget before the next meeting in spring."
-    (tmp_path / "data" / "divergence.jsonl").write_text("".join(json.dumps({"text": " ".join([sentence] * (1 + i % 3))}) + "\n"
-                                                                for i in range(40)))
-    study = tmp_path / "paper_grid.toml"
-    study.write_text(text.replace("/path/to/", f"{tmp_path}/"))
+    (data / "divergence.jsonl").write_text("".join(json.dumps({"text": " ".join([sentence] * (1 + i % 3))}) + "\n"
+                                                   for i in range(40)))
     (tmp_path / "results").mkdir()
+
+
+def test_plan_sizes_the_paper_grid_from_its_real_inputs(tmp_path):
+    """jobs/studies/paper_grid.toml, the paper's whole study, on its inputs' real shapes (paper_inputs): plan passes, every
+    model fits an 80 GB device in float32 with the interventions its comments count, every dataset the file names has
+    its role, and the largest batch plan sizes is read off the datasets, not the models' 2048 positions."""
+    root = Path(__file__).resolve().parents[2]
+    paper_inputs(tmp_path)
+    study = tmp_path / "paper_grid.toml"
+    study.write_text((root / "jobs" / "studies" / "paper_grid.toml").read_text().replace("/path/to/", f"{tmp_path}/"))
     result = run_memsweep("plan", study, "--device-memory", "80", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     memory = {line.split()[0]: line for line in result.stdout.splitlines() if line.endswith(("yes (1)", "NO (2)"))}
@@ -323,6 +340,28 @@ def test_plan_sizes_the_paper_grid_from_its_real_inputs(tmp_path):
     print("\n" + "\n".join(memory.values()))
     assert "x 63 " in memory["pythia-12b"] or "divergence:" in memory["pythia-12b"]  # 64-token rows: 63 fed per pass
     assert "interventions per model:" in result.stdout and "short_circuit:35" in result.stdout
+    for model, count in (("pythia-1.4b", 25), ("pythia-2.8b", 33), ("pythia-6.9b", 33), ("pythia-12b", 37), ("gpt-neo-1.3b", 25)):
+        assert f"  {model} ({count}):" in result.stdout, (model, result.stdout)
+    assert not (tmp_path / "results" / "paper_grid.sqlite").exists()  # plan writes nothing
+    grid = tomllib.loads(study.read_text())
+    roles = {d["name"]: d["role"] for d in grid["datasets"]}
+    assert sorted(set(roles.values())) == ["benchmark", "control", "divergence", "memorized"]
+    assert {d["kind"] for d in grid["datasets"] if d["role"] == "benchmark"} == {
+        "piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "sciq", "openbookqa", "boolq", "lambada_openai"}
+    assert all(m["dtype"] == "float32" for m in grid["models"])
+    forty = run_memsweep("plan", study, "--device-memory", "40", check=False)  # the comment: 12B needs two 40 GB GPUs
+    assert re.search(r"pythia-12b .*NO \(2\)", forty.stdout), forty.stdout
+
+
+def test_plan_passes_on_the_ablation_study(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    paper_inputs(tmp_path)
+    study = tmp_path / "pythia_12b_ablations.toml"
+    study.write_text((root / "jobs" / "studies" / "pythia_12b_ablations.toml").read_text().replace("/path/to/", f"{tmp_path}/"))
+    result = run_memsweep("plan", study, "--device-memory", "40", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"pythia-12b .*yes \(1\)", result.stdout), result.stdout  # bfloat16: 24 GB fits 40 GB
+    print(result.stdout)
 
 
 def test_plan_calibrate_prints_minutes_per_unit_and_the_drain_verdict(folder):
@@ -338,3 +377,21 @@ def test_plan_calibrate_prints_minutes_per_unit_and_the_drain_verdict(folder):
     total, left = (float(x) for x in re.search(r"study: ([0-9.e+-]+) device-hours on cpu \(([0-9.e+-]+) left", hours).groups())
     assert 0 < left <= total, hours  # nothing is done yet: all of it is left
     assert not (folder / "calibrate.sqlite").exists()  # plan writes nothing
+
+
+def test_study_md_lists_every_dataset_kind(tmp_path):
+    """schemas/study.md's table of dataset kinds names exactly the kinds memsweep knows (its error for an unknown one
+    lists them)."""
+    make_gpt_neox(tmp_path / "model")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"tokens": [1, 2, 3]}) + "\n")
+    result = run_memsweep("eval", "--model", tmp_path / "model", "--task", f"no_such_kind:{rows}", check=False)
+    known = re.search(r"unknown kind 'no_such_kind' \(known: ([^)]*)\)", result.stderr)
+    assert known, result.stderr
+    text = (Path(__file__).resolve().parents[2] / "schemas" / "study.md").read_text()
+    table = text[text.index("### Dataset kinds and their options"):text.index("## `[interventions]`")]
+    documented = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            documented |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    assert documented == set(known.group(1).split(", ")), (documented, known.group(1))
