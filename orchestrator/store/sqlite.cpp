@@ -1,3 +1,4 @@
+#include <filesystem>
 #include "orchestrator/store/sqlite.h"
 
 #include <sqlite3.h>
@@ -61,6 +62,12 @@ std::string Statement::text(int column) const {
 bool Statement::is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
 
 Database::Database(const std::string& path, bool read_only) : path_(path) {
+  if (!read_only) {  // a new study's results folder: made here, not found missing after the queue wait
+    const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+    std::error_code error;
+    if (!folder.empty() && !std::filesystem::is_directory(folder) && !std::filesystem::create_directories(folder, error) && error)
+      throw Error("cannot create the store's folder " + folder.string() + ": " + error.message());
+  }
   const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
     const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
