@@ -53,7 +53,7 @@ def test_the_readme_recipe_from_downloads_to_figures(tmp_path):
     stream = []
     for tokens in canaries[:10]:
         stream += tokens[:32] + generator.integers(1, 2047, size=32).tolist()
-    np.array(stream, dtype="<u2").tofile(tmp_path / "pile-shard.u16")
+    np.array(stream, dtype="<u2").tofile(tmp_path / "document-00000.bin")  # raw uint16, as the Pile shards
 
     # 2. Convert.
     data = tmp_path / "data"
@@ -70,7 +70,7 @@ def test_the_readme_recipe_from_downloads_to_figures(tmp_path):
     control = data / "control" / "pythia-demo.jsonl"
     control.parent.mkdir(parents=True)
     summary = json.loads(run_memsweep("select-memorized", "--model", tmp_path / "models" / "pythia-demo", "--input",
-                                      tmp_path / "pile-shard.u16", "--prefix", 16, "--suffix", 16, "--keep", "not-memorized",
+                                      tmp_path / "document-00000.bin", "--format", "uint16", "--prefix", 16, "--suffix", 16, "--keep", "not-memorized",
                                       "--limit", 20, "--out", control).stdout)
     assert summary["windows"] == 20 and 10 <= summary["kept"] < 20  # the random windows, not the memorized canaries
 
