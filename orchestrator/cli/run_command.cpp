@@ -19,6 +19,7 @@
 #include "orchestrator/cli/study_setup.h"
 #include "orchestrator/scheduler/coordinator.h"
 #include "orchestrator/scheduler/progress.h"
+#include "orchestrator/store/lease.h"
 #include "orchestrator/store/snapshot.h"
 #include "orchestrator/worker_loop/device_choice.h"
 #include "orchestrator/worker_loop/worker_loop.h"
@@ -64,21 +65,38 @@ struct RunArguments {
   int64_t checkpoint_every_units = 0;
 };
 
-// Rank 0's part: everything up to the coordinator, then the coordinator. Returns the process exit code.
-int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, CoordinatorTransport& transport, int ranks) {
+// Rank 0's part: everything up to the coordinator, then the coordinator. Returns the process exit code. An error
+// before the coordinator starts stops the (idle) workers so every rank ends; one after it ends an MPI job with
+// MPI_Abort, since workers may be in the middle of units (everything recorded is committed first; the next run
+// requeues the rest).
+int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, CoordinatorTransport& transport, int ranks,
+                     const StoreLease& lease) {
   const Study& study = prepared.study;
   std::optional<ScratchStore> scratch;
-  if (!args.scratch.empty()) scratch.emplace(study.store.path, args.scratch, args.checkpoint_every_s, args.checkpoint_every_units);
-  auto store = open_sqlite_store(scratch ? scratch->live_path() : study.store.path, study.store.journal_mode);
-  store->register_study(study, prepared.text, prepared.models, prepared.datasets,
-                        [&](const std::vector<Unit>& held) { return prepared.units_to_add(held); }, args.extend);
-  if (args.retry_failed)
-    if (int retried = store->retry_failed()) log_info("--retry-failed: " + std::to_string(retried) + " failed units are pending again");
-  if (int requeued = store->requeue_running()) log_info("resume: " + std::to_string(requeued) + " units left running by an earlier job are pending again");
-  const int64_t run = store->begin_run({MEMSWEEP_VERSION, MEMSWEEP_GIT_COMMIT, TORCH_VERSION, host_name(), ranks});
+  std::unique_ptr<Store> store;
+  int64_t run = 0;
+  try {
+    if (!args.scratch.empty()) {
+      scratch.emplace(study.store.path, args.scratch, args.checkpoint_every_s, args.checkpoint_every_units);
+      scratch->set_before_replace([&lease] { lease.check_held(); });
+    }
+    store = open_sqlite_store(scratch ? scratch->live_path() : study.store.path, study.store.journal_mode);
+    store->register_study(study, prepared.text, prepared.models, prepared.datasets,
+                          [&](const std::vector<Unit>& held) { return prepared.units_to_add(held); }, args.extend);
+    if (args.retry_failed)
+      if (int retried = store->retry_failed()) log_info("--retry-failed: " + std::to_string(retried) + " failed units are pending again");
+    if (int requeued = store->requeue_running()) log_info("resume: " + std::to_string(requeued) + " units left running by an earlier job are pending again");
+    run = store->begin_run({MEMSWEEP_VERSION, MEMSWEEP_GIT_COMMIT, TORCH_VERSION, host_name(), ranks});
+  } catch (const std::exception&) {
+    if (ranks > 1 && !stop_idle_workers(transport, study.run.cancel_wait_s)) {
+      log_error("workers did not answer a stop; ending the job with MPI_Abort");
+      transport.abort(1);
+    }
+    throw;
+  }
   ProgressDisplay display(isatty(STDERR_FILENO) != 0, args.progress_every_s);
   CoordinatorHooks hooks;
-  hooks.take_stop_request = take_stop_request;
+  hooks.take_stop_request = [&lease] { return lease.lost() ? StopRequest::terminate : take_stop_request(); };
   int64_t finished_before = -1;
   hooks.on_progress = [&](const Progress& p) {
     display.update(p);
@@ -89,16 +107,25 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
   RunOutcome outcome;
   try {
     outcome = coordinate(study, *store, run, transport, hooks);
+    display.finish();
+    store->end_run(run, lease.lost() ? "error: the store's lease was taken over" : run_outcome_name(outcome));
+    store.reset();  // everything is committed; close the file before it is copied or the job is torn down
+    if (scratch) scratch->checkpoint();  // after SIGTERM and SIGUSR1 too: they end the coordinator normally
+    if (lease.lost()) throw Error("the store's lease " + lease.path() + " was taken over by another run: this one stopped");
   } catch (const std::exception& e) {
-    store->end_run(run, std::string("error: ") + e.what());
-    store.reset();
-    if (scratch) scratch->checkpoint();
+    display.finish();
+    if (store) {
+      store->end_run(run, std::string("error: ") + e.what());
+      store.reset();
+      if (scratch) try { scratch->checkpoint(); } catch (const std::exception& copy) { log_error(copy.what()); }
+    }
+    if (ranks > 1) {
+      log_error(e.what());
+      log_error("ending the job with MPI_Abort (committed results are kept; the next run requeues the rest)");
+      transport.abort(1);
+    }
     throw;
   }
-  display.finish();
-  store->end_run(run, run_outcome_name(outcome));
-  store.reset();  // everything is committed; close the file before it is copied or the job is torn down
-  if (scratch) scratch->checkpoint();  // after SIGTERM and SIGUSR1 too: they end the coordinator normally
   log_info(std::string("run ") + run_outcome_name(outcome) + "; results in " + study.store.path);
   if (outcome == RunOutcome::hung) {
     log_error("a worker never answered; ending the job with MPI_Abort");
@@ -156,12 +183,14 @@ int run_command(const Arguments& raw) {
     // study is wrong, so every rank ends cleanly with the error shown once.
     std::string policy;
     std::optional<PreparedStudy> prepared;
+    std::optional<StoreLease> lease;
     if (mpi.rank() == 0) {
       try {
         prepared = prepare_study(args.study, args.db);
         policy = prepared->study.run.device + " " + std::to_string(prepared->study.run.devices_per_worker);
         if (mpi.size() < 2) throw Error("mpirun -np 1: run without mpirun, or with at least 2 ranks");
-      } catch (const Error& e) {
+        lease.emplace(prepared->study.store.path, LeaseHolder::of_this_process());
+      } catch (const std::exception& e) {
         log_error(e.what());
         policy.clear();
       }
@@ -169,7 +198,7 @@ int run_command(const Arguments& raw) {
     mpi.broadcast(policy);
     if (policy.empty()) return 1;
     const std::vector<int> node_ranks = mpi.node_ranks();  // collective: every rank takes part
-    if (mpi.rank() == 0) return coordinate_study(*prepared, args, *mpi.coordinator_transport(), mpi.size());
+    if (mpi.rank() == 0) return coordinate_study(*prepared, args, *mpi.coordinator_transport(), mpi.size(), *lease);
     const int index = local_worker_index(mpi.rank(), node_ranks, mpi.size());
     std::istringstream placement(policy);
     std::string device_policy;
@@ -178,12 +207,19 @@ int run_command(const Arguments& raw) {
     const std::string device = choose_device(device_policy, index, int(torch::cuda::device_count()),
                                              std::getenv("CUDA_VISIBLE_DEVICES"), devices_per_worker);
     set_worker_threads(workers_on_node(node_ranks, mpi.size()));
-    TorchUnitRunner runner(device, devices_per_worker);
-    serve_worker(*mpi.worker_transport(), runner, mpi.host(), terminate_signalled);
+    try {
+      TorchUnitRunner runner(device, devices_per_worker);
+      serve_worker(*mpi.worker_transport(), runner, mpi.host(), terminate_signalled);
+    } catch (const std::exception& e) {  // outside a unit (a unit's own errors are reported to rank 0 and retried)
+      log_error(e.what());
+      log_error("ending the job with MPI_Abort");
+      mpi.abort(1);
+    }
     return 0;
   }
 #endif
   const PreparedStudy prepared = prepare_study(args.study, args.db);
+  const StoreLease lease(prepared.study.store.path, LeaseHolder::of_this_process());
   const RunSettings& settings = prepared.study.run;
   const std::string device = choose_device(settings.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"),
                                            settings.devices_per_worker);
@@ -192,7 +228,7 @@ int run_command(const Arguments& raw) {
   // the grace period has passed; the coordinator then requeues it.
   const double grace = prepared.study.run.drain_grace_s;
   LocalTransport transport(runner, host_name(), [grace] { return terminate_signalled() || drain_grace_passed(grace); });
-  return coordinate_study(prepared, args, transport, 1);
+  return coordinate_study(prepared, args, transport, 1, lease);
 }
 
 }  // namespace memsweep

@@ -76,8 +76,8 @@ int select_memorized_command(const Arguments& args) {
       "select-memorized", "--model DIR --input TOKENS --out FILE.jsonl [--part K/N] [options]",
       "Keeps the windows of a token corpus whose suffix the model reproduces exactly (greedy, EOS masked unless\n"
       "--allow-eos; any --short-circuit/--zero-attention applies), or with --keep not-memorized those it does not: a\n"
-      "control set of the same shape and source (--limit caps the windows examined). TOKENS: a raw stream of little-endian uint16/uint32\n"
-      "ids (.u16/.u32, or --format) as Pythia's Pile shards are distributed, .npy (2-D) or .jsonl rows\n"
+      "control set of the same shape and source (--limit caps the windows examined). TOKENS: a raw stream of\n"
+      "little-endian uint16/uint32 ids (.u16/.u32, or --format) as Pythia's Pile shards are distributed, .npy (2-D) or .jsonl rows\n"
       "{\"tokens\": [...]} or {\"text\": ...} (with the model's tokenizer). Each row (the stream is one) is cut into\n"
       "windows of prefix + suffix tokens starting every --stride tokens; the corpus is read as windows are, so memory\n"
       "is the model's and a batch's, whatever the file's size. Output: one JSON line per kept window, {\"tokens\": [...],\n"

@@ -1,10 +1,12 @@
 // memsweep status: progress of a study's store, while it runs or after (the store is opened read-only).
+#include <chrono>
 #include <cstdio>
 #include <set>
 
 #include "orchestrator/cli/commands.h"
 #include "orchestrator/cli/options.h"
 #include "orchestrator/scheduler/progress.h"
+#include "orchestrator/store/lease.h"
 #include "orchestrator/store/summary.h"
 
 namespace po = boost::program_options;
@@ -83,6 +85,11 @@ int status_command(const Arguments& raw) {
   std::printf("\nlatest run started %s, %s; %lld units done in it, %.3g units/s; ETA %s\n", s.last_run_started.c_str(),
               s.last_run_outcome.empty() ? "running (or ended without a word)" : s.last_run_outcome.c_str(),
               (long long)s.done_in_last_run, rate, left == 0 ? "0s" : rate > 0 ? format_duration(double(left) / rate).c_str() : "?");
+  if (LeaseHolder holder; read_lease(path, holder)) {
+    const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::printf("held by %s%s\n", holder.describe(now).c_str(),
+                now - holder.heartbeat > kLeaseExpirySeconds ? " (expired: the next run takes it over)" : "");
+  }
   if (!s.failures.empty()) {
     std::printf("\nfailed attempts (%zu, newest first):\n", s.failures.size());
     for (size_t i = 0; i < s.failures.size() && int(i) < failures_shown; ++i) {

@@ -1,8 +1,10 @@
 #include "orchestrator/scheduler/coordinator.h"
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
+#include <set>
 
 #include "orchestrator/scheduler/scheduler.h"
 #include "worker/base/error.h"
@@ -323,6 +325,20 @@ class Coordinator {
 RunOutcome coordinate(const Study& study, Store& store, int64_t run_id, CoordinatorTransport& transport,
                       const CoordinatorHooks& hooks) {
   return Coordinator(study, store, run_id, transport, hooks).run();
+}
+
+bool stop_idle_workers(CoordinatorTransport& transport, double wait_s) {
+  std::set<int> silent;
+  for (int rank : transport.worker_ranks()) {
+    Message stop;
+    stop.type = MessageType::stop;
+    transport.send(rank, stop);
+    silent.insert(rank);
+  }
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(wait_s);
+  while (!silent.empty() && std::chrono::steady_clock::now() < give_up)
+    if (auto incoming = transport.poll(0.1)) silent.erase(incoming->rank);
+  return silent.empty();
 }
 
 }  // namespace memsweep

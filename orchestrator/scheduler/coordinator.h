@@ -47,4 +47,9 @@ UnitOrder make_unit_order(const Study& study, const UnitRow& row, int attempt);
 RunOutcome coordinate(const Study& study, Store& store, int64_t run_id, CoordinatorTransport& transport,
                       const CoordinatorHooks& hooks = {});
 
+// Rank 0 failed before coordinating (a refused store, a changed study): every worker is idle after its hello. Sends
+// each a stop and takes in their hellos, so that every rank can end normally. False when some worker did not greet
+// within wait_s (the caller then aborts the job).
+bool stop_idle_workers(CoordinatorTransport& transport, double wait_s);
+
 }  // namespace memsweep

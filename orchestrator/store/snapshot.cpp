@@ -40,6 +40,9 @@ void snapshot_database(const std::string& source, const std::string& destination
   const std::string folder = target.parent_path().empty() ? "." : target.parent_path().string();
   // Beside the destination, so the rename stays within one file system (atomic) and names this process.
   const std::string partial = destination + ".partial-" + std::to_string(::getpid());
+  std::error_code error;
+  if (!fs::is_directory(folder) && !fs::create_directories(folder, error) && error)
+    throw Error("cannot create the store's folder " + folder + ": " + error.message());
   remove_with_sidecars(partial);
   try {
     {
@@ -92,6 +95,7 @@ bool ScratchStore::after_units(int64_t units_finished) {
 }
 
 void ScratchStore::checkpoint() {
+  if (before_replace_) before_replace_();
   const Clock::time_point start = now_();
   snapshot_database(live_path_, shared_path_);
   last_ = now_();

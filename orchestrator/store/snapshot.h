@@ -11,8 +11,8 @@
 
 namespace memsweep {
 
-// Copies the database `source` to `destination` (created or replaced atomically). The destination's folder
-// must exist. REQUIRES: no write transaction open on `source` in this thread (other connections may read).
+// Copies the database `source` to `destination` (created or replaced atomically; its folder is created when
+// missing). REQUIRES: no write transaction open on `source` in this thread (other connections may read).
 void snapshot_database(const std::string& source, const std::string& destination);
 
 // The live store of a run on node-local scratch and its checkpoints to the shared path.
@@ -31,6 +31,8 @@ class ScratchStore {
   bool after_units(int64_t units_finished);
   // Copies the live store to the shared path now (at exit, after SIGTERM/SIGUSR1 too).
   void checkpoint();
+  // Called before a copy replaces the shared store; throws to refuse (the run's lease on the store was lost).
+  void set_before_replace(std::function<void()> check) { before_replace_ = std::move(check); }
   int checkpoints() const { return checkpoints_; }
 
  private:
@@ -38,6 +40,7 @@ class ScratchStore {
   double every_s_;
   int64_t every_units_, units_at_last_ = 0;
   std::function<Clock::time_point()> now_;
+  std::function<void()> before_replace_;
   Clock::time_point last_;
   int checkpoints_ = 0;
 };

@@ -1,7 +1,8 @@
-#include <filesystem>
 #include "orchestrator/store/sqlite.h"
 
 #include <sqlite3.h>
+
+#include <filesystem>
 
 #include "worker/base/error.h"
 #include "worker/base/log.h"

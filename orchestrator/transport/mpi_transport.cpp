@@ -138,6 +138,11 @@ void MpiSession::broadcast(std::string& value) const {
   check(MPI_Bcast(value.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
+void MpiSession::abort(int exit_code) const {
+  MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);
+}
+
 std::unique_ptr<CoordinatorTransport> MpiSession::coordinator_transport() const {
   return std::make_unique<MpiCoordinatorTransport>(size_);
 }

@@ -28,6 +28,8 @@ class MpiSession {
   std::string host() const;
   // Rank 0's value reaches every rank (collective: every rank calls it).
   void broadcast(std::string& value) const;
+  // Ends every rank of the job now (MPI_Abort), from any rank.
+  [[noreturn]] void abort(int exit_code) const;
 
   std::unique_ptr<CoordinatorTransport> coordinator_transport() const;  // rank 0
   std::unique_ptr<WorkerTransport> worker_transport() const;            // ranks >= 1

@@ -5,8 +5,11 @@
 #include <boost/test/unit_test.hpp>
 
 #include <filesystem>
+#include <fstream>
+#include <thread>
 
 #include "orchestrator/cluster/batch_template.h"
+#include "orchestrator/store/lease.h"
 #include "orchestrator/store/snapshot.h"
 #include "orchestrator/store/sqlite.h"
 #include "study_fixture.h"
@@ -85,8 +88,8 @@ BOOST_AUTO_TEST_CASE(snapshot_copies_a_consistent_database_and_replaces_the_old_
   for (const auto& entry : fs::directory_iterator(folder.root()))  // no partial or journal file left behind
     BOOST_TEST(entry.path().filename().string().find("partial") == std::string::npos, entry.path());
   BOOST_TEST(error_contains([&] { snapshot_database((folder.root() / "absent.sqlite").string(), shared); }, "no such file"));
-  // A failed copy (destination folder missing) leaves the existing shared copy as it was.
-  BOOST_CHECK_THROW(snapshot_database(live, (folder.root() / "no" / "such" / "x.sqlite").string()), std::exception);
+  // A failed copy (its folder cannot be made: a file is in the way) leaves the existing shared copy as it was.
+  BOOST_TEST(error_contains([&] { snapshot_database(live, shared + "/x.sqlite"); }, "cannot create the store's folder " + shared));
   BOOST_TEST(count_rows(shared) == 7);
 }
 
@@ -123,4 +126,36 @@ BOOST_AUTO_TEST_CASE(scratch_store_starts_from_the_shared_copy_and_checkpoints_w
   BOOST_TEST(count_rows(again.live_path()) == 7);
   BOOST_TEST(!again.after_units(1000));  // both triggers off
   BOOST_TEST(error_contains([&] { ScratchStore(shared, folder.root().string(), 0, 0); }, "holds the shared store"));
+}
+
+// The store's lease: exclusive while held, released on destruction, and a holder whose file was replaced by a
+// successor (its heartbeat was late) knows it lost the store and refuses to copy a scratch store over it.
+BOOST_AUTO_TEST_CASE(lease_is_exclusive_released_and_lost_when_taken_over) {
+  StudyFolder folder;
+  const std::string store = (folder.root() / "study.sqlite").string(), lease_file = store + ".lease";
+  LeaseHolder me = LeaseHolder::of_this_process();
+  {
+    StoreLease held(store, me, /*expiry_s=*/60, /*heartbeat_s=*/0.02);
+    BOOST_TEST(fs::exists(lease_file));
+    BOOST_TEST(error_contains([&] { StoreLease(store, me, 60, 0.02); }, "is in use by memsweep run on " + me.host));
+    LeaseHolder recorded;
+    BOOST_TEST(read_lease(store, recorded));
+    BOOST_TEST(recorded.pid == me.pid);
+    const double first_beat = recorded.heartbeat;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    BOOST_TEST(read_lease(store, recorded));
+    BOOST_TEST(recorded.heartbeat > first_beat);  // the heartbeat moves
+    BOOST_TEST(!held.lost());
+    held.check_held();
+  }
+  BOOST_TEST(!fs::exists(lease_file));  // released
+  {
+    StoreLease held(store, me, 60, 0.02);
+    std::ofstream(lease_file) << R"({"host": "node-3", "pid": 1, "slurm_job_id": "", "restart_count": 0,)"
+                              << R"( "started": "x", "heartbeat": 1e12, "token": "successor"})" << "\n";
+    for (int i = 0; i < 100 && !held.lost(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    BOOST_TEST(held.lost());
+    BOOST_TEST(error_contains([&] { held.check_held(); }, "is no longer this run's"));
+  }
+  BOOST_TEST(fs::exists(lease_file));  // the successor's file is not removed
 }
