@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -96,6 +98,31 @@ bool create_exclusively(const std::string& path, const LeaseHolder& h) {
   return true;
 }
 
+// A holder from another SLURM job (a --chain successor, a resubmission): gone once SLURM no longer runs that job.
+// Asked of squeue; "" when squeue is not there or says nothing useful (the heartbeat rule then decides).
+std::string slurm_job_state(const std::string& job_id) {
+  if (job_id.empty() || job_id.find_first_not_of("0123456789_") != std::string::npos) return "";
+  const std::string command = "squeue -h -j " + job_id + " -o %T 2>&1";
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return "";
+  std::string output;
+  char buffer[256];
+  while (std::fgets(buffer, sizeof buffer, pipe)) output += buffer;
+  const int status = ::pclose(pipe);
+  while (!output.empty() && std::isspace(static_cast<unsigned char>(output.back()))) output.pop_back();
+  // A job that left the queue long ago: "Invalid job id specified"; one that just left: no line.
+  if (output.find("Invalid job id") != std::string::npos || (status == 0 && output.empty())) return "ENDED";
+  if (status != 0 || output.find(' ') != std::string::npos) return "";  // no squeue, no controller: unknown
+  return output;
+}
+
+bool slurm_job_gone(const std::string& state) {
+  for (const char* ended : {"ENDED", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
+                            "BOOT_FAIL", "DEADLINE"})
+    if (state == ended) return true;
+  return false;
+}
+
 bool process_alive(int64_t pid) { return pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno == EPERM); }
 
 std::string new_token() {
@@ -154,6 +181,9 @@ StoreLease::StoreLease(const std::string& store_path, LeaseHolder me, double exp
     } else if (!holder.slurm_job_id.empty() && holder.slurm_job_id == me_.slurm_job_id && me_.restart_count > holder.restart_count) {
       why = "SLURM requeued job " + holder.slurm_job_id + " (restart " + std::to_string(holder.restart_count) + " -> " +
             std::to_string(me_.restart_count) + ")";
+    } else if (const std::string state = holder.slurm_job_id != me_.slurm_job_id ? slurm_job_state(holder.slurm_job_id) : "";
+               slurm_job_gone(state)) {
+      why = "its SLURM job " + holder.slurm_job_id + " has ended (squeue: " + state + ")";
     } else if (now - holder.heartbeat > expiry_s) {
       why = "its heartbeat stopped " + std::to_string(int64_t(now - holder.heartbeat)) + " s ago (expiry " +
             std::to_string(int64_t(expiry_s)) + " s)";

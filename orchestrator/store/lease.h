@@ -4,7 +4,7 @@
 // O_EXCL, naming its holder (host, pid, SLURM job id and restart count, start) and a heartbeat rewritten every
 // kLeaseHeartbeatSeconds. A second run is refused at once, naming the holder. A holder that is gone is taken over:
 // at once when that is provable (the same host and its pid is dead; the same SLURM job with a higher restart count,
-// i.e. the job was requeued), otherwise once its heartbeat is older than kLeaseExpirySeconds (hosts' clocks are
+// i.e. the job was requeued; another SLURM job that squeue says has ended), otherwise once its heartbeat is older than kLeaseExpirySeconds (hosts' clocks are
 // assumed synchronized to well under that). No POSIX byte-range locks: they are not coherent on every NFS, Lustre or
 // GPFS mount. Two runs that find the same dead holder at the same moment both replace its file; each then reads it
 // back after a pause and only the one whose file is there goes on.

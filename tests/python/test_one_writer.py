@@ -234,3 +234,23 @@ def test_store_faults_under_mpirun_end_every_rank_with_the_error(model, tmp_path
         if fault == "disk full":  # mid-run, with workers busy: committed units stay, the job is aborted
             assert 0 < done < UNITS and "ending the job with MPI_Abort" in result.stderr, (done, result.stderr)
         print(f"{fault}: every rank ended in {took:.1f} s, exit {result.returncode}")
+
+
+@pytest.mark.parametrize("squeue_says, taken", [("", True), ("COMPLETED", True), ("RUNNING", False), (None, False)])
+def test_a_lease_of_another_slurm_job_that_ended_is_taken_over(model, tmp_path, squeue_says, taken):
+    """A --chain successor finds its predecessor's lease (another job id, another node, killed): squeue decides. No
+    squeue (None) leaves it to the heartbeat."""
+    study = write_study(tmp_path, model, limit=4)
+    lease = tmp_path / "results" / "study.sqlite.lease"
+    write_lease(lease, slurm_job_id="500")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if squeue_says is not None:
+        (bin_dir / "squeue").write_text(f"#!/bin/sh\n[ \"$3\" = 500 ] && printf '{squeue_says}'\n")
+        (bin_dir / "squeue").chmod(0o755)
+    env = dict(MPI_ENV, SLURM_JOB_ID="501", SLURM_RESTART_COUNT="0", PATH=f"{bin_dir}:/usr/bin:/bin")
+    result = run("run", study, env=env)
+    if taken:
+        assert result.returncode == 0 and "its SLURM job 500 has ended" in result.stderr, result.stderr
+    else:
+        assert result.returncode == 1 and "is in use by memsweep run on node-17 (pid 4242, SLURM job 500" in result.stderr
