@@ -98,7 +98,9 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
   CoordinatorHooks hooks;
   hooks.take_stop_request = [&lease] { return lease.lost() ? StopRequest::terminate : take_stop_request(); };
   int64_t finished_before = -1;
+  Progress last;
   hooks.on_progress = [&](const Progress& p) {
+    last = p;
     display.update(p);
     // Called between the coordinator's transactions, so a copy of the live store is consistent.
     if (finished_before < 0) finished_before = p.done + p.failed - p.done_this_run;
@@ -131,6 +133,15 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
     log_error("a worker never answered; ending the job with MPI_Abort");
     transport.abort(3);
   }
+  if (outcome == RunOutcome::interrupted && interrupt_signalled()) {
+    log_info("interrupted (Ctrl-C): in-flight units were requeued; rerun the same command to resume");
+    return 130;
+  }
+  if (outcome == RunOutcome::finished && last.failed > 0) {
+    log_error(std::to_string(last.failed) + " unit(s) failed with their attempts used up: `memsweep status " + study.store.path +
+              "` lists their errors; after fixing the cause, rerun with --retry-failed");
+    return 2;
+  }
   return 0;
 }
 
@@ -152,7 +163,11 @@ int run_command(const Arguments& raw) {
       "then requeues and cancels the rest the same way and exits 0. A worker that sees SIGTERM itself abandons\n"
       "its unit at the next batch. Workers that do not answer within [run] cancel_wait_s end the job with MPI_Abort.\n"
       "A worker past [run] unit_timeout_s has its unit requeued under a new attempt; if it never answers, the job\n"
-      "ends with MPI_Abort (exit 3) once everything else is done.\n\n"
+      "ends with MPI_Abort (exit 3) once everything else is done. SIGINT (Ctrl-C) does what SIGTERM does, then exits 130.\n"
+      "Exit status: 0 every unit done, or stopped by SIGTERM/SIGUSR1 with units left (a batch script's requeue logic\n"
+      "relies on it); 1 an error (printed; under mpirun every rank ends); 2 nothing left to run but units failed with\n"
+      "their attempts used up (`memsweep status` lists them; --retry-failed after fixing the cause); 3 a hung worker;\n"
+      "130 Ctrl-C. One run per store: a second is refused at once, naming the holder of STORE.lease (README).\n\n"
       "Node-local scratch (for a store on Lustre/GPFS/NFS): --scratch DIR keeps the live store in DIR (a node-local\n"
       "disk such as $SLURM_TMPDIR) and copies it to the store path with SQLite's backup API and an atomic rename every\n"
       "--checkpoint-every seconds (or --checkpoint-every-units units) and at exit, also after SIGTERM or SIGUSR1. A\n"

@@ -9,6 +9,7 @@ namespace memsweep {
 namespace {
 volatile std::sig_atomic_t g_terminate = 0, g_drain = 0;   // cleared by take_stop_request
 volatile std::sig_atomic_t g_terminate_seen = 0;           // sticky
+volatile std::sig_atomic_t g_interrupt_seen = 0;           // sticky: the terminate came from SIGINT (Ctrl-C)
 std::atomic<int64_t> g_drain_at_ns{0};                     // CLOCK_MONOTONIC of the first SIGUSR1; 0: none
 static_assert(std::atomic<int64_t>::is_always_lock_free, "a signal handler may only touch lock-free atomics");
 
@@ -19,9 +20,10 @@ int64_t monotonic_ns() {
 }
 
 extern "C" void on_signal(int signal) {
-  if (signal == SIGTERM) {
+  if (signal == SIGTERM || signal == SIGINT) {
     g_terminate = 1;
     g_terminate_seen = 1;
+    if (signal == SIGINT) g_interrupt_seen = 1;
   } else if (signal == SIGUSR1) {
     g_drain = 1;
     int64_t none = 0;
@@ -36,6 +38,7 @@ void install_stop_signal_handlers() {
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;  // a signal must not break a write to the store half-way
   sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);  // Ctrl-C: as SIGTERM (in-flight units requeued), then exit 130
   sigaction(SIGUSR1, &action, nullptr);
 }
 
@@ -52,6 +55,7 @@ StopRequest take_stop_request() {
 }
 
 bool terminate_signalled() { return g_terminate_seen != 0; }
+bool interrupt_signalled() { return g_interrupt_seen != 0; }
 
 bool drain_grace_passed(double grace_s) {
   const int64_t at = g_drain_at_ns.load();

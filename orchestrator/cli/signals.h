@@ -10,8 +10,10 @@ namespace memsweep {
 void install_stop_signal_handlers();
 // The strongest request since the last call (terminate over drain), then cleared.
 StopRequest take_stop_request();
-// Whether SIGTERM was seen at any time (not cleared by take_stop_request).
+// Whether SIGTERM (or SIGINT, which does the same) was seen at any time (not cleared by take_stop_request).
 bool terminate_signalled();
+// Whether it was SIGINT (Ctrl-C): `run` then exits 130, as a shell expects of an interrupted command.
+bool interrupt_signalled();
 // Whether SIGUSR1 was seen more than grace_s seconds ago (not cleared by take_stop_request).
 bool drain_grace_passed(double grace_s);
 

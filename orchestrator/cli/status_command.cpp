@@ -69,17 +69,20 @@ int status_command(const Arguments& raw) {
   const StoreSummary s = read_store_summary(path);
   std::printf("study %s (sha256:%s), store schema %d, %lld run(s)\n\n", s.study_name.c_str(), s.study_hash.substr(0, 16).c_str(),
               s.schema_version, (long long)s.runs);
-  std::printf("%-20s %-20s %7s %7s %7s %7s %7s %6s\n", "model", "dataset", "units", "done", "failed", "running", "pending", "%");
+  std::printf("%-20s %-20s %7s %7s %7s %7s %7s %7s\n", "model", "dataset", "units", "done", "failed", "running", "pending", "% done");
   GroupProgress total;
   for (const GroupProgress& g : s.groups) {
-    std::printf("%-20s %-20s %7lld %7lld %7lld %7lld %7lld %5.1f%%\n", g.model.c_str(), g.dataset.c_str(), (long long)g.total,
+    std::printf("%-20s %-20s %7lld %7lld %7lld %7lld %7lld %6.1f%%\n", g.model.c_str(), g.dataset.c_str(), (long long)g.total,
                 (long long)g.done, (long long)g.failed, (long long)g.running, (long long)g.pending,
-                g.total ? 100.0 * double(g.done + g.failed) / double(g.total) : 100.0);
+                g.total ? 100.0 * double(g.done) / double(g.total) : 100.0);
     total.total += g.total, total.done += g.done, total.failed += g.failed, total.running += g.running, total.pending += g.pending;
   }
-  std::printf("%-20s %-20s %7lld %7lld %7lld %7lld %7lld %5.1f%%\n", "total", "", (long long)total.total, (long long)total.done,
+  std::printf("%-20s %-20s %7lld %7lld %7lld %7lld %7lld %6.1f%%\n", "total", "", (long long)total.total, (long long)total.done,
               (long long)total.failed, (long long)total.running, (long long)total.pending,
-              total.total ? 100.0 * double(total.done + total.failed) / double(total.total) : 100.0);
+              total.total ? 100.0 * double(total.done) / double(total.total) : 100.0);
+  if (total.failed > 0)  // never counted as done: their results are missing from every metric
+    std::printf("\n%lld unit(s) FAILED with their attempts used up (errors below): fix the cause, then `memsweep run STUDY "
+                "--retry-failed`\n", (long long)total.failed);
   const double rate = s.units_per_second();
   const int64_t left = total.running + total.pending;
   std::printf("\nlatest run started %s, %s; %lld units done in it, %.3g units/s; ETA %s\n", s.last_run_started.c_str(),

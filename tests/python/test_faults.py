@@ -394,13 +394,16 @@ def test_checkpoint_truncated_after_the_study_started(models, tmp_path):
         wait_for_done(job, store, 1)
         checkpoint.write_bytes(original[: len(original) // 2])
         output, _ = job.communicate(timeout=300)
-        assert job.returncode == 0, output
+        assert job.returncode == 2, output  # nothing left to run, units failed: not a success
+        assert "12 unit(s) failed with their attempts used up" in output and "--retry-failed" in output, output
         found = check_store(store, units)
         assert found == {"done": 12, "failed": 12}, (found, output)
+        status = subprocess.run([MEMSWEEP_BIN, "status", str(store)], capture_output=True, text=True).stdout
+        assert "50.0%" in status and "12 unit(s) FAILED" in status, status  # failed units are not counted as done
         with contextlib.closing(sqlite3.connect(store)) as db:
             errors = {e for (e,) in db.execute("SELECT error FROM units WHERE status = 'failed'")}
         assert len(errors) == 1 and str(checkpoint) in errors.pop(), output
-        assert memsweep("run", study, "--db", store).returncode == 0
+        assert memsweep("run", study, "--db", store).returncode == 2
         assert check_store(store, units) == found
     finally:
         if job.poll() is None:

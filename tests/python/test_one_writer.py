@@ -254,3 +254,27 @@ def test_a_lease_of_another_slurm_job_that_ended_is_taken_over(model, tmp_path, 
         assert result.returncode == 0 and "its SLURM job 500 has ended" in result.stderr, result.stderr
     else:
         assert result.returncode == 1 and "is in use by memsweep run on node-17 (pid 4242, SLURM job 500" in result.stderr
+
+
+def test_ctrl_c_requeues_in_flight_units_and_exits_130(model, tmp_path):
+    study = write_study(tmp_path, model)
+    store = tmp_path / "results" / "study.sqlite"
+    job = start("run", study)
+    wait_for(store, job)
+    deadline = time.time() + 60
+    while True:
+        with contextlib.closing(sqlite3.connect(store, timeout=30)) as db:
+            if db.execute("SELECT COUNT(*) FROM units WHERE status = 'done'").fetchone()[0] >= 5:
+                break
+        assert time.time() < deadline and job.poll() is None
+        time.sleep(0.05)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=60)
+    assert job.returncode == 130 and "interrupted (Ctrl-C)" in err, err
+    with contextlib.closing(sqlite3.connect(store, timeout=30)) as db:
+        states = dict(db.execute("SELECT status, COUNT(*) FROM units GROUP BY status").fetchall())
+    assert "running" not in states and states.get("pending", 0) > 0, states  # requeued, nothing left running
+    assert not (tmp_path / "results" / "study.sqlite.lease").exists()
+    again = run("run", study)
+    assert again.returncode == 0, again.stderr
+    assert attempts_per_unit(store)[1] == UNITS
