@@ -4,6 +4,7 @@
 
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
+#include "worker/checkpoint/checkpoint.h"
 #include "worker/tasks/dataset.h"
 
 namespace memsweep {
@@ -20,6 +21,9 @@ PreparedStudy prepare_study(const std::string& path, const std::string& db_overr
   for (const ModelEntry& m : study.models) {
     try {
       prepared.contexts.push_back(read_task_context(m.path, m.tokenizer, m.name));
+      // The weights' structure (headers, sizes against the files, every shard, no git-lfs pointer) before any work
+      // or queue wait: headers only, nothing mapped (a login node may have less memory than the model).
+      Checkpoint::check(m.path);
     } catch (const Error& e) {
       throw Error(m.place.str() + ": model '" + m.name + "': " + e.what());
     }

@@ -6,6 +6,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import time
 import tomllib
 from pathlib import Path
 
@@ -257,6 +258,7 @@ def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(
     expected = {}
     for name, config in configs.items():
         config.save_pretrained(tmp_path / name)
+        placeholder_weights(tmp_path / name)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tmp_path / name))
         expected[name] = sum(p.numel() for p in model.parameters())  # tied embeddings counted once
@@ -290,6 +292,18 @@ def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(
             assert "set [run] devices_per_worker = 2" in result.stderr
 
 
+def placeholder_weights(model_dir, parameters=4):
+    """A structurally valid model.safetensors of `parameters` float32 values, sparse (nothing written past the header):
+    what plan checks of weights, at any size."""
+    header = json.dumps({"weights": {"dtype": "F32", "shape": [parameters], "data_offsets": [0, 4 * parameters]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = Path(model_dir) / "model.safetensors"
+    with open(path, "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header)
+        f.truncate(8 + len(header) + 4 * parameters)
+    return path
+
+
 def paper_inputs(tmp_path):
     """The inputs jobs/studies/*.toml name, under tmp_path as under /path/to/: the five models' real config.json files
     (tests/data/configs) with their real tokenizers, 64-token memorized and control rows, every benchmark's file
@@ -302,6 +316,7 @@ def paper_inputs(tmp_path):
         model = tmp_path / "models" / name
         model.mkdir(parents=True)
         (model / "config.json").write_text((root / "tests" / "data" / "configs" / name / "config.json").read_text())
+        placeholder_weights(model, 11846072320 if name == "pythia-12b" else 4)  # 12B: a 47 GB sparse file
         if name.startswith("pythia"):
             (model / "tokenizer.json").write_text(neox_tokenizer.read_text())
         else:  # GPT-Neo's Hub folder has the GPT-2 layout
@@ -332,8 +347,11 @@ def test_plan_sizes_the_paper_grid_from_its_real_inputs(tmp_path):
     paper_inputs(tmp_path)
     study = tmp_path / "paper_grid.toml"
     study.write_text((root / "jobs" / "studies" / "paper_grid.toml").read_text().replace("/path/to/", f"{tmp_path}/"))
+    began = time.monotonic()
     result = run_memsweep("plan", study, "--device-memory", "80", check=False)
+    seconds = time.monotonic() - began
     assert result.returncode == 0, result.stdout + result.stderr
+    print(f"plan with its weights checked (pythia-12b: a 47 GB sparse safetensors file) in {seconds:.2f} s")
     memory = {line.split()[0]: line for line in result.stdout.splitlines() if line.endswith(("yes (1)", "NO (2)"))}
     assert sorted(memory) == ["gpt-neo-1.3b", "pythia-1.4b", "pythia-12b", "pythia-2.8b", "pythia-6.9b"], result.stdout
     assert all(line.endswith("yes (1)") for line in memory.values()), result.stdout
@@ -395,3 +413,41 @@ def test_study_md_lists_every_dataset_kind(tmp_path):
         if line.startswith("| `"):
             documented |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
     assert documented == set(known.group(1).split(", ")), (documented, known.group(1))
+
+
+@pytest.mark.parametrize("damage", ["git-lfs pointer", "truncated safetensors", "missing shard", "truncated .bin"])
+def test_broken_weights_are_refused_before_any_work(tmp_path, damage):
+    """plan, submit (before sbatch) and run check every model's weights structurally without libtorch: the error names
+    the file, nothing is queued and no store is made."""
+    model = tmp_path / "model"
+    make_gpt_neox(model, shard_size="20KB" if damage == "missing shard" else None)
+    if damage == "git-lfs pointer":
+        broken = model / "model.safetensors"
+        broken.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1234567\n")
+        expected = f"{broken} is a git-lfs pointer file"
+    elif damage == "truncated safetensors":
+        broken = model / "model.safetensors"
+        broken.write_bytes(broken.read_bytes()[:-100])
+        expected = str(broken)
+    elif damage == "missing shard":
+        broken = sorted(model.glob("model-*.safetensors"))[-1]
+        broken.unlink()
+        expected = f"shard {broken} is missing"
+    else:
+        from safetensors.torch import load_file
+        state = load_file(model / "model.safetensors")
+        (model / "model.safetensors").unlink()
+        broken = model / "pytorch_model.bin"
+        torch.save(state, broken)
+        broken.write_bytes(broken.read_bytes()[:-200])
+        expected = str(broken)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"tokens": list(range(1, 13))}) + "\n")
+    study = tmp_path / "study.toml"
+    study.write_text(f'[[models]]\nname = "m"\npath = "model"\n[[datasets]]\nname = "d"\nkind = "memorization"\npath = "rows.jsonl"\n'
+                     f'options = {{ prefix = 6 }}\n[store]\npath = "results/s.sqlite"\n')
+    for command in (["plan", study], ["submit", study, "--nodes", 1, "--time", "1:00:00", "--dry-run"], ["run", study]):
+        result = run_memsweep(*command, check=False)
+        assert result.returncode == 1 and expected in result.stderr and "model 'm'" in result.stderr, (command, result.stderr)
+        assert "#SBATCH" not in result.stdout
+    assert not (tmp_path / "results").exists()

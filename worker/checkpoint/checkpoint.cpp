@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 #include "worker/base/error.h"
@@ -18,6 +19,14 @@ std::vector<StoredTensor> safetensors_tensors(const SafetensorsFile& file) {
   for (const auto& info : file.tensors())
     tensors.push_back({info.name, file.path(), info.dtype, info.shape, contiguous_strides(info.shape), file.data(info),
                        file.mapping()});
+  return tensors;
+}
+
+// Names, dtypes and shapes from the header alone; no data.
+std::vector<StoredTensor> safetensors_structure(const std::string& path) {
+  std::vector<StoredTensor> tensors;
+  for (const auto& info : read_safetensors_header(path).tensors)
+    tensors.push_back({info.name, path, info.dtype, info.shape, contiguous_strides(info.shape), nullptr, nullptr});
   return tensors;
 }
 
@@ -58,7 +67,25 @@ std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
   return strides;
 }
 
-Checkpoint Checkpoint::open(const std::string& model_dir) {
+namespace {
+
+// A clone without git-lfs (or `git lfs install` forgotten) leaves ~130-byte pointer files where the weights should be.
+void refuse_lfs_pointer(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[48] = {};
+  in.read(head, sizeof head);
+  static const std::string kPointer = "version https://git-lfs.github.com/spec/";
+  if (std::string(head, size_t(in.gcount())).rfind(kPointer, 0) == 0)
+    throw Error(path.string() + " is a git-lfs pointer file (" + std::to_string(fs::file_size(path)) + " bytes), not the " +
+                "weights: fetch them (`git lfs pull` in " + path.parent_path().string() + ") or download the model with `hf download`");
+}
+
+}  // namespace
+
+Checkpoint Checkpoint::open(const std::string& model_dir) { return open_files(model_dir, false); }
+Checkpoint Checkpoint::check(const std::string& model_dir) { return open_files(model_dir, true); }
+
+Checkpoint Checkpoint::open_files(const std::string& model_dir, bool headers_only) {
   Checkpoint checkpoint;
   checkpoint.directory_ = model_dir;
   const fs::path dir(model_dir);
@@ -73,7 +100,7 @@ Checkpoint Checkpoint::open(const std::string& model_dir) {
   };
   const Format formats[] = {
       {"model.safetensors", "model.safetensors.index.json",
-       [](const std::string& path) { return safetensors_tensors(SafetensorsFile::open(path)); }},
+       headers_only ? safetensors_structure : [](const std::string& path) { return safetensors_tensors(SafetensorsFile::open(path)); }},
       {"pytorch_model.bin", "pytorch_model.bin.index.json", read_torch_bin},
   };
   for (const auto& format : formats) {
@@ -85,6 +112,7 @@ Checkpoint Checkpoint::open(const std::string& model_dir) {
         if (!fs::exists(path))
           throw Error("shard " + path.string() + " is missing (listed in " + index.string() + " for " +
                       std::to_string(names.size()) + " tensors, e.g. '" + *names.begin() + "')");
+        refuse_lfs_pointer(path);
         auto tensors = format.read(path.string());
         check_shard_against_index(tensors, path.string(), names, index.string());
         checkpoint.add(std::move(tensors));
@@ -92,6 +120,7 @@ Checkpoint Checkpoint::open(const std::string& model_dir) {
       return checkpoint;
     }
     if (fs::exists(single)) {
+      refuse_lfs_pointer(single);
       checkpoint.add(format.read(single.string()));
       return checkpoint;
     }

@@ -29,6 +29,9 @@ class Checkpoint {
  public:
   // Opens and validates every weight file of the directory (headers only: data stays mapped, unread).
   static Checkpoint open(const std::string& model_dir);
+  // The same checks without mapping anything (safetensors headers read from the files; a .bin's archive is mapped
+  // to read its table of contents): what plan, submit and run check before any work. Tensors have no data.
+  static Checkpoint check(const std::string& model_dir);
 
   const std::string& directory() const { return directory_; }
   bool contains(const std::string& name) const;
@@ -39,6 +42,7 @@ class Checkpoint {
   void check_all_taken(const std::vector<std::string>& skip_suffixes) const;
 
  private:
+  static Checkpoint open_files(const std::string& model_dir, bool headers_only);
   void add(std::vector<StoredTensor> tensors);  // sorted insert; Error on a name seen in another file
   const StoredTensor* find(const std::string& name) const;
 

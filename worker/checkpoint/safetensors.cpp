@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -192,6 +193,24 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, uint64_t size, 
   }
   // nlohmann's object iterates sorted by key, so tensors are already sorted by name.
   return result;
+}
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open " + path + ": " + std::strerror(errno));
+  const uint64_t size = std::filesystem::file_size(path);
+  std::vector<uint8_t> bytes(size_t(std::min<uint64_t>(size, 8)));
+  in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(bytes.size()));
+  if (size >= 8) {  // parse_safetensors_header reads the 8-byte length and then that many bytes, nothing else
+    uint64_t header_length = 0;
+    for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | bytes[size_t(i)];
+    if (header_length <= size - 8) {
+      bytes.resize(size_t(8 + header_length));
+      in.read(reinterpret_cast<char*>(bytes.data() + 8), std::streamsize(header_length));
+      if (!in) throw Error("cannot read the header of " + path);
+    }
+  }
+  return parse_safetensors_header(bytes.data(), size, path);
 }
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {

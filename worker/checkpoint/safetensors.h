@@ -57,6 +57,8 @@ struct SafetensorsHeader {
   std::map<std::string, std::string> metadata;
 };
 SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, uint64_t size, const std::string& origin);
+// The same from the file, reading its header only (no mapping: cheap for a 48 GB file on a login node).
+SafetensorsHeader read_safetensors_header(const std::string& path);
 
 class SafetensorsFile {
  public:
