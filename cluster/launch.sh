@@ -41,3 +41,17 @@ memsweep_launch() {
   fi
   return $status
 }
+
+# memsweep_scratch_options DIR EVERY
+#   `run`'s scratch options for DIR as this node expands it (DIR arrives unexpanded, e.g. '$SLURM_TMPDIR'): on a
+#   cluster where it is unset or empty, a warning and no options (the live store stays at the shared path) instead
+#   of the batch script dying under `set -u`.
+memsweep_scratch_options() {
+  local dir
+  dir=$(set +u; eval "printf '%s' \"$1\"")
+  if [[ -z $dir ]]; then
+    echo "memsweep_launch: warning: --scratch '$1' is empty on $(hostname): the store stays at its shared path" >&2
+    return 0
+  fi
+  printf -- '--scratch %q --checkpoint-every %s' "$dir" "$2"
+}

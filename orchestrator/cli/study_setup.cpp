@@ -1,7 +1,9 @@
 #include "orchestrator/cli/study_setup.h"
 
+#include <filesystem>
 #include <map>
 
+#include "orchestrator/store/summary.h"
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
 #include "worker/checkpoint/checkpoint.h"
@@ -59,6 +61,32 @@ PreparedStudy prepare_study(const std::string& path, const std::string& db_overr
     for (const DatasetEntry& d : study.datasets)
       if (study.pairs(d, study.models[m])) prepared.examples[{study.models[m].name, d.name}] = counts.at(count_key(d, m));
   return prepared;
+}
+
+void check_store_accepts(const PreparedStudy& prepared, bool extend) {
+  const Study& study = prepared.study;
+  if (!std::filesystem::exists(study.store.path)) return;
+  const StoreSummary summary = read_store_summary(study.store.path);
+  if (summary.study_hash.empty()) return;  // created, nothing registered yet
+  if (summary.study_hash != study.file_hash && !extend)
+    throw Error("the store " + study.store.path + " belongs to another version of the study file (sha256:" + summary.study_hash +
+                ", now sha256:" + study.file_hash + "): pass --extend to grow it by what the new version adds (memsweep plan " +
+                "shows what), or use a new store");
+  std::vector<Unit> held;
+  for (const HeldUnit& h : summary.units) held.push_back(h.unit);
+  if (const std::vector<std::string> removed = removed_from_study(study, held); !removed.empty()) {
+    std::string list;
+    for (const std::string& item : removed) list += (list.empty() ? "" : ", ") + item;
+    throw Error("the store " + study.store.path + " holds units for what this version of the study no longer names (" + list +
+                "): keep them in the study file, or use a new store");
+  }
+  for (size_t i = 0; i < study.datasets.size(); ++i) {
+    const auto recorded = summary.dataset_hashes.find(study.datasets[i].name);
+    if (recorded != summary.dataset_hashes.end() && recorded->second != prepared.datasets[i].content_hash)
+      throw Error("dataset '" + study.datasets[i].name + "': " + study.datasets[i].path + " changed since the store recorded it "
+                  "(sha256:" + recorded->second + ", now sha256:" + prepared.datasets[i].content_hash + "); results would mix two "
+                  "datasets: use a new store");
+  }
 }
 
 std::vector<Unit> PreparedStudy::units_to_add(const std::vector<Unit>& held) const {

@@ -29,4 +29,8 @@ DatasetSpec dataset_spec(const DatasetEntry& dataset);
 // `db_override` (--db) replaces the study's store path when not empty.
 PreparedStudy prepare_study(const std::string& path, const std::string& db_override);
 
+// What `run` would refuse of an existing store, found without writing to it (submit checks it before sbatch): another
+// version of the study file without `extend`, a version that drops what the store holds, a changed dataset file.
+void check_store_accepts(const PreparedStudy& prepared, bool extend);
+
 }  // namespace memsweep

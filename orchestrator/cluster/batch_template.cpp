@@ -48,7 +48,9 @@ std::string render_batch_template(const std::string& text, const std::string& or
       at = close + 2;
     }
     rendered += line.substr(at);
-    if (any_placeholder && !any_value && trim(line).rfind("#SBATCH", 0) == 0) continue;
+    // An #SBATCH line whose values are all empty (an unset --partition), or a line that was only empty placeholders
+    // (no --sbatch lines), is left out.
+    if (any_placeholder && !any_value && (trim(line).rfind("#SBATCH", 0) == 0 || trim(rendered).empty())) continue;
     out += rendered + "\n";
   }
   return out;

@@ -31,6 +31,8 @@ StoreSummary read_store_summary(const std::string& path) {
   }
   Statement study = db.prepare("SELECT name, file_hash FROM study WHERE id = 1");
   if (study.step()) summary.study_name = study.text(0), summary.study_hash = study.text(1);
+  Statement datasets = db.prepare("SELECT name, content_hash FROM datasets");
+  while (datasets.step()) summary.dataset_hashes[datasets.text(0)] = datasets.text(1);
 
   Statement groups = db.prepare(
       "SELECT m.name, d.name, COUNT(*), SUM(u.status = 'done'), SUM(u.status = 'failed'), SUM(u.status = 'running'), "

@@ -31,6 +31,7 @@ struct HeldUnit {
 
 struct StoreSummary {
   std::string study_name, study_hash;
+  std::map<std::string, std::string> dataset_hashes;  // dataset name -> SHA-256 of its file when it was recorded
   int schema_version = 0;
   std::vector<GroupProgress> groups;
   std::vector<FailureRow> failures;     // every failed attempt, newest first

@@ -48,6 +48,7 @@ path = "{DEMO / 'divergence.jsonl'}"
 [interventions]
 single_blocks = true
 [run]
+device = "cpu"
 batch_size = 1
 unit_size = 2
 drain_grace_s = 30
@@ -208,3 +209,25 @@ def test_singleton_chain_runs_one_job_after_the_other(slurm, study):
     assert fields[0]["Requeue"] == "0"
     assert fields[1]["StartTime"] >= fields[0]["EndTime"]
     assert check_complete_once(folder / "chain.sqlite", reference) == ["finished", "finished"]
+
+
+def test_refused_before_sbatch_and_an_empty_scratch_falls_back(slurm, study):
+    """A changed study file without --extend is refused by submit itself (nothing queued, no script written), where
+    the job used to wait in the queue and then die; a --scratch that expands to nothing on the node warns and keeps
+    the store at its shared path instead of killing the batch script under `set -u`."""
+    study_path, reference = study
+    folder = study_path.parent
+    changed = folder / "changed.toml"
+    changed.write_text(STUDY + "\n# another version of the file\n")
+    store = folder / "refused.sqlite"
+    shutil.copy(reference, store)
+    queued = subprocess.run(["squeue", "-h"], env=slurm, capture_output=True, text=True).stdout
+    refused = subprocess.run([MEMSWEEP_BIN, "submit", str(changed), "--db", str(store), "--job-name", "refused", "--logs",
+                              str(folder / "logs"), "--time", "00:10:00"], env=slurm, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "pass --extend" in refused.stderr, refused.stderr
+    assert not (folder / "logs" / "refused.sbatch").exists()
+    assert subprocess.run(["squeue", "-h"], env=slurm, capture_output=True, text=True).stdout == queued
+    job, store, log = submit(slurm, study_path, "noscratch", "--scratch", "$MEMSWEEP_UNSET_SCRATCH_DIR")
+    wait_for_job(slurm, job, log)
+    assert check_complete_once(store, reference) == ["finished"]
+    assert "--scratch '$MEMSWEEP_UNSET_SCRATCH_DIR' is empty" in log.read_text()
