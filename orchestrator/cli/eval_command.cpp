@@ -1,6 +1,8 @@
 // memsweep eval: one model × dataset under one or several interventions, without the orchestrator. Prints the
 // dataset-level metrics as JSON and writes per-example results.
+#include <ATen/Parallel.h>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -10,6 +12,7 @@
 #include "orchestrator/cli/memory_use.h"
 #include "orchestrator/cli/model_options.h"
 #include "orchestrator/cli/options.h"
+#include "orchestrator/scheduler/progress.h"
 #include "worker/base/error.h"
 #include "worker/base/log.h"
 #include "worker/tasks/kinds.h"
@@ -57,6 +60,7 @@ int eval_command(const Arguments& args) {
   std::vector<std::string> option_texts, intervention_names;
   int64_t limit = -1;
   int batch_size = 8;
+  double progress_every_s = 10;
   options.add_options()
       ("task", po::value(&task_text)->required(), "KIND:PATH, e.g. memorization:data/pythia-1.4b.jsonl")
       ("option", po::value(&option_texts)->composing(), "dataset option KEY=VALUE (repeatable), e.g. prefix=32")
@@ -68,6 +72,7 @@ int eval_command(const Arguments& args) {
       ("sweep", "add the baseline and every single block short-circuited")
       ("no-reuse", "compute every layer for every intervention")
       ("batch-size", po::value(&batch_size)->default_value(8), "rows per forward pass")
+      ("progress-every", po::value(&progress_every_s)->default_value(10), "seconds between progress lines (rows done, rate, ETA)")
       ("out", po::value(&out_path), "write metrics and per-example results to this JSON file");
   po::variables_map values;
   if (!parse_command_line(spec, options, args, values)) return 0;
@@ -118,12 +123,26 @@ int eval_command(const Arguments& args) {
   log_info("evaluating " + std::to_string(task->num_examples()) + " examples of " + dataset.path + " under " +
            std::to_string(interventions.size()) + " intervention(s)");
   const auto run_start = Clock::now();
+  auto last_line = run_start - std::chrono::hours(1);
+  run_options.progress = [&](int64_t done, int64_t total, const char* what) {
+    const auto now = Clock::now();
+    if (done > 0 && done < total && std::chrono::duration<double>(now - last_line).count() < progress_every_s) return;
+    if (done == 0 && total > 0) return;  // the start: nothing to say yet
+    last_line = now;
+    const double seconds = std::chrono::duration<double>(now - run_start).count(), rate = seconds > 0 ? double(done) / seconds : 0;
+    char line[160];
+    std::snprintf(line, sizeof line, "%lld/%lld %s (%.0f%%) | %.3g %s/s | ETA %s", (long long)done, (long long)total, what,
+                  total > 0 ? 100.0 * double(done) / double(total) : 100.0, rate, what,
+                  done >= total ? "0s" : rate > 0 ? format_duration(double(total - done) / rate).c_str() : "?");
+    log_info(line);
+  };
   std::vector<ShardResult> results = task->run(*model, 0, task->num_examples(), interventions, run_options);
   const double run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
 
   nlohmann::json summary = {{"model", model_options.model_dir}, {"dataset", dataset.path}, {"kind", dataset.kind},
                             {"results", nlohmann::json::array()},
                             {"seconds", {{"model_load", load_seconds}, {"evaluation", run_seconds}}},
+                            {"intra_op_threads", at::get_num_threads()},
                             {"memory", {{"rss_before_model", rss_before_model}, {"peak_rss", peak_resident_bytes()},
                                         {"heap_before_model", heap_before_model}, {"peak_heap", heap_peak.peak()}}}};
   if (find_benchmark_kind(dataset.kind)) summary["tag"] = benchmark_tag(dataset);  // "language" or "reasoning"

@@ -1,5 +1,15 @@
 #include "orchestrator/cli/model_options.h"
 
+#include <ATen/Parallel.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
+#include "orchestrator/worker_loop/device_choice.h"
+#include "worker/base/log.h"
+
 #include "worker/base/block_list.h"
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
@@ -22,7 +32,28 @@ void add_model_options(po::options_description& options, ModelOptions& values) {
        "GPT-NeoX attention: fused (libtorch's scaled_dot_product_attention) or eager (the scores materialised)");
 }
 
+namespace {
+// The cores this process may run on (a SLURM allocation narrows the affinity mask).
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, int(std::thread::hardware_concurrency()));
+}
+}  // namespace
+
+int set_intra_op_threads(int workers) {
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const int threads = intra_op_threads(usable_cores(), workers, omp);
+  at::set_num_threads(threads);
+  log_info(std::to_string(threads) + " intra-op thread(s) (" + std::to_string(usable_cores()) + " usable cores, " +
+           std::to_string(workers) + " model process(es) on this node" + (omp && *omp ? std::string(", OMP_NUM_THREADS=") + omp : "") +
+           ")");
+  return threads;
+}
+
 std::unique_ptr<CausalLM> load_model_with_interventions(const ModelOptions& options) {
+  set_intra_op_threads(1);
   if (options.attention != "fused" && options.attention != "eager")
     throw Error("--attention must be fused or eager, not '" + options.attention + "'");
   LoadOptions load{parse_dtype(options.dtype), parse_device(options.device), options.attention == "fused", options.devices};

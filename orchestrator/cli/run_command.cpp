@@ -1,19 +1,16 @@
 // memsweep run: the study under mpirun (rank 0 schedules and writes, ranks >= 1 work) or alone (one process
 // does both). Rerunning the same study resumes it.
 #include <torch/torch.h>
-#include <ATen/Parallel.h>
-#include <sched.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <sstream>
-#include <thread>
 
 #include <cstdlib>
 #include <iostream>
 
 #include "memsweep_version.h"
 #include "orchestrator/cli/commands.h"
+#include "orchestrator/cli/model_options.h"
 #include "orchestrator/cli/options.h"
 #include "orchestrator/cli/signals.h"
 #include "orchestrator/cli/study_setup.h"
@@ -34,21 +31,6 @@ namespace po = boost::program_options;
 namespace memsweep {
 
 namespace {
-
-// The cores this process may run on (a SLURM allocation narrows the affinity mask).
-int usable_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1, int(std::thread::hardware_concurrency()));
-}
-
-void set_worker_threads(int workers) {
-  const int threads = intra_op_threads(usable_cores(), workers, std::getenv("OMP_NUM_THREADS"));
-  at::set_num_threads(threads);
-  log_info(std::to_string(threads) + " intra-op thread(s) (" + std::to_string(usable_cores()) + " usable cores, " +
-           std::to_string(workers) + " worker(s) on this node; OMP_NUM_THREADS overrides)");
-}
 
 std::string host_name() {
   char name[256] = {};
@@ -221,7 +203,7 @@ int run_command(const Arguments& raw) {
     placement >> device_policy >> devices_per_worker;
     const std::string device = choose_device(device_policy, index, int(torch::cuda::device_count()),
                                              std::getenv("CUDA_VISIBLE_DEVICES"), devices_per_worker);
-    set_worker_threads(workers_on_node(node_ranks, mpi.size()));
+    set_intra_op_threads(workers_on_node(node_ranks, mpi.size()));
     try {
       TorchUnitRunner runner(device, devices_per_worker);
       serve_worker(*mpi.worker_transport(), runner, mpi.host(), terminate_signalled);
@@ -235,6 +217,7 @@ int run_command(const Arguments& raw) {
 #endif
   const PreparedStudy prepared = prepare_study(args.study, args.db);
   const StoreLease lease(prepared.study.store.path, LeaseHolder::of_this_process());
+  set_intra_op_threads(1);
   const RunSettings& settings = prepared.study.run;
   const std::string device = choose_device(settings.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"),
                                            settings.devices_per_worker);

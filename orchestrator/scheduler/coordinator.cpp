@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <set>
@@ -177,7 +178,9 @@ class Coordinator {
         idle += w.unit == 0;
       }
     if (idle == 0) return;
+    bool started = false;
     for (const Assignment& a : schedule(pending_.queues(idle), views)) {
+      started = true;
       Worker& w = workers_.at(a.rank);
       const UnitRow& row = rows_.at(a.unit);
       pending_.remove(row.unit.model, a.unit);
@@ -189,10 +192,13 @@ class Coordinator {
       m.type = MessageType::order;
       m.order = make_order(row, w.attempt);
       transport_.send(a.rank, m);
-      log_debug("unit " + std::to_string(a.unit) + " attempt " + std::to_string(w.attempt) + " -> rank " + std::to_string(a.rank));
+      log_info("unit " + std::to_string(a.unit) + " (" + row.unit.key() + ") attempt " + std::to_string(w.attempt) + " started on rank " +
+               std::to_string(a.rank));
       progress_.running++;
+      progress_.running_unit = row.unit.key();
       progress_.pending = int64_t(pending_.size());
     }
+    if (started) report_progress();  // what runs now: a single process computes it before it can say anything else
   }
 
   UnitOrder make_order(const UnitRow& row, int attempt) const { return make_unit_order(study_, row, attempt); }
@@ -254,6 +260,9 @@ class Coordinator {
       store_.requeue(r.unit, r.attempt, "cancelled by its worker");
       pending_.push_front(rows_.at(r.unit).unit.model, r.unit);
     } else if (r.ok) {
+      char took[32];
+      std::snprintf(took, sizeof took, "%.2f s", r.seconds);
+      log_info("unit " + std::to_string(r.unit) + " done in " + took + " on rank " + std::to_string(incoming.rank));
       if (store_.record_done(r.unit, r.attempt, r.results, r.seconds)) {
         progress_.done++;
         progress_.done_this_run++;

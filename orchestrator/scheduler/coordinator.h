@@ -18,6 +18,7 @@ enum class StopRequest { none, terminate, drain };
 
 struct Progress {
   int64_t total = 0, done = 0, failed = 0, running = 0, pending = 0;
+  std::string running_unit;  // the key of the unit started last (what a single process is computing)
   int64_t done_this_run = 0;
   double elapsed_s = 0;
 };

@@ -24,6 +24,7 @@ std::string progress_line(const Progress& p) {
   std::snprintf(text, sizeof text, "%lld/%lld units done, %lld failed, %lld running | %.3g units/s | ETA %s",
                 (long long)p.done, (long long)p.total, (long long)p.failed, (long long)p.running, rate,
                 rate > 0 ? format_duration(double(left) / rate).c_str() : (left == 0 ? "0s" : "?"));
+  if (p.running == 1 && !p.running_unit.empty()) return text + (" | running " + p.running_unit);  // one process: which unit
   return text;
 }
 
@@ -31,9 +32,7 @@ void ProgressDisplay::update(const Progress& p) {
   if (terminal_) {
     const int width = 30;
     const int filled = p.total > 0 ? int(width * double(p.done + p.failed) / double(p.total)) : width;
-    std::fprintf(stderr, "\r[%s%s] %s\x1b[K", std::string(size_t(filled), '#').c_str(),
-                 std::string(size_t(width - filled), '.').c_str(), progress_line(p).c_str());
-    std::fflush(stderr);
+    set_log_status_line("[" + std::string(size_t(filled), '#') + std::string(size_t(width - filled), '.') + "] " + progress_line(p));
     drawn_ = true;
     return;
   }
@@ -45,7 +44,8 @@ void ProgressDisplay::update(const Progress& p) {
 }
 
 void ProgressDisplay::finish() {
-  if (terminal_ && drawn_) std::fprintf(stderr, "\n");
+  if (terminal_ && drawn_) set_log_status_line("");
+  drawn_ = false;
 }
 
 }  // namespace memsweep

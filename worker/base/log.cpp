@@ -10,6 +10,7 @@ namespace {
 LogLevel g_level = LogLevel::info;
 int g_rank = -1;
 std::string g_unit;
+std::string g_status;  // the live status line, "" when none is drawn
 std::mutex g_mutex;
 
 const char* level_name(LogLevel level) {
@@ -36,14 +37,27 @@ void log(LogLevel level, const std::string& message) {
   std::time_t seconds = std::chrono::system_clock::to_time_t(now);
   int millis = int(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm{};
-  localtime_r(&seconds, &tm);
+  gmtime_r(&seconds, &tm);
   char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
   std::lock_guard<std::mutex> lock(g_mutex);
   std::string where;
   if (g_rank >= 0) where += " [rank " + std::to_string(g_rank) + "]";
   if (!g_unit.empty()) where += " [unit " + g_unit + "]";
-  std::fprintf(stderr, "%s.%03d%s %s: %s\n", stamp, millis, where.c_str(), level_name(level), message.c_str());
+  if (!g_status.empty()) std::fprintf(stderr, "\r\x1b[K");  // the log line takes the status line's place
+  std::fprintf(stderr, "%s.%03dZ%s %s: %s\n", stamp, millis, where.c_str(), level_name(level), message.c_str());
+  if (!g_status.empty()) std::fprintf(stderr, "%s", g_status.c_str());  // and the status line comes back below it
+  std::fflush(stderr);
+}
+
+void set_log_status_line(const std::string& text) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (text.empty()) {
+    if (!g_status.empty()) std::fprintf(stderr, "\n");
+  } else {
+    std::fprintf(stderr, "\r%s\x1b[K", text.c_str());
+  }
+  g_status = text;
   std::fflush(stderr);
 }
 

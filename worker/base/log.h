@@ -1,6 +1,7 @@
 #pragma once
-// The one logger. Every line goes to stderr as "TIME [rank R] [unit U] LEVEL message"; library code
-// never prints to stdout (stdout carries command results such as JSON).
+// The one logger. Every line goes to stderr as "TIME [rank R] [unit U] LEVEL message", TIME in UTC as the store and
+// `status` write it (2026-12-07T17:33:02.051Z); library code never prints to stdout (stdout carries command results
+// such as JSON).
 #include <string>
 
 namespace memsweep {
@@ -13,6 +14,9 @@ void set_log_rank(int rank);
 void set_log_unit(const std::string& unit);
 
 void log(LogLevel level, const std::string& message);
+// A live status line on a terminal (a progress bar): drawn on stderr and redrawn below every log line, so that log
+// lines never overwrite it. "" ends it (the cursor moves to a new line).
+void set_log_status_line(const std::string& text);
 inline void log_debug(const std::string& m) { log(LogLevel::debug, m); }
 inline void log_info(const std::string& m) { log(LogLevel::info, m); }
 inline void log_warning(const std::string& m) { log(LogLevel::warning, m); }

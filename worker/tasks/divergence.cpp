@@ -42,7 +42,7 @@ class DivergenceTask : public Task {
     for (int64_t i = first; i < first + count; ++i) longest = std::max<int64_t>(longest, int64_t(rows_[size_t(i)].size()));
     const int64_t rows_per_batch = options.rows_per_batch(longest);
     for (int64_t start = first; start < first + count; start += rows_per_batch) {
-      options.check_stop();
+      options.between_batches(start - first, count, "rows");
       const int64_t size = std::min<int64_t>(rows_per_batch, first + count - start);
       PaddedBatch batch = left_pad(rows_, size_t(start), size_t(size));
       torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
@@ -88,6 +88,7 @@ class DivergenceTask : public Task {
       }
     }
     model.clear_interventions();
+    options.between_batches(count, count, "rows");
     return results;
   }
 

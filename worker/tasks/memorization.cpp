@@ -296,7 +296,7 @@ class MemorizationTask : public Task {
     for (int64_t i = first; i < first + count; ++i) longest = std::max<int64_t>(longest, int64_t(rows_[size_t(i)].size()));
     const int64_t rows_per_batch = options.rows_per_batch(longest);
     for (int64_t start = first; start < first + count; start += rows_per_batch) {
-      options.check_stop();
+      options.between_batches(start - first, count, "rows");
       MemorizationBatch batch = cut_batch(rows_, start, std::min<int64_t>(rows_per_batch, first + count - start), options_);
       const bool reuse = options.reuse_lower_layers && interventions.size() > 1;
       // Generations left by the teacher-forced passes wait here and run together (generate()): up to
@@ -360,6 +360,7 @@ class MemorizationTask : public Task {
       run_waiting();
     }
     model.clear_interventions();
+    options.between_batches(count, count, "rows");
     return results;
   }
 

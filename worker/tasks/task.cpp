@@ -7,8 +7,9 @@
 
 namespace memsweep {
 
-void RunOptions::check_stop() const {
-  if (stop && stop()) throw UnitCancelled();
+void RunOptions::between_batches(int64_t done, int64_t total, const char* what) const {
+  if (progress) progress(done, total, what);
+  if (done < total && stop && stop()) throw UnitCancelled();
 }
 
 int64_t RunOptions::rows_per_batch(int64_t tokens_per_row) const { return rows_per_pass(batch_size, token_budget, tokens_per_row); }

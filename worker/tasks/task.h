@@ -21,7 +21,11 @@ struct RunOptions {
   bool reuse_lower_layers = true;
   // Asked before each batch: true abandons the call with UnitCancelled (preemption, a drain past its grace).
   std::function<bool()> stop;
-  void check_stop() const;
+  // Told before each batch and at the end how much of the call is done: (done, total, what is counted: "rows",
+  // "requests"). For progress lines (eval); never changes what is computed.
+  std::function<void(int64_t done, int64_t total, const char* what)> progress;
+  // Between two batches: reports progress, then throws UnitCancelled when `stop` says so.
+  void between_batches(int64_t done, int64_t total, const char* what) const;
   // Rows per forward pass for rows of `tokens_per_row` tokens: batch_size, fewer where token_budget binds, >= 1.
   int64_t rows_per_batch(int64_t tokens_per_row) const;
 };

@@ -34,6 +34,7 @@ class BenchmarkTask : public Task {
     engine.reuse_lower_layers = options.reuse_lower_layers;
     engine.token_budget = options.token_budget > 0 ? std::min(options_.token_budget, options.token_budget) : options_.token_budget;
     engine.stop = options.stop;
+    engine.progress = options.progress;
     engine.share_contexts = options_.share_contexts;
     const auto scores = score_requests(model, shard, interventions, engine);
     std::vector<ShardResult> results(interventions.size());

@@ -243,8 +243,11 @@ std::vector<std::vector<LoglikelihoodResult>> score_requests(CausalLM& model, co
     if (request.context.empty() || request.continuation.empty()) throw Error("a loglikelihood request has an empty context or continuation");
   std::vector<std::vector<LoglikelihoodResult>> results(interventions.size(), std::vector<LoglikelihoodResult>(requests.size()));
   const bool reuse = options.reuse_lower_layers && interventions.size() > 1;
+  int64_t scored = 0;
   for (const PlannedBatch& batch : plan_batches(requests, options)) {
+    if (options.progress) options.progress(scored, int64_t(requests.size()), "requests");
     if (options.stop && options.stop()) throw UnitCancelled();
+    for (const auto& group : batch.requests) scored += int64_t(group.size());
     const BatchInputs in = batch_inputs(batch, requests, model.device());
     // Below an intervention's first block every layer computes what the baseline computes: one baseline pass
     // keeps those activations and each intervention runs only from its first block on.
@@ -263,6 +266,7 @@ std::vector<std::vector<LoglikelihoodResult>> score_requests(CausalLM& model, co
     }
   }
   model.clear_interventions();
+  if (options.progress) options.progress(scored, int64_t(requests.size()), "requests");
   return results;
 }
 

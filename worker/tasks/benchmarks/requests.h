@@ -36,6 +36,7 @@ struct LoglikelihoodOptions {
   bool share_contexts = true;   // one pass per distinct context; false: every request alone (the harness's way)
   bool reuse_lower_layers = true;
   std::function<bool()> stop;   // asked before each batch: true throws UnitCancelled (task.h)
+  std::function<void(int64_t done, int64_t total, const char* what)> progress;  // requests scored so far (RunOptions)
 };
 
 // Groups of requests sharing a context, in batches (the plan depends only on the requests and the options).
