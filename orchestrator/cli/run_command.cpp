@@ -52,7 +52,7 @@ struct RunArguments {
 // MPI_Abort, since workers may be in the middle of units (everything recorded is committed first; the next run
 // requeues the rest).
 int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, CoordinatorTransport& transport, int ranks,
-                     const StoreLease& lease) {
+                     StoreLease& lease) {
   const Study& study = prepared.study;
   std::optional<ScratchStore> scratch;
   std::unique_ptr<Store> store;
@@ -78,7 +78,11 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
   }
   ProgressDisplay display(isatty(STDERR_FILENO) != 0, args.progress_every_s);
   CoordinatorHooks hooks;
-  hooks.take_stop_request = [&lease] { return lease.lost() ? StopRequest::terminate : take_stop_request(); };
+  hooks.take_stop_request = [&lease] {
+    const StopRequest request = lease.lost() ? StopRequest::terminate : take_stop_request();
+    if (request != StopRequest::none) lease.mark_stopping();  // a rerun meanwhile waits for this one to end
+    return request;
+  };
   int64_t finished_before = -1;
   Progress last;
   hooks.on_progress = [&](const Progress& p) {
@@ -91,12 +95,14 @@ int coordinate_study(const PreparedStudy& prepared, const RunArguments& args, Co
   RunOutcome outcome;
   try {
     outcome = coordinate(study, *store, run, transport, hooks);
+    lease.mark_stopping();
     display.finish();
     store->end_run(run, lease.lost() ? "error: the store's lease was taken over" : run_outcome_name(outcome));
     store.reset();  // everything is committed; close the file before it is copied or the job is torn down
     if (scratch) scratch->checkpoint();  // after SIGTERM and SIGUSR1 too: they end the coordinator normally
     if (lease.lost()) throw Error("the store's lease " + lease.path() + " was taken over by another run: this one stopped");
   } catch (const std::exception& e) {
+    lease.mark_stopping();
     display.finish();
     if (store) {
       store->end_run(run, std::string("error: ") + e.what());
@@ -216,7 +222,7 @@ int run_command(const Arguments& raw) {
   }
 #endif
   const PreparedStudy prepared = prepare_study(args.study, args.db);
-  const StoreLease lease(prepared.study.store.path, LeaseHolder::of_this_process());
+  StoreLease lease(prepared.study.store.path, LeaseHolder::of_this_process());
   set_intra_op_threads(1);
   const RunSettings& settings = prepared.study.run;
   const std::string device = choose_device(settings.device, 0, int(torch::cuda::device_count()), std::getenv("CUDA_VISIBLE_DEVICES"),

@@ -41,7 +41,7 @@ std::string utc_now() {
 
 nlohmann::json to_json(const LeaseHolder& h) {
   return {{"host", h.host}, {"pid", h.pid}, {"slurm_job_id", h.slurm_job_id}, {"restart_count", h.restart_count},
-          {"started", h.started}, {"heartbeat", h.heartbeat}, {"token", h.token}};
+          {"started", h.started}, {"heartbeat", h.heartbeat}, {"token", h.token}, {"stopping", h.stopping}};
 }
 
 // The file's holder; false when it is missing or not (yet) a whole record.
@@ -60,6 +60,7 @@ bool read_holder(const std::string& path, LeaseHolder& h) {
     h.started = j.at("started").get<std::string>();
     h.heartbeat = j.at("heartbeat").get<double>();
     h.token = j.at("token").get<std::string>();
+    h.stopping = j.value("stopping", false);
   } catch (const nlohmann::json::exception&) {
     return false;
   }
@@ -123,7 +124,14 @@ bool slurm_job_gone(const std::string& state) {
   return false;
 }
 
-bool process_alive(int64_t pid) { return pid > 0 && (::kill(pid_t(pid), 0) == 0 || errno == EPERM); }
+bool process_alive(int64_t pid) {
+  if (pid <= 0 || (::kill(pid_t(pid), 0) != 0 && errno != EPERM)) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");  // a zombie has ended: only its parent has not looked
+  std::string text;
+  std::getline(stat, text);
+  const size_t paren = text.rfind(')');
+  return !(paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'Z');
+}
 
 std::string new_token() {
   std::random_device random;
@@ -166,7 +174,24 @@ StoreLease::StoreLease(const std::string& store_path, LeaseHolder me, double exp
     fs::create_directories(folder, error);
     if (error) throw Error("cannot create the store's folder " + folder + ": " + error.message());
   }
-  if (!create_exclusively(path_, me_)) {
+  // A holder on this host that is ending (a crashed job's rank 0 still committing): wait for it, then try again.
+  for (auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(kLeaseStoppingWaitSeconds);;) {
+    if (create_exclusively(path_, me_)) {
+      start_heartbeat();
+      return;
+    }
+    LeaseHolder holder;
+    if (!read_holder(path_, holder) || holder.host != me_.host || !holder.stopping || !process_alive(holder.pid) ||
+        std::chrono::steady_clock::now() > give_up)
+      break;
+    if (holder.pid != waited_for_) {
+      log_info("waiting for " + holder.describe(seconds_since_epoch()) + ", which is ending, to release the store");
+      waited_for_ = holder.pid;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!process_alive(holder.pid)) continue;  // gone: its file (if left) is taken over below at the next round
+  }
+  {
     LeaseHolder holder;
     const double now = seconds_since_epoch();
     std::string why;
@@ -201,7 +226,22 @@ StoreLease::StoreLease(const std::string& store_path, LeaseHolder me, double exp
                   (now_there.token.empty() ? std::string("lease unreadable") : now_there.describe(seconds_since_epoch())) + ")");
     log_warning("took over the store's lease " + path_ + " from " + holder.describe(now) + ": " + why);
   }
-  heartbeat_ = std::thread([this] { heartbeat_loop(); });
+  start_heartbeat();
+}
+
+void StoreLease::start_heartbeat() { heartbeat_ = std::thread([this] { heartbeat_loop(); }); }
+
+void StoreLease::mark_stopping() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (me_.stopping || lost_) return;
+  me_.stopping = true;
+  LeaseHolder there;
+  if (!read_holder(path_, there) || there.token != me_.token) return;
+  try {
+    replace_file(path_, me_);
+  } catch (const std::exception& e) {
+    log_warning(std::string("lease: ") + e.what());
+  }
 }
 
 StoreLease::~StoreLease() {
@@ -216,6 +256,7 @@ StoreLease::~StoreLease() {
 }
 
 void StoreLease::beat() {
+  std::lock_guard<std::mutex> lock(mutex_);
   LeaseHolder there;
   if (!read_holder(path_, there) || there.token != me_.token) {
     if (!lost_.exchange(true))

@@ -2,7 +2,8 @@
 // One writer per store. `memsweep run` holds a lease on the store for as long as it runs: a file STORE.lease beside
 // the store at its shared path (with --scratch too, where each job works on a node-local copy), created with
 // O_EXCL, naming its holder (host, pid, SLURM job id and restart count, start) and a heartbeat rewritten every
-// kLeaseHeartbeatSeconds. A second run is refused at once, naming the holder. A holder that is gone is taken over:
+// kLeaseHeartbeatSeconds. A second run is refused at once, naming the holder (one that is ending, on the same host,
+// is waited for: a rerun right after a crash). A holder that is gone is taken over:
 // at once when that is provable (the same host and its pid is dead; the same SLURM job with a higher restart count,
 // i.e. the job was requeued; another SLURM job that squeue says has ended), otherwise once its heartbeat is older than kLeaseExpirySeconds (hosts' clocks are
 // assumed synchronized to well under that). No POSIX byte-range locks: they are not coherent on every NFS, Lustre or
@@ -19,6 +20,9 @@ namespace memsweep {
 
 inline constexpr double kLeaseHeartbeatSeconds = 30;
 inline constexpr double kLeaseExpirySeconds = 300;
+// How long a run waits for a holder on its host that is ending (it marked its lease "stopping": a crashed job's rank
+// 0 still committing and copying its scratch store) before it gives up.
+inline constexpr double kLeaseStoppingWaitSeconds = 120;
 
 struct LeaseHolder {
   std::string host;
@@ -28,6 +32,7 @@ struct LeaseHolder {
   std::string started;        // UTC, ISO 8601
   double heartbeat = 0;       // seconds since the epoch
   std::string token;          // unique per acquisition: tells this holder's file from a successor's
+  bool stopping = false;      // it is ending (signalled, finished, failed): a rerun on its host waits for it
 
   // This process: gethostname, getpid, SLURM_JOB_ID, SLURM_RESTART_COUNT.
   static LeaseHolder of_this_process();
@@ -53,11 +58,14 @@ class StoreLease {
   bool lost() const { return lost_; }
   // Throws when the lease file is no longer this holder's: before a scratch copy replaces the shared store.
   void check_held() const;
+  // Records that this run is ending, so that a rerun started meanwhile on this host waits for it instead of refusing.
+  void mark_stopping();
   const std::string& path() const { return path_; }
 
  private:
   void beat();
   void heartbeat_loop();
+  void start_heartbeat();
 
   std::string path_;
   LeaseHolder me_;
@@ -66,6 +74,7 @@ class StoreLease {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  int64_t waited_for_ = 0;  // the ending holder whose wait was logged
   std::thread heartbeat_;
 };
 

@@ -150,3 +150,44 @@ def store_examples(store):
         return {(key, name, index): (values, detail) for key, name, index, values, detail in db.execute(
             "SELECT u.key, i.name, x.example_index, x.values_json, x.detail_json FROM examples x JOIN units u ON u.id = x.unit_id "
             "JOIN interventions i ON i.id = x.intervention_id")}
+
+
+class LoggedProcess:
+    """A child process whose stdout and stderr go to files as they come, for tests that poll a store while a run goes
+    on: a run logs every unit, and a pipe nobody reads fills up and blocks it. Offers what the tests use of Popen
+    (pid, poll, wait, send_signal, kill, returncode, stdout.read(), communicate)."""
+
+    def __init__(self, command, merge=True, **kwargs):
+        import tempfile
+        self._out = tempfile.TemporaryFile("w+")
+        self._err = None if merge else tempfile.TemporaryFile("w+")
+        self._process = subprocess.Popen(command, stdout=self._out, stderr=subprocess.STDOUT if merge else self._err, text=True,
+                                         **kwargs)
+        self.pid = self._process.pid
+        self.stdout = self  # job.stdout.read(): what it printed so far
+
+    def read(self, which=None):
+        f = which or self._out
+        f.flush()
+        f.seek(0)
+        return f.read()
+
+    @property
+    def returncode(self):
+        return self._process.returncode
+
+    def poll(self):
+        return self._process.poll()
+
+    def wait(self, timeout=None):
+        return self._process.wait(timeout=timeout)
+
+    def send_signal(self, sig):
+        self._process.send_signal(sig)
+
+    def kill(self):
+        self._process.kill()
+
+    def communicate(self, timeout=None):
+        self._process.wait(timeout=timeout)
+        return self.read(), (None if self._err is None else self.read(self._err))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memsweep_testing import MEMSWEEP_BIN, make_gpt_neo, make_gpt_neox
+from memsweep_testing import MEMSWEEP_BIN, LoggedProcess, make_gpt_neo, make_gpt_neox
 
 MPI_FLOW = os.environ.get("MEMSWEEP_MPI_FLOW_BIN", str(Path(__file__).resolve().parents[2] / "build" / "tests" / "mpi_flow"))
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
@@ -74,7 +74,7 @@ def run_flow(study, store, ranks=1, unit_seconds=0.0, timeout=300, **kwargs):
 
 def start_flow(study, store, ranks=1, unit_seconds=0.0):
     env = dict(MPI_ENV, MEMSWEEP_TEST_UNIT_SECONDS=str(unit_seconds))
-    return subprocess.Popen(flow_command(study, store, ranks), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return LoggedProcess(flow_command(study, store, ranks), env=env)
 
 
 def statuses(store):
@@ -388,8 +388,7 @@ def test_checkpoint_truncated_after_the_study_started(models, tmp_path):
     store = tmp_path / "s.sqlite"
     checkpoint = models / "neo" / "model.safetensors"
     original = checkpoint.read_bytes()
-    job = subprocess.Popen([MEMSWEEP_BIN, "run", str(study), "--db", str(store)], env=MPI_ENV, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    job = LoggedProcess([MEMSWEEP_BIN, "run", str(study), "--db", str(store)], env=MPI_ENV)
     try:
         wait_for_done(job, store, 1)
         checkpoint.write_bytes(original[: len(original) // 2])
@@ -436,7 +435,7 @@ path = "long_rows.jsonl"
 
 def peak_virtual_memory(command):
     """Runs a command to its end, polling its VmPeak (bytes); returns (CompletedProcess-like, peak)."""
-    job = subprocess.Popen(command, env=MPI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = LoggedProcess(command, merge=False, env=MPI_ENV)
     peak = 0
     while job.poll() is None:
         with contextlib.suppress(OSError):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from memsweep_testing import LoggedProcess
+
 MPI_FLOW = os.environ.get("MEMSWEEP_MPI_FLOW_BIN", str(Path(__file__).resolve().parents[2] / "build" / "tests" / "mpi_flow"))
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
@@ -62,7 +64,7 @@ def run(study, store, ranks, unit_seconds=0.0, timeout=120):
 
 def start(study, store, ranks, unit_seconds):
     env = dict(MPI_ENV, MEMSWEEP_TEST_UNIT_SECONDS=str(unit_seconds))
-    return subprocess.Popen(command(study, store, ranks), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return LoggedProcess(command(study, store, ranks), env=env)
 
 
 def contents(store):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from memsweep_testing import MEMSWEEP_BIN, make_gpt_neox
+from memsweep_testing import MEMSWEEP_BIN, LoggedProcess, make_gpt_neox
 
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none", OMP_NUM_THREADS="1")
@@ -57,8 +57,7 @@ path = "results/study.sqlite"
 
 
 def start(*args, env=None):
-    return subprocess.Popen([MEMSWEEP_BIN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env or dict(os.environ, OMP_NUM_THREADS="1"))
+    return LoggedProcess([MEMSWEEP_BIN, *map(str, args)], merge=False, env=env or dict(os.environ, OMP_NUM_THREADS="1"))
 
 
 def run(*args, env=None, mpi_ranks=0, timeout=120):
@@ -278,3 +277,18 @@ def test_ctrl_c_requeues_in_flight_units_and_exits_130(model, tmp_path):
     again = run("run", study)
     assert again.returncode == 0, again.stderr
     assert attempts_per_unit(store)[1] == UNITS
+
+
+def test_a_rerun_waits_for_an_ending_holder_on_its_host(model, tmp_path):
+    """A crashed job's rank 0 may still be committing when the rerun starts: a holder on this host whose lease says it
+    is ending is waited for (then taken over), where a running one is refused at once."""
+    study = write_study(tmp_path, model, limit=4)
+    lease = tmp_path / "results" / "study.sqlite.lease"
+    ending = subprocess.Popen(["sleep", "2"])  # its pid is what the lease names
+    write_lease(lease, host=socket.gethostname(), pid=ending.pid, stopping=True)
+    began = time.monotonic()
+    result = run("run", study)
+    assert result.returncode == 0, result.stderr
+    assert "which is ending, to release the store" in result.stderr and f"its process {ending.pid} on this host is gone" in result.stderr
+    assert 1.0 < time.monotonic() - began < 60
+    ending.wait()

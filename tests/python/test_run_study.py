@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from memsweep_testing import MEMSWEEP_BIN, make_gpt_neo, make_gpt_neox, run_memsweep, shared_file
+from memsweep_testing import MEMSWEEP_BIN, LoggedProcess, make_gpt_neo, make_gpt_neox, run_memsweep, shared_file
 
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none", OMP_NUM_THREADS="1")
@@ -218,8 +218,8 @@ def test_sigkill_mid_study_then_rerun_gives_every_unit_once(folder, victim):
     reference = folder / f"long{victim}_reference.sqlite"
     run_memsweep("run", study, "--db", reference)
     store = folder / f"long{victim}.sqlite"
-    job = subprocess.Popen(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run", str(study), "--db",
-                            str(store)], env=MPI_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = LoggedProcess(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run", str(study), "--db",
+                         str(store)], env=MPI_ENV)
     deadline = time.time() + 120
     while unit_statuses(store).get("done", 0) < 3:
         assert job.poll() is None, job.stdout.read()
