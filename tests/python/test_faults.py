@@ -378,7 +378,8 @@ def memsweep(*args, timeout=300, **kwargs):
 
 def test_checkpoint_truncated_after_the_study_started(models, tmp_path):
     """neo's model.safetensors is cut in half while the study runs neox's units: neo's units fail with an error
-    naming the file (no attempts left: recorded failed), neox's complete. A plain rerun leaves them failed;
+    naming the file (no attempts left: recorded failed), neox's complete; run exits 2. A plain rerun is refused before any
+    work (the weights check names the file);
     with the checkpoint restored, `run --retry-failed` completes the study with the undisturbed run's results."""
     study = models / "truncated.toml"
     study.write_text(MODEL_STUDY.format(batch=1, attempts=2))
@@ -402,7 +403,8 @@ def test_checkpoint_truncated_after_the_study_started(models, tmp_path):
         with contextlib.closing(sqlite3.connect(store)) as db:
             errors = {e for (e,) in db.execute("SELECT error FROM units WHERE status = 'failed'")}
         assert len(errors) == 1 and str(checkpoint) in errors.pop(), output
-        assert memsweep("run", study, "--db", store).returncode == 2
+        plain = memsweep("run", study, "--db", store)  # the checkpoint is still broken: refused before any work
+        assert plain.returncode == 1 and str(checkpoint) in plain.stderr, plain.stderr
         assert check_store(store, units) == found
     finally:
         if job.poll() is None:

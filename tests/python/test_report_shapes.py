@@ -75,8 +75,17 @@ def test_mid_run_store_of_the_previous_schema(tmp_path):
 def test_every_unit_failed(tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(DEMO, broken)
+    # A well-formed file (what run checks before any work) whose first matrix has its dimensions swapped: every unit
+    # fails at load with the loader's shape error, which names the file.
     with open(broken / "model.safetensors", "r+b") as f:
-        f.truncate(1000)  # the header survives, the weights do not: every unit fails at load
+        length = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(length))
+        name = next(k for k, v in header.items() if k != "__metadata__" and len(v["shape"]) == 2 and v["shape"][0] != v["shape"][1])
+        header[name]["shape"].reverse()
+        text = json.dumps(header, separators=(",", ":")).encode()
+        assert len(text) <= length
+        f.seek(8)
+        f.write(text + b" " * (length - len(text)))
     store = run_study(tmp_path, "failed", ["canaries", "facts"], "single_blocks = true", models=(("broken", broken),), expect_done=False)
     markdown, outcome = report(store, tmp_path / "out")
     assert drawn(outcome) == [] and len(outcome) == 5
