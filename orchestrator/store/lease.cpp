@@ -181,9 +181,9 @@ StoreLease::StoreLease(const std::string& store_path, LeaseHolder me, double exp
       return;
     }
     LeaseHolder holder;
-    if (!read_holder(path_, holder) || holder.host != me_.host || !holder.stopping || !process_alive(holder.pid) ||
-        std::chrono::steady_clock::now() > give_up)
-      break;
+    const bool readable = read_holder(path_, holder), waited_enough = std::chrono::steady_clock::now() > give_up;
+    if (!readable && !fs::exists(path_) && !waited_enough) continue;  // released this instant: try again
+    if (!readable || holder.host != me_.host || !holder.stopping || !process_alive(holder.pid) || waited_enough) break;
     if (holder.pid != waited_for_) {
       log_info("waiting for " + holder.describe(seconds_since_epoch()) + ", which is ending, to release the store");
       waited_for_ = holder.pid;
@@ -197,8 +197,10 @@ StoreLease::StoreLease(const std::string& store_path, LeaseHolder me, double exp
     std::string why;
     if (!read_holder(path_, holder)) {
       // Being written this instant, or left torn: judged by the file's age.
-      const auto age = fs::file_time_type::clock::now() - fs::last_write_time(path_);
-      if (std::chrono::duration<double>(age).count() > expiry_s) why = "an unreadable lease file older than its expiry";
+      std::error_code gone;
+      const auto written = fs::last_write_time(path_, gone);
+      const double age = gone ? 0 : std::chrono::duration<double>(fs::file_time_type::clock::now() - written).count();
+      if (!gone && age > expiry_s) why = "an unreadable lease file older than its expiry";
       else throw Error("the store " + store_path + " is being opened by another memsweep run (its lease " + path_ +
                        " is being written): run one at a time");
     } else if (holder.host == me_.host && !process_alive(holder.pid)) {
