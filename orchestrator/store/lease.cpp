@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -28,15 +27,6 @@ namespace {
 
 double seconds_since_epoch() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
 }
 
 nlohmann::json to_json(const LeaseHolder& h) {
@@ -165,7 +155,7 @@ bool read_lease(const std::string& store_path, LeaseHolder& holder) { return rea
 
 StoreLease::StoreLease(const std::string& store_path, LeaseHolder me, double expiry_s, double heartbeat_s)
     : path_(lease_path_of(store_path)), me_(std::move(me)), heartbeat_s_(heartbeat_s) {
-  me_.started = utc_now();
+  me_.started = now_utc();
   me_.heartbeat = seconds_since_epoch();
   me_.token = new_token();
   const std::string folder = fs::path(path_).parent_path().string();

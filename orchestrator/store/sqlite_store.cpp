@@ -1,6 +1,5 @@
 // The SQLite store: migrations, connection settings and the statements rank 0 runs.
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <map>
 
@@ -29,15 +28,6 @@ UnitStatus parse_status(const std::string& name) {
   for (UnitStatus s : {UnitStatus::pending, UnitStatus::running, UnitStatus::done, UnitStatus::failed})
     if (name == unit_status_name(s)) return s;
   throw Error("store: unknown unit status '" + name + "'");
-}
-
-std::string now_utc() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
 }
 
 // The store's connection settings, all in one place. The journal mode is chosen from a fixed list.

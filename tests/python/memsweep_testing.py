@@ -191,3 +191,20 @@ class LoggedProcess:
     def communicate(self, timeout=None):
         self._process.wait(timeout=timeout)
         return self.read(), (None if self._err is None else self.read(self._err))
+
+
+@contextmanager
+def tmpfs(folder, size):
+    """A tmpfs of `size` bytes at `folder` (root only); skips the test where mounting is not allowed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): run as root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def remount(folder, options):
+    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memsweep_testing import MEMSWEEP_BIN, LoggedProcess, make_gpt_neo, make_gpt_neox
+from memsweep_testing import MEMSWEEP_BIN, LoggedProcess, make_gpt_neo, make_gpt_neox, remount, tmpfs
 
 MPI_FLOW = os.environ.get("MEMSWEEP_MPI_FLOW_BIN", str(Path(__file__).resolve().parents[2] / "build" / "tests" / "mpi_flow"))
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
@@ -145,23 +145,6 @@ def flow_reference(tmp_path_factory):
     assert result.returncode == 0, result.stderr
     assert check_store(store, FLOW_UNITS) == {"done": FLOW_UNITS}
     return store
-
-
-@contextlib.contextmanager
-def tmpfs(folder, size):
-    """A tmpfs of `size` bytes at `folder` (root only); skips the test where mounting is not allowed."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): run as root")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def remount(folder, options):
-    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
 
 
 # --- the table ----------------------------------------------------------------------------------------------

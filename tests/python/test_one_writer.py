@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from memsweep_testing import MEMSWEEP_BIN, LoggedProcess, make_gpt_neox
+from memsweep_testing import MEMSWEEP_BIN, LoggedProcess, make_gpt_neox, remount, tmpfs
 
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none", OMP_NUM_THREADS="1")
@@ -178,19 +178,6 @@ def test_a_changed_study_under_mpirun_ends_every_rank_with_the_error(model, tmp_
     assert last_run_outcome(tmp_path / "small.sqlite") == "finished"
 
 
-@contextlib.contextmanager
-def tmpfs(folder, size):
-    """A tmpfs of `size` bytes at `folder` (root only); skips the test where mounting is not allowed."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): run as root")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 @pytest.mark.parametrize("fault", ["newer schema", "changed dataset", "read-only store", "disk full"])
 def test_store_faults_under_mpirun_end_every_rank_with_the_error(model, tmp_path, fault):
     """tests/FAULTS.md's store rows under `mpirun -np 3`: rank 0's error is printed and every rank ends within the time
@@ -217,7 +204,7 @@ def test_store_faults_under_mpirun_end_every_rank_with_the_error(model, tmp_path
             rows.write_text(rows.read_text() + json.dumps({"tokens": [1] * 24}) + "\n")
             expected = "changed since the store recorded it"
         elif fault == "read-only store":
-            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+            remount(folder, "ro")
             expected = "for writing: the file or its file system is read-only"
         else:
             expected = "database or disk is full"
@@ -226,7 +213,7 @@ def test_store_faults_under_mpirun_end_every_rank_with_the_error(model, tmp_path
         took = time.monotonic() - began
         assert result.returncode != 0 and expected in result.stderr, result.stderr
         if fault == "read-only store":
-            subprocess.run(["mount", "-o", "remount,rw", str(folder)], check=True)
+            remount(folder, "rw")
         with contextlib.closing(sqlite3.connect(store, timeout=30)) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             done = db.execute("SELECT COUNT(*) FROM units WHERE status = 'done'").fetchone()[0]

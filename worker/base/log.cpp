@@ -50,6 +50,15 @@ void log(LogLevel level, const std::string& message) {
   std::fflush(stderr);
 }
 
+std::string now_utc() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
 void set_log_status_line(const std::string& text) {
   std::lock_guard<std::mutex> lock(g_mutex);
   if (text.empty()) {

@@ -14,6 +14,8 @@ void set_log_rank(int rank);
 void set_log_unit(const std::string& unit);
 
 void log(LogLevel level, const std::string& message);
+// Now in UTC as the store, `status` and the store's lease record times: 2026-12-07T17:33:02Z.
+std::string now_utc();
 // A live status line on a terminal (a progress bar): drawn on stderr and redrawn below every log line, so that log
 // lines never overwrite it. "" ends it (the cursor moves to a new line).
 void set_log_status_line(const std::string& text);
