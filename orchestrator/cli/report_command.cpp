@@ -13,11 +13,12 @@ namespace po = boost::program_options;
 namespace memsweep {
 
 int report_command(const Arguments& raw) {
-  const CommandSpec spec{"report", "STORE.sqlite --out DIR [--gnuplot PATH] [--no-figures]",
+  const CommandSpec spec{"report", "STORE.sqlite --out DIR [--gnuplot PATH] [--no-figures] [--examples]",
                          "Writes DIR/report.md (per model: a table per intervention with every dataset's metrics and their\n"
                          "relative change against the baseline, an overview, the blocks that remove the most memorization per\n"
-                         "unit of accuracy lost, what is missing if the study is unfinished, provenance), CSV files (metrics,\n"
-                         "interventions, divergence, examples) and figures as PNG and SVG drawn by gnuplot: per model\n"
+                         "unit of accuracy lost, the memorized rows each intervention flips and those that survive all, what is\n"
+                         "missing if the study is unfinished, provenance), CSV files (metrics, interventions, divergence; with\n"
+                         "--examples every per-example number too) and figures as PNG and SVG drawn by gnuplot: per model\n"
                          "memorization per block against the baseline, accuracy drop per block (language vs reasoning),\n"
                          "multi-block interventions, divergence heatmaps; across models accuracy drop by relative depth and\n"
                          "memorization vs accuracy. Datasets' roles (memorized, control, benchmark, divergence) say what is\n"
@@ -25,12 +26,13 @@ int report_command(const Arguments& raw) {
                          "skipped and report.md says why; the command exits 0 on any readable store. Safe while a study runs\n"
                          "(the store is opened read-only)."};
   std::string path, out, gnuplot = "gnuplot";
-  bool no_figures = false;
+  bool no_figures = false, examples = false;
   po::options_description options("options");
   options.add_options()("db", po::value(&path)->required(), "the store")("out", po::value(&out)->required(),
                                                                          "the report's folder (created)")(
       "gnuplot", po::value(&gnuplot)->default_value("gnuplot"), "the gnuplot executable (a name looked up on PATH, or a path)")(
-      "no-figures", po::bool_switch(&no_figures), "only report.md and the CSV files");
+      "no-figures", po::bool_switch(&no_figures), "only report.md and the CSV files")(
+      "examples", po::bool_switch(&examples), "also examples.csv: every per-example number (large for a paper-scale study)");
   po::positional_options_description positional;
   positional.add("db", 1);
   po::variables_map values;
@@ -40,7 +42,7 @@ int report_command(const Arguments& raw) {
   std::filesystem::create_directories(out);
   std::vector<FigureOutcome> figures;
   if (!no_figures) figures = write_figures(data, out, gnuplot);
-  write_report_files(data, out, figures);
+  write_report_files(data, out, figures, examples);
   size_t drawn = 0;
   for (const FigureOutcome& f : figures) {
     drawn += !f.png.empty();

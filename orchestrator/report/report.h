@@ -57,6 +57,7 @@ struct ModelReport {
   std::map<std::pair<std::string, std::string>, MetricCell> cells;  // (dataset, intervention) -> metrics
   std::string memorized_set;               // empty when there is none
   std::vector<InterventionSummary> summaries;  // one per intervention, study order
+  std::vector<RowFlips> row_flips;             // per memorization set: the store's views surviving_rows, flipped_rows
 
   const MetricCell* cell(const std::string& dataset, const std::string& intervention) const;
   // The metric's value, NaN when absent.
@@ -91,7 +92,8 @@ struct FigureOutcome {
 
 // Writes report.md (its figure section lists `figures`: the files drawn and, for each one skipped, why) and the CSV
 // files (metrics, interventions, divergence, examples) into `out`.
-void write_report_files(const ReportData& data, const std::string& out, const std::vector<FigureOutcome>& figures);
+// `examples`: also examples.csv, every stored per-example number (a paper-scale store makes it tens of GB).
+void write_report_files(const ReportData& data, const std::string& out, const std::vector<FigureOutcome>& figures, bool examples);
 // A short table for the terminal: per model and intervention EM, TA, CE and mean accuracy per tag.
 std::string summary_table(const ReportData& data);
 

@@ -147,6 +147,9 @@ ReportData read_report_data(const std::string& store) {
     cell.units = row.units;
     cell.metrics = row.metrics;  // finalized once, in summary.cpp: status prints the same numbers
   }
+  for (RowFlips& flips : read_row_flips(store))
+    for (ModelReport& model : data.models)
+      if (model.name == flips.model) model.row_flips.push_back(std::move(flips));
   for (ModelReport& model : data.models) {
     // The baseline first, whatever the order units were registered in (--extend may add it later).
     std::stable_partition(model.interventions.begin(), model.interventions.end(), [](const std::string& n) { return n == "baseline"; });

@@ -116,6 +116,23 @@ std::string with_units(double value, const MetricCell* cell) {
   return text;
 }
 
+// Per memorization set, from the store's views: the rows the baseline reproduces, those that survive every intervention,
+// and the rows each intervention flips.
+void write_row_flips(std::ostream& md, const ModelReport& model) {
+  for (const RowFlips& f : model.row_flips) {
+    md << "### Rows of `" << f.dataset << "`\n\nThe baseline reproduces " << f.memorized << " rows exactly; " << f.surviving
+       << " survive every intervention (store view `surviving_rows`). Rows each intervention flips against the baseline "
+       << "(view `flipped_rows`; done units only):\n\n| intervention | 1 → 0 (removed) | 0 → 1 (added) |\n|---|---:|---:|\n";
+    for (const std::string& intervention : model.interventions) {
+      if (intervention == "baseline") continue;
+      const auto found = f.flips.find(intervention);
+      const auto [removed, added] = found == f.flips.end() ? std::pair<int64_t, int64_t>{0, 0} : found->second;
+      md << "| " << intervention << " | " << removed << " | " << added << " |\n";
+    }
+    md << "\n";
+  }
+}
+
 void write_model(std::ostream& md, const ModelReport& model) {
   md << "## Model `" << model.name << "` (" << model.layers << " blocks)\n\n";
   std::vector<std::string> benchmarks, others;
@@ -151,6 +168,7 @@ void write_model(std::ostream& md, const ModelReport& model) {
     md << "\n";
   }
 
+  write_row_flips(md, model);
   write_multi_block(md, model);
   md << "### Per intervention\n\nEvery dataset's metrics, the baseline's, the change (value − baseline) and the relative change "
      << "(value − baseline) / |baseline|; n/a where the baseline is within noise of zero (EM, TA, acc: not two standard "
@@ -217,17 +235,22 @@ void write_csv_files(const ReportData& data, const std::string& out) {
   metrics.close();
   divergence.close();
   summaries.close();
-  CsvFile examples(out + "/examples.csv", {"model", "dataset", "intervention", "example_index", "metric", "value"});
+}
+
+// Every stored per-example number, long format: one row per example and metric or fact.
+void write_examples_csv(const ReportData& data, const std::string& out) {
+  CsvFile examples(out + "/examples.csv", {"model", "dataset", "intervention", "example_index", "name", "fact", "value"});
   for_each_example(data.store, [&](const ExampleValues& e) {
-    for (const auto& [name, value] : e.values)
-      examples.row({e.model, e.dataset, e.intervention, std::to_string(e.index), name, csv_number(value)});
+    for (bool fact : {false, true})
+      for (const auto& [name, value] : fact ? e.facts : e.values)
+        examples.row({e.model, e.dataset, e.intervention, std::to_string(e.index), name, fact ? "1" : "0", csv_number(value)});
   });
   examples.close();
 }
 
 }  // namespace
 
-void write_report_files(const ReportData& data, const std::string& out, const std::vector<FigureOutcome>& figures) {
+void write_report_files(const ReportData& data, const std::string& out, const std::vector<FigureOutcome>& figures, bool examples) {
   std::ofstream md(out + "/report.md");
   if (!md) throw Error("cannot write " + out + "/report.md");
   md << "# memsweep report: study `" << data.summary.study_name << "`\n\n";
@@ -245,11 +268,14 @@ void write_report_files(const ReportData& data, const std::string& out, const st
   md << "## Files\n\n- `metrics.csv`: every metric per model, dataset and intervention, with the baseline and the relative change;\n"
      << "- `interventions.csv`: the overview's numbers and the efficiency ranking's;\n"
      << "- `divergence.csv`: per intervention and later layer, the residual stream's relative change and the logit lens's KL;\n"
-     << "- `examples.csv`: per-example values (long format: one row per example and metric);\n"
+     << (examples ? "- `examples.csv`: every stored per-example number (long format: one row per example and metric or fact);\n"
+                  : "- `examples.csv`: not written (per-example numbers: `memsweep report --examples`, or the store's views and "
+                    "columns, schemas/store.md);\n")
      << "- `gnuplot/`: the figures' data and scripts (`gnuplot gnuplot/NAME.gp` redraws one).\n";
   md.close();
   if (!md) throw Error("writing " + out + "/report.md failed");
   write_csv_files(data, out);
+  if (examples) write_examples_csv(data, out);
 }
 
 std::string summary_table(const ReportData& data) {

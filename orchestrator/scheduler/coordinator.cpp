@@ -45,6 +45,7 @@ UnitOrder make_unit_order(const Study& study, const UnitRow& row, int attempt) {
   o.token_budget = study.run.token_budget > 0
                        ? std::max<int64_t>(1, study.run.token_budget * o.batch_size / std::max(study.run.batch_size, 1))
                        : 0;
+  o.keep_detail = study.store.full_detail;
   return o;
 }
 

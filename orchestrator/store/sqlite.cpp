@@ -29,6 +29,11 @@ Statement& Statement::bind(int index, const std::string& value) {
     db_->fail("binding a text");
   return *this;
 }
+Statement& Statement::bind_blob(int index, const std::string& bytes) {
+  if (sqlite3_bind_blob64(statement_, index, bytes.data(), sqlite3_uint64(bytes.size()), SQLITE_TRANSIENT) != SQLITE_OK)
+    db_->fail("binding a blob");
+  return *this;
+}
 Statement& Statement::bind_null(int index) {
   if (sqlite3_bind_null(statement_, index) != SQLITE_OK) db_->fail("binding null");
   return *this;
@@ -59,6 +64,10 @@ double Statement::real(int column) const { return sqlite3_column_double(statemen
 std::string Statement::text(int column) const {
   const unsigned char* text = sqlite3_column_text(statement_, column);
   return text ? std::string(reinterpret_cast<const char*>(text), size_t(sqlite3_column_bytes(statement_, column))) : std::string();
+}
+std::string Statement::blob(int column) const {
+  const void* bytes = sqlite3_column_blob(statement_, column);
+  return bytes ? std::string(static_cast<const char*>(bytes), size_t(sqlite3_column_bytes(statement_, column))) : std::string();
 }
 bool Statement::is_null(int column) const { return sqlite3_column_type(statement_, column) == SQLITE_NULL; }
 

@@ -31,6 +31,7 @@ class Statement {
   Statement& bind(int index, double value);
   Statement& bind(int index, const std::string& value);
   Statement& bind(int index, const char* value) { return bind(index, std::string(value)); }
+  Statement& bind_blob(int index, const std::string& bytes);
   Statement& bind_null(int index);
   // True while a row is available; false when done.
   bool step();
@@ -41,6 +42,7 @@ class Statement {
   int64_t integer(int column) const;
   double real(int column) const;
   std::string text(int column) const;
+  std::string blob(int column) const;
   bool is_null(int column) const;
 
  private:

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 
+#include "orchestrator/store/example_columns.h"
 #include "orchestrator/store/filesystem.h"
 #include "orchestrator/store/migrations.h"
 #include "orchestrator/store/sqlite.h"
@@ -50,6 +51,48 @@ int schema_version(Database& db) {
   return int(s.integer(0));
 }
 
+void insert_columns(Database& db, int64_t unit, int64_t intervention, const std::vector<ExampleColumn>& columns) {
+  Statement insert = db.prepare("INSERT INTO example_values (unit_id, intervention_id, name, fact, encoding, data) VALUES (?, ?, ?, ?, ?, ?)");
+  for (const ExampleColumn& c : columns)
+    insert.bind(1, unit).bind(2, intervention).bind(3, c.name).bind(4, int64_t(c.fact)).bind(5, column_encoding_name(c.encoding))
+        .bind_blob(6, c.data).run();
+}
+
+// Migration 4's data step: the JSON rows of `examples`, per unit and intervention, become columns (their detail is
+// kept in example_details), then the table goes. A done unit whose rows do not cover its examples is an error.
+void convert_example_rows(Database& db) {
+  Statement rows = db.prepare(
+      "SELECT x.unit_id, x.intervention_id, x.example_index, x.values_json, x.detail_json, u.first, u.count FROM examples x "
+      "JOIN units u ON u.id = x.unit_id ORDER BY x.unit_id, x.intervention_id, x.example_index");
+  Statement detail = db.prepare("INSERT INTO example_details (unit_id, intervention_id, example_index, detail_json) VALUES (?, ?, ?, ?)");
+  std::vector<ExampleRecord> group;
+  int64_t unit = -1, intervention = -1, first = 0, count = 0;
+  auto flush = [&] {
+    if (group.empty()) return;
+    try {
+      insert_columns(db, unit, intervention, encode_example_columns(group, first, count));
+    } catch (const Error& e) {
+      throw Error("migrating " + db.path() + ": unit " + std::to_string(unit) + ", intervention " + std::to_string(intervention) + ": " + e.what());
+    }
+    group.clear();
+  };
+  int64_t converted = 0;
+  while (rows.step()) {
+    if (rows.integer(0) != unit || rows.integer(1) != intervention) flush();
+    unit = rows.integer(0), intervention = rows.integer(1), first = rows.integer(5), count = rows.integer(6);
+    ExampleRecord record;
+    record.index = rows.integer(2);
+    record.values = nlohmann::json::parse(rows.text(3)).get<Values>();
+    group.push_back(std::move(record));
+    detail.bind(1, unit).bind(2, intervention).bind(3, rows.integer(2)).bind(4, rows.text(4)).run();
+    ++converted;
+  }
+  flush();
+  rows.reset();
+  db.execute_script("DROP TABLE examples;", "migration 0004: dropping examples");
+  if (converted) log_info("store " + db.path() + ": " + std::to_string(converted) + " example rows converted to columns");
+}
+
 void migrate(Database& db) {
   const int current = schema_version(db);
   const int latest = latest_schema_version();
@@ -61,6 +104,7 @@ void migrate(Database& db) {
     if (m.version <= current) continue;
     Transaction transaction(db);
     db.execute_script(m.sql, "migration " + std::string(m.name));
+    if (m.version == 4) convert_example_rows(db);
     db.prepare("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)").bind(1, m.version).bind(2, now_utc()).run();
     transaction.commit();
     log_info("store " + db.path() + ": applied migration " + m.name);
@@ -94,6 +138,7 @@ class SqliteStore : public Store {
       db_.prepare("INSERT INTO study (id, name, file_hash, file_text, created_at, updated_at) VALUES (1, ?, ?, ?, ?, ?)")
           .bind(1, study.name).bind(2, study.file_hash).bind(3, study_text).bind(4, now).bind(5, now).run();
     }
+    full_detail_ = study.store.full_detail;
     for (const ModelEntry& m : study.models) register_model(m, models);
     for (const DatasetEntry& d : study.datasets) register_dataset(d, datasets);
     std::vector<Unit> held;
@@ -219,14 +264,18 @@ class SqliteStore : public Store {
                 "WHERE id = ? AND attempt = ? AND status = 'running'")
         .bind(1, now).bind(2, seconds).bind(3, unit).bind(4, attempt).run();
     if (db_.changes() != 1) return false;  // a stale attempt: the transaction rolls back
+    Statement range = db_.prepare("SELECT first, count FROM units WHERE id = ?");
+    range.bind(1, unit).step();
+    const int64_t first = range.integer(0), count = range.integer(1);
+    range.reset();
     for (size_t i = 0; i < results.size(); ++i) {
       db_.prepare("INSERT INTO aggregates (unit_id, intervention_id, totals_json) VALUES (?, ?, ?)")
           .bind(1, unit).bind(2, interventions[i]).bind(3, nlohmann::json(results[i].totals).dump()).run();
-      Statement insert = db_.prepare(
-          "INSERT INTO examples (unit_id, intervention_id, example_index, values_json, detail_json) VALUES (?, ?, ?, ?, ?)");
+      insert_columns(db_, unit, interventions[i], encode_example_columns(results[i].examples, first, count));
+      if (!full_detail_) continue;
+      Statement insert = db_.prepare("INSERT INTO example_details (unit_id, intervention_id, example_index, detail_json) VALUES (?, ?, ?, ?)");
       for (const ExampleRecord& e : results[i].examples)
-        insert.bind(1, unit).bind(2, interventions[i]).bind(3, e.index).bind(4, nlohmann::json(e.values).dump())
-            .bind(5, e.detail.dump()).run();
+        if (!e.detail.is_null()) insert.bind(1, unit).bind(2, interventions[i]).bind(3, e.index).bind(4, e.detail.dump()).run();
     }
     db_.prepare("UPDATE attempts SET finished_at = ?, outcome = 'done' WHERE unit_id = ? AND attempt = ?")
         .bind(1, now).bind(2, unit).bind(3, attempt).run();
@@ -324,6 +373,7 @@ class SqliteStore : public Store {
   }
 
   Database db_;
+  bool full_detail_ = false;  // the study's [store] detail = "full"
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "orchestrator/store/summary.h"
 
+#include "orchestrator/store/example_columns.h"
+
 #include <filesystem>
 #include <map>
 
@@ -132,15 +134,65 @@ std::vector<RunRecord> read_runs(const std::string& path) {
   return runs;
 }
 
+namespace {
+int schema_of(Database& db) {
+  Statement version = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  version.step();
+  return int(version.integer(0));
+}
+}  // namespace
+
 void for_each_example(const std::string& path, const std::function<void(const ExampleValues&)>& visit) {
   Database db(existing(path), /*read_only=*/true);
   open_for_reading(db);
+  if (const int version = schema_of(db); version < 4)
+    throw Error("the store " + path + " has schema " + std::to_string(version) + ": its per-example values are read from schema 4 on "
+                "(`memsweep run` on its study converts them)");
   Statement s = db.prepare(
-      "SELECT m.name, d.name, i.name, e.example_index, e.values_json FROM examples e JOIN units u ON u.id = e.unit_id "
-      "JOIN models m ON m.id = u.model_id JOIN datasets d ON d.id = u.dataset_id "
-      "JOIN interventions i ON i.id = e.intervention_id "
-      "WHERE u.status = 'done' ORDER BY m.id, d.id, e.intervention_id, e.example_index");
-  while (s.step()) visit({s.text(0), s.text(1), s.text(2), s.integer(3), nlohmann::json::parse(s.text(4)).get<Values>()});
+      "SELECT v.unit_id, v.intervention_id, u.first, u.count, m.name, d.name, i.name, v.name, v.fact, v.encoding, v.data "
+      "FROM example_values v JOIN units u ON u.id = v.unit_id JOIN models m ON m.id = u.model_id "
+      "JOIN datasets d ON d.id = u.dataset_id JOIN interventions i ON i.id = v.intervention_id "
+      "WHERE u.status = 'done' ORDER BY m.id, d.id, v.intervention_id, u.first, v.unit_id");
+  std::vector<ExampleColumn> columns;
+  ExampleValues at;
+  int64_t unit = -1, intervention = -1, first = 0, count = 0;
+  auto flush = [&] {
+    for (ExampleRecord& e : decode_example_columns(columns, first, count)) {
+      at.index = e.index, at.values = std::move(e.values), at.facts = std::move(e.facts);
+      visit(at);
+    }
+    columns.clear();
+  };
+  while (s.step()) {
+    if (s.integer(0) != unit || s.integer(1) != intervention) flush();
+    unit = s.integer(0), intervention = s.integer(1), first = s.integer(2), count = s.integer(3);
+    at.model = s.text(4), at.dataset = s.text(5), at.intervention = s.text(6);
+    columns.push_back({s.text(7), s.integer(8) != 0, parse_column_encoding(s.text(9)), s.blob(10)});
+  }
+  flush();
+}
+
+std::vector<RowFlips> read_row_flips(const std::string& path) {
+  Database db(existing(path), /*read_only=*/true);
+  open_for_reading(db);
+  std::vector<RowFlips> out;
+  if (schema_of(db) < 4) return out;
+  auto row = [&](const std::string& model, const std::string& dataset) -> RowFlips& {
+    for (RowFlips& r : out)
+      if (r.model == model && r.dataset == dataset) return r;
+    out.push_back({model, dataset, 0, 0, {}});
+    return out.back();
+  };
+  Statement memorized = db.prepare(
+      "SELECT model, dataset, COALESCE(SUM(exact_match), 0) FROM exact_match WHERE intervention = 'baseline' GROUP BY model, dataset");
+  while (memorized.step()) row(memorized.text(0), memorized.text(1)).memorized = memorized.integer(2);
+  Statement surviving = db.prepare("SELECT model, dataset, COUNT(*) FROM surviving_rows GROUP BY model, dataset");
+  while (surviving.step()) row(surviving.text(0), surviving.text(1)).surviving = surviving.integer(2);
+  Statement flips = db.prepare(
+      "SELECT model, dataset, intervention, SUM(baseline_exact_match = 1), SUM(baseline_exact_match = 0) FROM flipped_rows "
+      "GROUP BY model, dataset, intervention");
+  while (flips.step()) row(flips.text(0), flips.text(1)).flips[flips.text(2)] = {flips.integer(3), flips.integer(4)};
+  return out;
 }
 
 std::string double_coverage_warning(const StoreSummary& summary) {

@@ -73,12 +73,24 @@ struct RunRecord {
 };
 std::vector<RunRecord> read_runs(const std::string& path);
 
-// Per-example values of the done units, ordered by model, dataset, intervention and example index.
+// Per-example metrics and facts of the done units (example_values, decoded), ordered by model, dataset, intervention
+// and example index.
 struct ExampleValues {
   std::string model, dataset, intervention;
   int64_t index = 0;
-  Values values;
+  Values values, facts;
 };
+// Error for a store before schema 4 (its JSON rows are converted when `memsweep run` opens it).
 void for_each_example(const std::string& path, const std::function<void(const ExampleValues&)>& visit);
+
+// What the store's views (schemas/store.md) say of each memorization set's rows, per model and dataset: how many rows
+// the baseline reproduces, how many survive every intervention, and per intervention how many it flips 1 -> 0
+// (removed) and 0 -> 1 (added). Empty for a store before schema 4.
+struct RowFlips {
+  std::string model, dataset;
+  int64_t memorized = 0, surviving = 0;
+  std::map<std::string, std::pair<int64_t, int64_t>> flips;  // intervention -> (removed, added)
+};
+std::vector<RowFlips> read_row_flips(const std::string& path);
 
 }  // namespace memsweep

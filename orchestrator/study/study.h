@@ -67,6 +67,7 @@ enum class JournalMode { rollback, wal };
 struct StoreSettings {
   std::string path;
   JournalMode journal_mode = JournalMode::rollback;
+  bool full_detail = false;  // detail = "full": each example's detail JSON too (generated tokens, per-position gaps)
 };
 
 struct Study {

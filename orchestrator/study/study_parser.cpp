@@ -238,6 +238,10 @@ Study parse_study(const std::string& text, const std::string& origin, const std:
   if (journal == "wal") study.store.journal_mode = JournalMode::wal;
   else if (journal != "delete")
     store.fail(*store.table().get("journal_mode"), "'store.journal_mode' must be \"delete\" or \"wal\", found \"" + journal + "\"");
+  const std::string detail = store.text("detail", "default");
+  if (detail == "full") study.store.full_detail = true;
+  else if (detail != "default")
+    store.fail(*store.table().get("detail"), "'store.detail' must be \"default\" or \"full\", found \"" + detail + "\"");
   store.finish();
 
   TableReader plan(table("interventions"), origin, "interventions");

@@ -73,7 +73,7 @@ std::string encode(const Message& m) {
                  {"model_dtype", o.model_dtype}, {"model_tokenizer", o.model_tokenizer}, {"dataset_name", o.dataset_name},
                  {"dataset_kind", o.dataset_kind}, {"dataset_path", o.dataset_path}, {"dataset_options", o.dataset_options},
                  {"first", o.first}, {"count", o.count}, {"interventions", o.interventions}, {"batch_size", o.batch_size},
-                 {"token_budget", o.token_budget}});
+                 {"token_budget", o.token_budget}, {"keep_detail", o.keep_detail}});
   } else if (m.type == MessageType::report) {
     const UnitReport& r = m.report;
     nlohmann::json results = nlohmann::json::array();
@@ -116,6 +116,7 @@ Message decode_message(const std::string& bytes) {
     o.interventions = fields.get<std::vector<std::string>>("interventions");
     o.batch_size = fields.get<int>("batch_size");
     o.token_budget = fields.get<int64_t>("token_budget");
+    o.keep_detail = fields.get<bool>("keep_detail");
     if (o.first < 0 || o.count < 1 || o.batch_size < 1 || o.token_budget < 0)
       throw Error("malformed message: the order has first < 0, count < 1, batch_size < 1 or token_budget < 0");
   } else if (type == "report") {

@@ -22,6 +22,7 @@ struct UnitOrder {
   std::vector<std::string> interventions;  // canonical names
   int batch_size = 8;
   int64_t token_budget = 0;  // padded tokens per forward pass; 0: only batch_size limits a batch
+  bool keep_detail = false;  // the store keeps each example's detail ([store] detail = "full"): else it is not sent
 };
 
 // Worker -> rank 0: the outcome of an attempt.

@@ -53,6 +53,9 @@ UnitReport TorchUnitRunner::run(const UnitOrder& order, const StopCheck& stop) {
     options.token_budget = order.token_budget;
     options.stop = stop;
     report.results = task.run(model, order.first, order.count, interventions, options);
+    if (!order.keep_detail)
+      for (ShardResult& result : report.results)
+        for (ExampleRecord& example : result.examples) example.detail = nullptr;
     report.ok = true;
   } catch (const UnitCancelled& e) {
     report.error = e.what();

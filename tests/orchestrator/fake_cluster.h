@@ -24,7 +24,7 @@ inline std::vector<ShardResult> deterministic_results(const UnitOrder& order) {
     for (int64_t e = order.first; e < order.first + order.count; ++e) {
       const double value = double((e * 7 + int64_t(i)) % 5) * weight;
       r.totals["exact_match"] += value;
-      r.examples.push_back({e, {{"exact_match", value}}, nlohmann::json{{"intervention", order.interventions[i]}}});
+      r.examples.push_back({e, {{"exact_match", value}}, {}, nlohmann::json{{"intervention", order.interventions[i]}}});
     }
     results.push_back(r);
   }

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "fake_cluster.h"
+#include "orchestrator/store/summary.h"
 #include "orchestrator/scheduler/coordinator.h"
 #include "orchestrator/scheduler/progress.h"
 #include "orchestrator/scheduler/scheduler.h"
@@ -85,12 +86,13 @@ struct Fixture {
         "SELECT u.key, i.name, g.totals_json FROM aggregates g JOIN units u ON u.id = g.unit_id "
         "JOIN interventions i ON i.id = g.intervention_id ORDER BY u.key, i.name");
     while (a.step()) text += a.text(0) + " " + a.text(1) + " " + a.text(2) + "\n";
-    Statement e = db.prepare(
-        "SELECT COUNT(*), COUNT(DISTINCT u.key || '/' || i.name || '/' || x.example_index), SUM(x.example_index) FROM examples x "
-        "JOIN units u ON u.id = x.unit_id JOIN interventions i ON i.id = x.intervention_id");
-    e.step();
-    text += "examples " + std::to_string(e.integer(0)) + " distinct " + std::to_string(e.integer(1)) + " index sum " +
-            std::to_string(e.integer(2)) + "\n";
+    std::set<std::string> examples;  // every (model, dataset, intervention, example) once, sorted
+    for_each_example((folder.root() / name).string(), [&](const ExampleValues& x) {
+      const std::string line = x.model + "/" + x.dataset + "/" + x.intervention + "/" + std::to_string(x.index) + " " +
+                               nlohmann::json(x.values).dump() + "\n";
+      BOOST_TEST(examples.insert(line).second, "recorded twice: " + line);
+    });
+    for (const std::string& line : examples) text += line;
     return text;
   }
   int64_t count(const std::string& name, const std::string& status) {

@@ -1,12 +1,17 @@
 // The SQLite store on in-memory and temporary databases: migrations and the version check, exactly-once
 // recording, stale attempts, resume, a changed study or dataset, transactions that roll back, the
-// network-file-system table, and the insert rate of per-example rows.
+// network-file-system table, the per-example columns (every value back bit for bit, detail only on request), and the
+// insert rate of per-example rows.
 #define BOOST_TEST_MODULE test_store
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <iostream>
+#include <limits>
 
+#include "orchestrator/store/example_columns.h"
 #include "orchestrator/store/filesystem.h"
 #include "orchestrator/store/sqlite.h"
 #include "orchestrator/store/store.h"
@@ -49,7 +54,7 @@ struct Fixture {
       ShardResult r;
       r.totals = {{"examples", double(row.unit.count)}, {"exact_match", double(i)}};
       for (int64_t e = row.unit.first; e < row.unit.first + row.unit.count; ++e)
-        r.examples.push_back({e, {{"exact_match", double(e % 2)}}, nlohmann::json{{"tokens", {1, 2}}}});
+        r.examples.push_back({e, {{"exact_match", double(e % 2)}}, {}, nlohmann::json{{"tokens", {1, 2}}}});
       results.push_back(r);
     }
     return results;
@@ -202,6 +207,94 @@ BOOST_AUTO_TEST_CASE(network_file_systems_by_magic) {
   BOOST_TEST(network_filesystem_for_magic(0xEF53) == "");      // ext4
   BOOST_TEST(network_filesystem_for_magic(0x58465342) == "");  // XFS
   BOOST_TEST(network_filesystem_for_magic(0x01021994) == "");  // tmpfs
+}
+
+uint64_t bits(double v) {
+  uint64_t b;
+  std::memcpy(&b, &v, 8);
+  return b;
+}
+
+// Every value a worker may compute comes back bit for bit (NaN as a NaN, -0 as -0), absent values stay absent, and each
+// column takes the narrowest encoding that holds it.
+BOOST_AUTO_TEST_CASE(example_columns_give_every_value_back) {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  const std::vector<std::pair<std::string, std::vector<double>>> cases = {
+      {"u8", {0, 1, 255}}, {"u16", {0, 256, 65535}}, {"i32", {-1, 65536, 2147483647.0}},
+      {"f32", {0.5, -0.0, inf, -inf, nan, 16777216.0, 0.96875}}, {"f64", {0.1, 1e300, 4294967296.5, nan}},
+      {"f64", {-2147483649.0, 1.0 / 3}}};
+  for (const auto& [encoding, values] : cases) {
+    std::vector<ExampleRecord> records;
+    for (size_t i = 0; i < values.size(); ++i) {
+      ExampleRecord r;
+      r.index = 7 + int64_t(i);
+      r.values["x"] = values[i];
+      if (i % 2) r.facts["sometimes"] = double(i);  // absent on even examples: a float column
+      r.facts["f"] = float(i) / 3.0f;
+      records.push_back(r);
+    }
+    const auto columns = encode_example_columns(records, 7, int64_t(values.size()));
+    BOOST_REQUIRE(columns.size() == 3u);
+    for (const ExampleColumn& c : columns) {
+      if (c.name == "x") BOOST_TEST(column_encoding_name(c.encoding) == encoding);
+      if (c.name == "f") BOOST_TEST(column_encoding_name(c.encoding) == std::string("f32"));
+      if (c.name == "sometimes") BOOST_TEST(column_encoding_name(c.encoding) == std::string("f32"));
+      BOOST_TEST(c.data.size() == values.size() * column_encoding_width(c.encoding));
+    }
+    const auto back = decode_example_columns(columns, 7, int64_t(values.size()));
+    for (size_t i = 0; i < values.size(); ++i) {
+      BOOST_TEST(back[i].index == records[i].index);
+      BOOST_TEST(back[i].values.size() == 1u);
+      BOOST_TEST(back[i].facts.size() == records[i].facts.size());
+      const double x = back[i].values.at("x");
+      BOOST_TEST((std::isnan(values[i]) ? std::isnan(x) : bits(x) == bits(values[i])), encoding << " value " << values[i] << " came back as " << x);
+      for (const auto& [name, value] : records[i].facts) BOOST_TEST(bits(back[i].facts.at(name)) == bits(value));
+    }
+  }
+  // What is not one record per example, in order, is refused, naming what is wrong.
+  std::vector<ExampleRecord> two(2);
+  two[0].index = 3, two[1].index = 5;
+  BOOST_CHECK_EXCEPTION(encode_example_columns(two, 3, 2), Error, [](const Error& e) {
+    return std::string(e.what()).find("record 1 is example 5") != std::string::npos;
+  });
+  BOOST_CHECK_THROW(encode_example_columns(two, 3, 3), Error);
+  ExampleColumn short_column{"x", false, ColumnEncoding::f64, std::string(8, '\0')};
+  BOOST_CHECK_EXCEPTION(decode_example_columns({short_column}, 0, 2), Error, [](const Error& e) {
+    return std::string(e.what()).find("column 'x' holds 8 bytes") != std::string::npos;
+  });
+}
+
+// Through the store: what a unit recorded is what for_each_example reads back; the detail JSON only with detail = "full".
+BOOST_FIXTURE_TEST_CASE(recorded_examples_read_back_and_detail_only_on_request, Fixture) {
+  for (const bool full : {false, true}) {
+    const std::string path = (folder.root() / (full ? "full.sqlite" : "default.sqlite")).string();
+    const std::string file = text() + "[store]\ndetail = \"" + (full ? "full" : "default") + "\"\n";
+    study = parse_study(file, "study.toml", folder.root().string());
+    BOOST_TEST(study.store.full_detail == full);
+    {
+      auto store = open_sqlite_store(path, JournalMode::rollback);
+      store->register_study(study, file, {{"m", "tokhash"}}, {{"d", "datahash", 10}}, planner(study), false);
+      const int64_t run = store->begin_run({"0.1.0", "abc", "2.13", "host", 1});
+      const UnitRow row = store->units()[0];
+      auto results = results_for(row);
+      results[0].examples[1].facts = {{"mismatch_token", 50000}, {"mismatch_gap", 0.25}};
+      results[0].examples[2].values["completion_entropy"] = 1.0 / 3;
+      store->record_done(row.id, store->start_attempt(run, row.id, 1, "h", "cpu"), results, 1.0);
+    }
+    std::vector<ExampleValues> read;
+    for_each_example(path, [&](const ExampleValues& e) { read.push_back(e); });
+    BOOST_REQUIRE(read.size() == 3u * 4u);  // 3 interventions x the unit's 4 examples
+    BOOST_TEST(read[0].intervention == "baseline");
+    BOOST_TEST(read[1].facts.at("mismatch_token") == 50000.0);
+    BOOST_TEST(read[1].facts.at("mismatch_gap") == 0.25);
+    BOOST_TEST(read[0].facts.empty());  // absent where the worker gave none
+    BOOST_TEST(read[2].values.at("completion_entropy") == 1.0 / 3);
+    BOOST_TEST(read[3].values.at("exact_match") == 1.0);
+    Database db(path, true);
+    Statement details = db.prepare("SELECT COUNT(*) FROM example_details");
+    details.step();
+    BOOST_TEST(details.integer(0) == (full ? 12 : 0));
+  }
 }
 
 BOOST_FIXTURE_TEST_CASE(summary_and_per_example_insert_rate, Fixture) {

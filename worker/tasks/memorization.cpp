@@ -248,6 +248,10 @@ void record_batch(const MemorizationBatch& batch_rows, const TeacherForced& scor
                      {"token_accuracy", double(agree) / double(S)},
                      {"completion_entropy", completion_entropy},
                      {"match_length", double(m)}};
+    // The decisions behind them: where greedy decoding first left the suffix (position match_length), what it
+    // generated there and how close that call was, and the closest call over the whole suffix.
+    if (!gaps.empty()) record.facts["min_top2_gap"] = double(*std::min_element(gaps.begin(), gaps.end()));
+    if (m < S) record.facts["mismatch_token"] = double(continuation[size_t(m)]), record.facts["mismatch_gap"] = double(gaps[size_t(m)]);
     record.detail = {{"source", source[size_t(batch_rows.start + i)]}, {"continuation", continuation}, {"top2_gap", gaps}};
     for (const auto& [key, value] : record.values) result.totals[key] += value;
     result.totals["examples"] += 1;

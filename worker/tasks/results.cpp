@@ -89,7 +89,7 @@ Values finalize_metrics(const std::string& kind, const Values& totals) {
 
 nlohmann::json to_json(const ShardResult& result) {
   nlohmann::json examples = nlohmann::json::array();
-  for (const auto& e : result.examples) examples.push_back({{"index", e.index}, {"values", e.values}, {"detail", e.detail}});
+  for (const auto& e : result.examples) examples.push_back({{"index", e.index}, {"values", e.values}, {"facts", e.facts}, {"detail", e.detail}});
   return {{"totals", result.totals}, {"examples", examples}};
 }
 
@@ -103,7 +103,7 @@ ShardResult shard_result_from_json(const nlohmann::json& json) {
       const nlohmann::json& index = e.at("index");
       if (!index.is_number_integer() || (index.is_number_unsigned() && index.get<uint64_t>() > uint64_t(INT64_MAX)) || index.get<int64_t>() < 0)
         throw Error("malformed shard result: an example's index is not an integer >= 0 (" + index.dump() + ")");
-      result.examples.push_back({index.get<int64_t>(), e.at("values").get<Values>(), e.at("detail")});
+      result.examples.push_back({index.get<int64_t>(), e.at("values").get<Values>(), e.at("facts").get<Values>(), e.at("detail")});
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("malformed shard result: ") + e.what());

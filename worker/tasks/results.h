@@ -16,10 +16,13 @@ namespace memsweep {
 
 using Values = std::map<std::string, double>;
 
+// What the store keeps of it: `values` and `facts` always (schemas/store.md), `detail` only with [store] detail = "full".
 struct ExampleRecord {
   int64_t index = 0;    // position of the example in the dataset
-  Values values;        // per-example metrics, e.g. {"exact_match": 1, "token_accuracy": 0.97}
-  nlohmann::json detail;  // e.g. generated tokens, top-two gaps; free-form, stored as JSON
+  Values values;        // per-example metrics, summed into the shard's totals, e.g. {"exact_match": 1, "token_accuracy": 0.97}
+  Values facts;         // the numbers behind them, not summed: where a decision was taken and how close it was (the
+                        // first mismatching token and its top-two gap), each request's loglikelihood and greedy flag
+  nlohmann::json detail;  // the rest, free-form: generated tokens, per-position gaps, the document's line
 };
 
 struct ShardResult {

@@ -63,9 +63,7 @@ class BenchmarkTask : public Task {
     } else if (kind_->type == RequestType::loglikelihood) {
       const auto& s = scores.front();
       record.values = {{"acc", s.is_greedy ? 1.0 : 0.0}, {"loglikelihood", s.loglikelihood}};
-      record.detail["is_greedy"] = s.is_greedy;
-      record.detail["loglikelihood"] = s.loglikelihood;
-      record.detail["min_top2_gap"] = s.min_top2_gap;
+      record.facts = {{"min_top2_gap", s.min_top2_gap}};
     } else {
       std::vector<double> loglikelihoods, normalized;
       std::vector<bool> greedy;
@@ -82,12 +80,13 @@ class BenchmarkTask : public Task {
       if (kind_->acc_norm) record.values["acc_norm"] = prediction_norm == document.gold ? 1.0 : 0.0;
       std::vector<double> sorted = loglikelihoods;
       std::sort(sorted.rbegin(), sorted.rend());
+      // Each request's loglikelihood and greedy flag: "loglikelihood.0", "is_greedy.0", ... in choice order.
+      for (size_t c = 0; c < scores.size(); ++c)
+        record.facts["loglikelihood." + std::to_string(c)] = loglikelihoods[c], record.facts["is_greedy." + std::to_string(c)] = greedy[c];
+      record.facts["choice_gap"] = sorted.size() > 1 ? sorted[0] - sorted[1] : 0.0;  // acc flips only where this is ~0
       record.detail["gold"] = document.gold;
       record.detail["prediction"] = prediction;
       record.detail["prediction_norm"] = prediction_norm;
-      record.detail["loglikelihoods"] = loglikelihoods;
-      record.detail["is_greedy"] = greedy;
-      record.detail["choice_gap"] = sorted.size() > 1 ? sorted[0] - sorted[1] : 0.0;  // acc flips only where this is ~0
     }
     return record;
   }
