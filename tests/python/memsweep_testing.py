@@ -143,13 +143,65 @@ def read_logits(path, count):
     return [tensors[f"logits.{i}"] for i in range(count)]
 
 
+# The store's per-example columns (schemas/store.md): little-endian, fixed width; a value an example lacks is this NaN.
+COLUMN_DTYPES = {"u8": "<u1", "u16": "<u2", "i32": "<i4", "f32": "<f4", "f64": "<f8"}
+ABSENT_BITS = {"f32": ("<u4", 0x7fc0dead), "f64": ("<u8", 0x7ff80000dead0000)}
+
+
+def decode_column(encoding, data):
+    """A column's values as Python floats, None where the example has none."""
+    import numpy as np
+    values = np.frombuffer(data, COLUMN_DTYPES[encoding]).astype(np.float64)
+    if encoding in ABSENT_BITS:
+        dtype, bits = ABSENT_BITS[encoding]
+        absent = np.frombuffer(data, dtype) == bits
+        return [None if a else float(v) for v, a in zip(values, absent)]
+    return [float(v) for v in values]
+
+
 def store_examples(store):
-    """Every per-example row of a store: {(unit key, intervention, example index): (values_json, detail_json)}, the
-    JSON as stored (byte for byte)."""
+    """Every per-example result of a store: {(unit key, intervention, example index): (values, facts, detail)}, read the
+    way schemas/store.md says (detail: the JSON, None when not stored). A store before schema 4 (not migrated yet) gives
+    its JSON rows, with no facts."""
     with sqlite3.connect(store) as db:
-        return {(key, name, index): (values, detail) for key, name, index, values, detail in db.execute(
-            "SELECT u.key, i.name, x.example_index, x.values_json, x.detail_json FROM examples x JOIN units u ON u.id = x.unit_id "
-            "JOIN interventions i ON i.id = x.intervention_id")}
+        version, = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        if version < 4:
+            return {(key, name, index): (json.loads(values), {}, json.loads(detail)) for key, name, index, values, detail in db.execute(
+                "SELECT u.key, i.name, x.example_index, x.values_json, x.detail_json FROM examples x JOIN units u ON u.id = x.unit_id "
+                "JOIN interventions i ON i.id = x.intervention_id")}
+        out = {}  # every example of a done unit, also one with no numbers (the divergence set under the baseline)
+        for key, name, first, count in db.execute(
+                "SELECT u.key, i.name, u.first, u.count FROM units u JOIN unit_interventions ui ON ui.unit_id = u.id "
+                "JOIN interventions i ON i.id = ui.intervention_id WHERE u.status = 'done'"):
+            for index in range(first, first + count):
+                out[(key, name, index)] = ({}, {}, None)
+        for key, name, first, value_name, fact, encoding, data in db.execute(
+                "SELECT u.key, i.name, u.first, v.name, v.fact, v.encoding, v.data FROM example_values v "
+                "JOIN units u ON u.id = v.unit_id JOIN interventions i ON i.id = v.intervention_id"):
+            for offset, value in enumerate(decode_column(encoding, data)):
+                values, facts, _ = out.setdefault((key, name, first + offset), ({}, {}, None))
+                if value is not None:
+                    (facts if fact else values)[value_name] = value
+        for key, name, index, detail in db.execute(
+                "SELECT u.key, i.name, x.example_index, x.detail_json FROM example_details x JOIN units u ON u.id = x.unit_id "
+                "JOIN interventions i ON i.id = x.intervention_id"):
+            values, facts, _ = out[(key, name, index)]
+            out[(key, name, index)] = (values, facts, json.loads(detail))
+        return out
+
+
+def example_rows(store):
+    """store_examples as a sorted list of (unit key, intervention, example index, values, facts, detail)."""
+    return [(*key, *entry) for key, entry in sorted(store_examples(store).items())]
+
+
+def check_examples_stored_once(db):
+    """Per-example columns only for done units, each column one value per example of its unit (a crash between two
+    commits must leave neither a half-written unit nor results of an undone one)."""
+    widths = {"u8": 1, "u16": 2, "i32": 4, "f32": 4, "f64": 8}
+    assert db.execute("SELECT COUNT(*) FROM example_values v JOIN units u ON u.id = v.unit_id WHERE u.status != 'done'").fetchone() == (0,)
+    for count, encoding, size in db.execute("SELECT u.count, v.encoding, length(v.data) FROM example_values v JOIN units u ON u.id = v.unit_id"):
+        assert size == count * widths[encoding]
 
 
 class LoggedProcess:

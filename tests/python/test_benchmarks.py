@@ -123,6 +123,11 @@ def harness_metrics(output, kind):
             if key.endswith(",none") and "stderr" not in key}
 
 
+def request_facts(facts, name):
+    """A multiple-choice document's per-request facts in choice order: name.0, name.1, ..."""
+    return [facts[f"{name}.{c}"] for c in range(sum(key.startswith(name + ".") for key in facts))]
+
+
 @pytest.mark.parametrize("batch_size", BATCH_SIZES)
 @pytest.mark.parametrize("kind", list(CASES))
 def test_same_numbers_as_the_harness(setup, kind, batch_size):
@@ -132,13 +137,13 @@ def test_same_numbers_as_the_harness(setup, kind, batch_size):
     assert len(examples) == len(theirs_docs) > 0
     worst = worst_relative = 0.0
     for example, theirs in zip(examples, theirs_docs):
-        detail = example["detail"]
+        values, facts = example["values"], example["facts"]
         if kind == "rolling_loglikelihood":
-            ours_lls, ours_greedy = [example["values"]["loglikelihood"]], None
+            ours_lls, ours_greedy = [values["loglikelihood"]], None
         elif kind == "lambada_openai":
-            ours_lls, ours_greedy = [detail["loglikelihood"]], [detail["is_greedy"]]
+            ours_lls, ours_greedy = [values["loglikelihood"]], [bool(values["acc"])]
         else:
-            ours_lls, ours_greedy = detail["loglikelihoods"], detail["is_greedy"]
+            ours_lls, ours_greedy = request_facts(facts, "loglikelihood"), [bool(g) for g in request_facts(facts, "is_greedy")]
         their_lls = [ll for ll, _ in theirs]
         assert len(ours_lls) == len(their_lls), f"document {example['index']}: {len(ours_lls)} vs {len(their_lls)} requests"
         worst = max(worst, max(abs(a - b) for a, b in zip(ours_lls, their_lls)))
@@ -177,9 +182,9 @@ def test_grouping_never_changes_a_score(setup, kind):
                     assert value == y["values"][key], f"{a['intervention']} document {x['index']}: {key} differs"
                 else:
                     pairs.append((value, y["values"][key]))
-            if "loglikelihoods" in x["detail"]:
-                pairs += zip(x["detail"]["loglikelihoods"], y["detail"]["loglikelihoods"])
-                assert x["detail"]["is_greedy"] == y["detail"]["is_greedy"]
+            if "loglikelihood.0" in x["facts"]:
+                pairs += zip(request_facts(x["facts"], "loglikelihood"), request_facts(y["facts"], "loglikelihood"))
+                assert request_facts(x["facts"], "is_greedy") == request_facts(y["facts"], "is_greedy")
     worst = max(abs(p - q) for p, q in pairs)
     worst_relative = max(abs(p - q) / max(abs(q), 1e-30) for p, q in pairs)
     print(f"{kind}: {len(grouped['results'])} interventions, max |difference| grouped vs alone {worst:.3g} "

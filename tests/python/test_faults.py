@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from memsweep_testing import MEMSWEEP_BIN, LoggedProcess, make_gpt_neo, make_gpt_neox, remount, tmpfs
+from memsweep_testing import (MEMSWEEP_BIN, LoggedProcess, check_examples_stored_once, example_rows, make_gpt_neo, make_gpt_neox, remount,
+                              tmpfs)
 
 MPI_FLOW = os.environ.get("MEMSWEEP_MPI_FLOW_BIN", str(Path(__file__).resolve().parents[2] / "build" / "tests" / "mpi_flow"))
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
@@ -113,8 +114,7 @@ def check_store(store, units):
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM units").fetchone() == (units, units)
         assert db.execute("SELECT COUNT(*) FROM (SELECT unit_id, intervention_id FROM aggregates GROUP BY 1, 2 "
                           "HAVING COUNT(*) > 1)").fetchone() == (0,)
-        assert db.execute("SELECT COUNT(*) FROM (SELECT unit_id, intervention_id, example_index FROM examples "
-                          "GROUP BY 1, 2, 3 HAVING COUNT(*) > 1)").fetchone() == (0,)
+        check_examples_stored_once(db)
         # results only for done units, and every done unit has all of its results
         assert db.execute("SELECT COUNT(*) FROM aggregates g JOIN units u ON u.id = g.unit_id WHERE u.status != 'done'").fetchone() == (0,)
         assert db.execute("SELECT COUNT(*) FROM units u WHERE u.status = 'done' AND (SELECT COUNT(*) FROM aggregates g WHERE "
@@ -126,9 +126,7 @@ def contents(store):
     with contextlib.closing(sqlite3.connect(store)) as db:
         aggregates = db.execute("SELECT u.key, i.name, g.totals_json FROM aggregates g JOIN units u ON u.id = g.unit_id "
                                 "JOIN interventions i ON i.id = g.intervention_id ORDER BY 1, 2").fetchall()
-        examples = db.execute("SELECT u.key, i.name, x.example_index, x.values_json FROM examples x JOIN units u ON "
-                              "u.id = x.unit_id JOIN interventions i ON i.id = x.intervention_id ORDER BY 1, 2, 3").fetchall()
-    return aggregates, examples
+    return aggregates, [(key, name, index, values) for key, name, index, values, _, _ in example_rows(store)]
 
 
 def assert_complete(store, reference, units):
@@ -466,7 +464,6 @@ def test_out_of_memory_in_a_unit_halves_the_batch_until_it_fits(tmp_path):
     assert len(examples) == len(expected) == 2 * 16
     for (key, name, index, values), (key2, name2, index2, values2) in zip(examples, expected):
         assert (key, name, index) == (key2, name2, index2)
-        values, values2 = json.loads(values), json.loads(values2)
         assert values.keys() == values2.keys()
         for metric in values:  # another batch size pads differently: equal up to float rounding
             assert values[metric] == pytest.approx(values2[metric], rel=1e-4, abs=1e-5), (key, name, index, metric)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from memsweep_testing import LoggedProcess
+from memsweep_testing import LoggedProcess, example_rows
 
 MPI_FLOW = os.environ.get("MEMSWEEP_MPI_FLOW_BIN", str(Path(__file__).resolve().parents[2] / "build" / "tests" / "mpi_flow"))
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
@@ -72,9 +72,7 @@ def contents(store):
     with sqlite3.connect(store) as db:
         aggregates = db.execute("SELECT u.key, i.name, g.totals_json FROM aggregates g JOIN units u ON u.id = g.unit_id "
                                 "JOIN interventions i ON i.id = g.intervention_id ORDER BY 1, 2").fetchall()
-        examples = db.execute("SELECT u.key, i.name, x.example_index, x.values_json FROM examples x JOIN units u ON "
-                              "u.id = x.unit_id JOIN interventions i ON i.id = x.intervention_id ORDER BY 1, 2, 3").fetchall()
-    return aggregates, examples
+    return aggregates, [(key, name, index, values) for key, name, index, values, _, _ in example_rows(store)]
 
 
 def statuses(store):

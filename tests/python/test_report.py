@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from memsweep_testing import run_memsweep
+from memsweep_testing import run_memsweep, store_examples
 
 DEMO = Path(__file__).resolve().parents[2] / "jobs" / "demo"
 MC = '{ context = "{{context}}", choices = "choices", label = "label", limit = 12, tag = "%s" }'
@@ -143,7 +143,7 @@ def study(tmp_path_factory):
 
 def test_report_numbers_equal_the_store(study):
     out = study / "report"
-    result = run_memsweep("report", study / "study.sqlite", "--out", out)
+    result = run_memsweep("report", study / "study.sqlite", "--out", out, "--examples")
     if "gnuplot not found" in result.stderr:
         pytest.skip("gnuplot is absent (bash .ci/setup installs gnuplot-nox)")
     expected = store_metrics(study / "study.sqlite")
@@ -209,18 +209,25 @@ def test_report_numbers_equal_the_store(study):
         assert float(row["kl"]) == pytest.approx(truth[f"kl.{int(row['layer']):02d}"], rel=1e-12, abs=1e-15)
     assert len([r for r in divergence if r["intervention"] == "short_circuit:2"]) == LAYERS - 2
 
-    # examples.csv: one row per stored example and value
-    with sqlite3.connect(study / "study.sqlite") as db:
-        stored = db.execute("SELECT values_json FROM examples").fetchall()
-        first = db.execute("SELECT d.name, i.name, e.example_index, e.values_json FROM examples e JOIN units u ON u.id = e.unit_id "
-                           "JOIN datasets d ON d.id = u.dataset_id JOIN interventions i ON i.id = e.intervention_id "
-                           "WHERE d.name = 'canaries' AND i.name = 'short_circuit:3' AND e.example_index = 5").fetchone()
+    # examples.csv (--examples): one row per stored example and metric or fact, as the columns decode
+    stored = store_examples(study / "study.sqlite")
     examples = read_csv(out / "examples.csv")
-    assert len(examples) == sum(len(json.loads(v)) for (v,) in stored)
-    for metric, value in json.loads(first[3]).items():
-        match = [r for r in examples if (r["dataset"], r["intervention"], r["example_index"], r["metric"]) ==
-                 ("canaries", "short_circuit:3", "5", metric)]
-        assert len(match) == 1 and float(match[0]["value"]) == pytest.approx(value, rel=1e-12)
+    assert len(examples) == sum(len(values) + len(facts) for values, facts, _ in stored.values())
+    key = next(k for k in stored if k[0].split("|")[1] == "canaries" and k[1] == "short_circuit:3" and k[2] == 5)
+    for fact, numbers in enumerate(stored[key][:2]):
+        for name, value in numbers.items():
+            match = [r for r in examples if (r["dataset"], r["intervention"], r["example_index"], r["name"], r["fact"]) ==
+                     ("canaries", "short_circuit:3", "5", name, str(fact))]
+            assert len(match) == 1 and float(match[0]["value"]) == pytest.approx(value, rel=1e-12)
+
+    # The memorized rows' section: what the views say, as the decoded exact matches give it.
+    em = {(k[1], k[2]): v[0]["exact_match"] for k, v in stored.items() if k[0].split("|")[1] == "canaries"}
+    section = markdown.split("### Rows of `canaries`")[1].split("\n### ")[0]
+    assert f"The baseline reproduces {sum(em[('baseline', i)] for i in range(42)):.0f} rows exactly; " in section
+    for name in interventions[1:]:
+        removed = sum(em[("baseline", i)] == 1 and em[(name, i)] == 0 for i in range(42))
+        added = sum(em[("baseline", i)] == 0 and em[(name, i)] == 1 for i in range(42))
+        assert f"| {name} | {removed} | {added} |" in section, (name, section)
 
     figures = sorted(out.glob("*.png"))
     assert [f.name for f in figures] == ["fig1_memorization_demo.png", "fig2_accuracy_drop_demo.png", "fig3_accuracy_drop_by_depth.png",
@@ -239,7 +246,7 @@ def test_unfinished_study_lists_what_is_missing(study):
     with sqlite3.connect(store) as db:  # what a killed job leaves: one pattern unit never done
         (unit,) = db.execute("SELECT u.id FROM units u JOIN datasets d ON d.id = u.dataset_id WHERE d.name = 'pattern'").fetchone()
         db.execute("DELETE FROM aggregates WHERE unit_id = ?", (unit,))
-        db.execute("DELETE FROM examples WHERE unit_id = ?", (unit,))
+        db.execute("DELETE FROM example_values WHERE unit_id = ?", (unit,))
         db.execute("UPDATE units SET status = 'pending' WHERE id = ?", (unit,))
         units = db.execute("SELECT COUNT(*) FROM units").fetchone()[0]
     out = study / "unfinished"
@@ -258,7 +265,9 @@ def test_without_gnuplot_the_tables_are_written_and_report_md_says_why(study):
     out = study / "no_gnuplot"
     result = run_memsweep("report", study / "study.sqlite", "--out", out, "--gnuplot", study / "absent" / "gnuplot")
     assert "gnuplot not found" in result.stderr and "gnuplot-nox" in result.stderr, result.stderr
-    assert (out / "report.md").stat().st_size > 1000 and (out / "metrics.csv").exists() and (out / "examples.csv").exists()
+    assert (out / "report.md").stat().st_size > 1000 and (out / "metrics.csv").exists()
+    assert not (out / "examples.csv").exists()  # only with --examples, and report.md says so
     markdown = (out / "report.md").read_text()
+    assert "- `examples.csv`: not written (per-example numbers: `memsweep report --examples`" in markdown
     assert "Drawn: none" in markdown and "- `fig1_memorization_demo`: gnuplot not found" in markdown
     assert not list(out.glob("*.png"))

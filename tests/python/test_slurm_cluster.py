@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from memsweep_testing import MEMSWEEP_BIN, run_memsweep
+from memsweep_testing import MEMSWEEP_BIN, check_examples_stored_once, example_rows, run_memsweep
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_SLURM = ROOT / "cluster" / "local_slurm.sh"
@@ -131,10 +131,7 @@ def wait_until_mid_run(store, log, units=3, timeout=120):
 
 
 def results(store):
-    with sqlite3.connect(store) as db:
-        rows = db.execute("SELECT u.key, i.name, x.example_index, x.values_json FROM examples x JOIN units u ON u.id = x.unit_id "
-                          "JOIN interventions i ON i.id = x.intervention_id ORDER BY 1, 2, 3")
-        return [(key, name, index, json.loads(values)) for key, name, index, values in rows]
+    return [(key, name, index, values) for key, name, index, values, _, _ in example_rows(store)]
 
 
 def check_complete_once(store, reference):
@@ -144,8 +141,7 @@ def check_complete_once(store, reference):
         assert db.execute("SELECT status, COUNT(*) FROM units GROUP BY 1").fetchall() == [("done", TOTAL_UNITS)]
         assert db.execute("SELECT COUNT(*) FROM (SELECT key FROM units GROUP BY key HAVING COUNT(*) > 1)").fetchone() == (0,)
         assert db.execute("SELECT COUNT(*) FROM (SELECT unit_id, intervention_id FROM aggregates GROUP BY 1, 2 HAVING COUNT(*) > 1)").fetchone() == (0,)
-        assert db.execute("SELECT COUNT(*) FROM (SELECT unit_id, intervention_id, example_index FROM examples GROUP BY 1, 2, 3 "
-                          "HAVING COUNT(*) > 1)").fetchone() == (0,)
+        check_examples_stored_once(db)
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         outcomes = [row[0] for row in db.execute("SELECT outcome FROM runs ORDER BY id")]
     got, expected = results(store), results(reference)

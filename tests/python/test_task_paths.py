@@ -59,7 +59,7 @@ def toml_value(value):
 
 
 def write_study(folder, name, batch, unit_size):
-    lines = [f"[run]\nbatch_size = {batch}\nunit_size = {unit_size}\n",
+    lines = [f"[run]\nbatch_size = {batch}\nunit_size = {unit_size}\n", '[store]\ndetail = "full"\n',  # eval's detail too
              "[interventions]\nbaseline = false\nnames = " + json.dumps(INTERVENTIONS) + "\n",
              f'[[models]]\nname = "demo"\npath = "{DEMO}"\n', '[[models]]\nname = "neo"\npath = "neo"\n']
     for dataset, kind, path, options in DATASETS:
@@ -86,11 +86,10 @@ def folder(tmp_path_factory):
 
 
 def stored_examples(store):
-    """{(model, dataset, intervention, index): (values, detail)} of a finished store."""
+    """{(model, dataset, intervention, index): (values, facts, detail)} of a finished store."""
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT COUNT(*) FROM units WHERE status != 'done'").fetchone() == (0,)
-    return {(*key.split("|")[:2], name, index): (json.loads(values), json.loads(detail))
-            for (key, name, index), (values, detail) in store_examples(store).items()}
+    return {(*key.split("|")[:2], name, index): entry for (key, name, index), entry in store_examples(store).items()}
 
 
 def evaluated_examples(folder, model, model_name, batch, threads="1"):
@@ -108,7 +107,8 @@ def evaluated_examples(folder, model, model_name, batch, threads="1"):
         assert result.returncode == 0, (model_name, dataset, result.stderr)
         for entry in json.loads(target.read_text())["results"]:
             for example in entry["examples"]:
-                out[(model_name, dataset, entry["intervention"], example["index"])] = (example["values"], example["detail"])
+                out[(model_name, dataset, entry["intervention"], example["index"])] = (example["values"], example["facts"],
+                                                                                       example["detail"])
     return out
 
 
@@ -133,11 +133,10 @@ def test_eval_and_run_give_the_same_examples_bit_for_bit(folder):
     assert_identical(one, stored_examples(folder / "three.sqlite"), "run vs mpirun -np 3")
 
 
-def gap_of(detail):
-    """The smallest recorded top-two gap where a discrete outcome was decided: a memorization row's greedy choices,
-    a LAMBADA continuation's, a multiple-choice document's best two loglikelihoods."""
-    detail = detail or {}
-    gaps = list(detail.get("top2_gap", [])) + [detail[key] for key in ("min_top2_gap", "choice_gap") if key in detail]
+def gap_of(facts):
+    """The smallest recorded top-two gap where a discrete outcome was decided: over a memorization row's greedy
+    choices, a LAMBADA continuation's, a multiple-choice document's best two loglikelihoods."""
+    gaps = [facts[key] for key in ("min_top2_gap", "choice_gap") if key in facts]
     return min(gaps) if gaps else float("inf")
 
 
@@ -156,9 +155,9 @@ def test_batch_size_unit_size_and_threads_change_floats_only_by_rounding(folder)
                                                        **evaluated_examples(folder, folder / "neo", "neo", 16, threads="2")})):
         assert other.keys() == reference.keys(), label
         largest, near_ties, changed = 0.0, 0, 0
-        for key, (values, detail) in reference.items():
-            other_values, other_detail = other[key]
-            tie = min(gap_of(detail), gap_of(other_detail)) < EPSILON
+        for key, (values, facts, _) in reference.items():
+            other_values, other_facts, _ = other[key]
+            tie = min(gap_of(facts), gap_of(other_facts)) < EPSILON
             for metric, value in values.items():
                 if metric in DISCRETE:
                     if value != other_values[metric]:
