@@ -19,6 +19,7 @@
 #include "worker/base/error.h"
 #include "worker/base/human_bytes.h"
 #include "worker/base/log.h"
+#include "worker/tasks/benchmarks/documents.h"
 
 namespace po = boost::program_options;
 
@@ -86,6 +87,21 @@ void calibrate(const PreparedStudy& prepared, const StoreSummary& stored, int64_
   std::printf("the whole study: %.3g device-hours on %s (%.3g left to run)%s; model loads not counted, one per model and worker\n",
               total_s * k / 3600, device.c_str(), remaining_s * k / 3600,
               k > 1 ? (" with " + std::to_string(k) + " devices per worker").c_str() : "");
+}
+
+// Bytes per example × intervention in the store's default detail (schemas/store.md): the columns at the widths the
+// encoder picks for them plus, per unit and intervention, its aggregates row and each column's row (~360 + 40 per
+// column, measured in bench/RESULTS.md, store_size) shared out over the unit's examples. Multiple choice assumes 4
+// choices.
+double projected_bytes_per_evaluation(const DatasetEntry& d, int layers, int64_t examples_per_unit) {
+  double columns = 0, bytes = 0;
+  if (d.kind == "memorization") columns = 7, bytes = 1 + 4 + 8 + 1 + 4 + 4 + 4;  // EM TA CE ML | token, its gap, min gap
+  else if (d.kind == "divergence") columns = 2.0 * layers, bytes = 16.0 * layers;  // kl.NN, relative_change.NN: f64
+  else if (const BenchmarkKind* kind = find_benchmark_kind(d.kind); kind && kind->type == RequestType::multiple_choice)
+    columns = 11, bytes = 2 + 4 * (8 + 1) + 8;  // acc, acc_norm | loglikelihood.K, is_greedy.K, choice_gap
+  else if (kind && kind->type == RequestType::loglikelihood) columns = 3, bytes = 1 + 8 + 8;
+  else columns = 3, bytes = 8 + 4 + 4;  // rolling: loglikelihood, words, bytes
+  return bytes + (360 + 40 * columns) / double(std::max<int64_t>(examples_per_unit, 1));
 }
 
 // Prints names separated by ", ", wrapped before `width` columns, each line indented by `indent` spaces.
@@ -185,6 +201,14 @@ int plan_command(const Arguments& raw) {
   print("total", "", "", "", "", total);
   std::printf("\n%lld example evaluations (examples x interventions); batch size %d, %lld examples per unit\n",
               (long long)total.evaluations, study.run.batch_size, (long long)study.run.unit_size);
+  double store_bytes = 0;
+  for (const auto& [key, row] : rows) {
+    const int64_t examples = prepared.datasets[key.second].num_examples;
+    store_bytes += double(row.evaluations) * projected_bytes_per_evaluation(study.datasets[key.second], study.models[key.first].num_layers,
+                                                                            std::min(examples, study.run.unit_size));
+  }
+  std::printf("store: about %s when every unit is done (per-example numbers in the default detail%s)\n", human_bytes(store_bytes).c_str(),
+              study.store.full_detail ? "; detail = \"full\" adds each example's detail JSON, ~25 bytes per generated token" : "");
 
   // What the store holds of other versions of the study file, and what --extend would do with this one.
   if (has_store && summary.study_hash != study.file_hash) {

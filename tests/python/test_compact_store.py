@@ -143,3 +143,15 @@ def test_a_memorization_example_costs_at_most_40_bytes_of_column_data(demo):
     print(f"memorization: {data / pairs:.1f} bytes of column data per example x intervention; encodings {encodings}")
     assert encodings["exact_match"] == "u8"  # the exact_match view reads it as one byte per example
     assert data / pairs <= 40
+
+
+def test_plan_projects_the_store_size(tmp_path):
+    """`plan` prints the size the store will have; on the demo study it is within a factor 1.5 of what a run makes."""
+    store = tmp_path / "demo.sqlite"
+    line = next(l for l in run_memsweep("plan", DEMO_STUDY, "--db", store).stdout.splitlines() if l.startswith("store: about "))
+    number, unit = line.split()[2:4]
+    projected = float(number) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+    run_memsweep("run", DEMO_STUDY, "--db", store)
+    actual = store.stat().st_size
+    print(f"demo: plan projected {projected / 1e3:.0f} kB, the store has {actual / 1e3:.0f} kB")
+    assert actual / 1.5 <= projected <= actual * 1.5
