@@ -50,9 +50,11 @@ HAVING COUNT(exact_match) = COUNT(*) AND MIN(exact_match) = 1;
 
 -- The rows an intervention flips: its exact match differs from the baseline's (1 -> 0: the intervention removed
 -- the memorization; 0 -> 1: it made the model reproduce the row).
+-- (The baseline's rows are materialized so that SQLite indexes them: joined as a plain view, the baseline's row of
+-- each example was searched for among all of its dataset's rows.)
 CREATE VIEW flipped_rows AS
+WITH b AS MATERIALIZED (SELECT model, dataset, example_index, exact_match FROM exact_match WHERE intervention = 'baseline')
 SELECT x.model, x.dataset, x.role, x.intervention, x.example_index, b.exact_match AS baseline_exact_match, x.exact_match
 FROM exact_match x
-JOIN exact_match b ON b.model = x.model AND b.dataset = x.dataset AND b.example_index = x.example_index
-  AND b.intervention = 'baseline'
+JOIN b ON b.model = x.model AND b.dataset = x.dataset AND b.example_index = x.example_index
 WHERE x.intervention <> 'baseline' AND x.exact_match <> b.exact_match;

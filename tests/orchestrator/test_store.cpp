@@ -305,12 +305,20 @@ BOOST_FIXTURE_TEST_CASE(summary_and_per_example_insert_rate, Fixture) {
   store->register_study(study, text(), {{"m", "tokhash"}}, {{"d", "datahash", 20000}}, planner(study, 20000), false);
   const int64_t run = store->begin_run({"0.1.0", "abc", "2.13", "host", 1});
   const UnitRow row = store->units()[0];
-  const auto results = results_for(row);
+  auto results = results_for(row);
+  for (ShardResult& r : results)  // a memorization example's numbers: 4 metrics, 3 facts
+    for (ExampleRecord& e : r.examples) {
+      const double m = double(e.index % 33);
+      e.values = {{"exact_match", m == 32}, {"token_accuracy", m / 32}, {"completion_entropy", 1.0 / (1 + m)}, {"match_length", m}};
+      e.facts = {{"min_top2_gap", 0.25f / float(1 + m)}};
+      if (m < 32) e.facts["mismatch_token"] = double(e.index % 50000), e.facts["mismatch_gap"] = 0.5f / float(1 + m);
+    }
   const int attempt = store->start_attempt(run, row.id, 1, "h", "cpu");
   const auto start = std::chrono::steady_clock::now();
   BOOST_TEST(store->record_done(row.id, attempt, results, 1.0));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cout << "store: " << 3 * 20000 << " per-example rows in " << seconds << " s = " << 60000 / seconds << " rows/s\n";
+  std::cout << "store: " << 3 * 20000 << " memorization examples x interventions (7 numbers each) recorded in " << seconds
+            << " s = " << 60000 / seconds << " per s\n";
   const StoreSummary summary = read_store_summary(path);
   BOOST_REQUIRE(summary.groups.size() == 1u);
   BOOST_TEST(summary.groups[0].done == 1);
