@@ -1,10 +1,9 @@
 #include "orchestrator/store/summary.h"
 
-#include "orchestrator/store/example_columns.h"
-
 #include <filesystem>
 #include <map>
 
+#include "orchestrator/store/example_columns.h"
 #include "orchestrator/store/sqlite.h"
 #include "worker/base/error.h"
 
@@ -18,6 +17,13 @@ std::string existing(const std::string& path) {
   if (!std::filesystem::exists(path)) throw Error("no store at " + path);
   return path;
 }
+
+// The store's schema version (what it holds differs by version: roles from 3, per-example columns from 4).
+int schema_of(Database& db) {
+  Statement version = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
+  version.step();
+  return int(version.integer(0));
+}
 }  // namespace
 
 StoreSummary read_store_summary(const std::string& path) {
@@ -25,9 +31,7 @@ StoreSummary read_store_summary(const std::string& path) {
   open_for_reading(db);
   StoreSummary summary;
   try {
-    Statement version = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
-    version.step();
-    summary.schema_version = int(version.integer(0));
+    summary.schema_version = schema_of(db);
   } catch (const Error&) {
     throw Error(path + " is not a memsweep store (it has no schema_version table)");
   }
@@ -84,14 +88,11 @@ std::vector<InterventionTotals> read_intervention_totals(const std::string& path
   open_for_reading(db);
   std::vector<InterventionTotals> rows;
   // Roles: recorded since schema 3, the kind's default before.
-  Statement version = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
-  version.step();
   std::map<std::string, std::string> roles;
-  if (version.integer(0) >= 3) {
+  if (schema_of(db) >= 3) {
     Statement r = db.prepare("SELECT name, role FROM datasets");
     while (r.step()) roles[r.text(0)] = r.text(1);
   }
-  version.reset();
   Statement s = db.prepare(
       "SELECT m.name, d.name, d.kind, i.name, SUM(u.status = 'done'), COUNT(*), "
       "json_group_array(CASE WHEN g.totals_json IS NULL THEN NULL ELSE json(g.totals_json) END), d.options_json, m.num_layers "
@@ -133,14 +134,6 @@ std::vector<RunRecord> read_runs(const std::string& path) {
   }
   return runs;
 }
-
-namespace {
-int schema_of(Database& db) {
-  Statement version = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_version");
-  version.step();
-  return int(version.integer(0));
-}
-}  // namespace
 
 void for_each_example(const std::string& path, const std::function<void(const ExampleValues&)>& visit) {
   Database db(existing(path), /*read_only=*/true);

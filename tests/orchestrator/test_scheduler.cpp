@@ -8,11 +8,11 @@
 #include <set>
 
 #include "fake_cluster.h"
-#include "orchestrator/store/summary.h"
 #include "orchestrator/scheduler/coordinator.h"
 #include "orchestrator/scheduler/progress.h"
 #include "orchestrator/scheduler/scheduler.h"
 #include "orchestrator/store/sqlite.h"
+#include "orchestrator/store/summary.h"
 #include "study_fixture.h"
 
 namespace {
