@@ -91,7 +91,7 @@ std::vector<ExampleColumn> encode_example_columns(const std::vector<ExampleRecor
         auto [at, fresh] = choices.try_emplace({fact, name});
         Choice& c = at->second;
         if (fresh) c.low = c.high = std::isfinite(value) ? value : 0;
-        if (!(value == std::trunc(value)) || (value == 0 && std::signbit(value))) c.integral = false;  // NaN, inf and -0 too
+        if (!(value == std::trunc(value)) || (value == 0 && std::signbit(value))) c.integral = false;  // NaN and -0 too (inf falls out of every integer range below)
         else c.low = std::min(c.low, value), c.high = std::max(c.high, value);
         if (!std::isnan(value) && double(float(value)) != value) c.float32 = false;
       }
