@@ -19,15 +19,17 @@ namespace {
 namespace po = boost::program_options;
 
 const CommandSpec kSpec{
-    "tokenize", "--tokenizer PATH [--text-file FILE] [--whole-file] [--decode] [--hash]",
+    "tokenize", "--tokenizer PATH [--text-file FILE] [--whole-file] [--add-special-tokens] [--decode] [--hash]",
     "Encodes text to token ids, or with --decode ids to text, with a byte-level BPE tokenizer (GPT-2,\n"
-    "GPT-NeoX). PATH is a tokenizer.json, or a model directory holding tokenizer.json or vocab.json +\n"
+    "GPT-NeoX, Llama 3, Qwen2, OLMo 2). PATH is a tokenizer.json, or a model directory holding tokenizer.json or vocab.json +\n"
     "merges.txt. Input is FILE, or stdin without --text-file.\n\n"
     "Encoding: each input line (split on '\\n', which is not part of the text; a '\\r' before it is kept;\n"
     "a last line without '\\n' counts, an empty one after a final '\\n' does not, as Python's\n"
     "text.split('\\n') without its last empty element) prints one JSON array of ids. Ill-formed UTF-8 is\n"
     "replaced by U+FFFD first, as Python's bytes.decode('utf-8', 'replace').\n"
-    "With --whole-file the whole input (newlines included, possibly empty) is one text: one line out.\n\n"
+    "With --whole-file the whole input (newlines included, possibly empty) is one text: one line out.\n"
+    "--add-special-tokens: with the post-processor's special tokens around each text (Llama 3's\n"
+    "<|begin_of_text|>), as `tokenizers`' add_special_tokens=True; without, none (add_special_tokens=False).\n\n"
     "Decoding (--decode): each input line is a JSON array of ids and prints one JSON string (special\n"
     "tokens kept, bytes that are not UTF-8 shown as U+FFFD). With --whole-file the input is one JSON\n"
     "array and the decoded bytes are printed raw, without a newline.\n\n"
@@ -82,6 +84,7 @@ int tokenize_command(const Arguments& args) {
       ("text-file", po::value<std::string>(), "input file (default: stdin)")
       ("whole-file", "the whole input is one text (or one JSON array with --decode)")
       ("decode", "decode JSON arrays of ids instead of encoding text")
+      ("add-special-tokens", "put the post-processor's special tokens (e.g. a BOS) around each text")
       ("hash", "print the tokenizer's content hash and exit");
   po::variables_map values;
   if (!parse_command_line(kSpec, options, args, values)) return 0;
@@ -94,6 +97,8 @@ int tokenize_command(const Arguments& args) {
   std::string input = read_input(values);
   std::string origin = values.count("text-file") ? values["text-file"].as<std::string>() : "stdin";
   bool whole_file = values.count("whole-file") > 0;
+  const bool special = values.count("add-special-tokens") > 0;
+  auto encode = [&](std::string_view text) { return special ? tokenizer.encode_with_special_tokens(text) : tokenizer.encode(text); };
   std::string out;
   if (values.count("decode")) {
     if (whole_file) {
@@ -106,9 +111,9 @@ int tokenize_command(const Arguments& args) {
       }
     }
   } else if (whole_file) {
-    out = ids_to_json(tokenizer.encode(input)) + "\n";
+    out = ids_to_json(encode(input)) + "\n";
   } else {
-    for (std::string_view line : split_lines(input)) out += ids_to_json(tokenizer.encode(line)) + "\n";
+    for (std::string_view line : split_lines(input)) out += ids_to_json(encode(line)) + "\n";
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
   if (std::fflush(stdout) != 0) throw Error("tokenize: cannot write to stdout");

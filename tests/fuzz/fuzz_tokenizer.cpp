@@ -1,5 +1,6 @@
-// libFuzzer target: tokenizer.json loading (first byte even) and encoding arbitrary bytes with a small fixed
-// byte-level BPE tokenizer, then decoding the ids (first byte odd). Every input is a result or a memsweep::Error.
+// libFuzzer target: tokenizer.json loading and encoding with what loaded (first byte even; seeds with ByteLevel and
+// with Split + TemplateProcessing), and encoding arbitrary bytes with a small fixed byte-level BPE tokenizer, then
+// decoding the ids (first byte odd). Every input is a result or a memsweep::Error.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -66,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     if (data[0] % 2 == 0) {
       auto tokenizer = memsweep::Tokenizer::from_tokenizer_json(text, "fuzz.json");
-      auto ids = tokenizer.encode("fuzzing the loaded tokenizer: ÄÖÜ 123 <|endoftext|>");
+      auto ids = tokenizer.encode_with_special_tokens("fuzzing the loaded tokenizer: ÄÖÜ 123 <|endoftext|> it's\n  x");
       tokenizer.decode(ids);
     } else {
       const auto& tokenizer = small_tokenizer();

@@ -227,3 +227,49 @@ def test_byte_level_options(pre_tokenizer, tmp_path):
     reference = tokenizers.Tokenizer.from_file(str(path))
     texts = [t for t in HAND_PICKED if "\n" not in t]
     assert encode_lines(path, texts) == [e.ids for e in reference.encode_batch(texts)]
+
+
+# Byte-level BPE with a Split pre-tokenizer (Sequence [Split, ByteLevel]): Llama 3 (ignore_merges, a BOS added by
+# TemplateProcessing), Qwen2 (NFC, single digits), OLMo 2 (cl100k; Split Removed with invert).
+FAMILIES = ["llama-3", "qwen2", "olmo-2"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_split_families_match_tokenizers(family, tmp_path, capsys):
+    path = SHARED / "data/tokenizers" / family / "tokenizer.json"
+    vectors_file = SHARED / "data/tokenizer-vectors" / f"{family}.jsonl"
+    if not path.exists() or not vectors_file.exists():
+        pytest.skip(f"shared tokenizer files of {family} are absent (set MEMSWEEP_SHARED_DIR)")
+    reference = tokenizers.Tokenizer.from_file(str(path))
+    vectors = [json.loads(line) for line in vectors_file.read_text(encoding="utf-8").splitlines() if line]
+    nfc = family == "qwen2"
+    texts = HAND_PICKED + benchmark_strings() + [v["text"] for v in vectors]
+    single_line = [t for t in texts if "\n" not in t]
+    multi_line = [t for t in texts if "\n" in t] + MULTILINE
+
+    expected = [e.ids for e in reference.encode_batch(single_line, add_special_tokens=False)]
+    got = encode_lines(path, single_line)
+    mismatches = [(t, e, g) for t, e, g in zip(single_line, expected, got) if e != g]
+    assert not mismatches, f"{len(mismatches)} of {len(single_line)} texts differ, first: {mismatches[:3]}"
+    # --add-special-tokens: the post-processor's (Llama 3's <|begin_of_text|>; none for the others)
+    data = b"".join(t.encode("utf-8") + b"\n" for t in single_line[:200])
+    with_special = [json.loads(line) for line in run(["--tokenizer", str(path), "--add-special-tokens"], data).stdout.decode().split("\n")[:-1]]
+    assert with_special == [e.ids for e in reference.encode_batch(single_line[:200], add_special_tokens=True)]
+
+    decoded = decode_lines(path, expected)
+    for text, ids, back in zip(single_line, expected, decoded):
+        assert back == reference.decode(ids, skip_special_tokens=False), (text, ids)
+        assert back == (unicodedata.normalize("NFC", text) if nfc else text), (text, ids)
+
+    file = tmp_path / "text.txt"
+    for text in multi_line:
+        file.write_bytes(text.encode("utf-8"))
+        ids = json.loads(run(["--tokenizer", str(path), "--text-file", str(file), "--whole-file"]).stdout)
+        assert ids == reference.encode(text, add_special_tokens=False).ids, text
+    # The shared vectors (made by the families' real tokenizers), against their recorded ids too.
+    for v in vectors:
+        file.write_bytes(v["text"].encode("utf-8"))
+        assert json.loads(run(["--tokenizer", str(path), "--text-file", str(file), "--whole-file"]).stdout) == v["ids"], v
+    with capsys.disabled():
+        print(f"\n{family}: {len(single_line) + len(multi_line)} texts ({len(vectors)} shared vectors, "
+              f"{len(benchmark_strings())} PIQA and ARC-Easy strings) encoded and decoded as `tokenizers` does")

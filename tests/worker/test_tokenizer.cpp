@@ -203,6 +203,43 @@ BOOST_AUTO_TEST_CASE(replace_invalid_utf8_like_python) {
 }
 
 // Each mutation of the small tokenizer.json and the exact message it must produce.
+// Llama 3's shape on the small vocabulary: a Split by a regex, then ByteLevel without a regex; a BOS template.
+json split_step(const std::string& behavior = "Isolated", bool invert = false) {
+  return {{"type", "Split"}, {"pattern", {{"Regex", "[a-z]+| "}}}, {"behavior", behavior}, {"invert", invert}};
+}
+json split_sequence(const std::string& behavior = "Isolated", bool invert = false) {
+  return {{"type", "Sequence"},
+          {"pretokenizers", {split_step(behavior, invert), {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}};
+}
+json bos_template() {
+  return {{"type", "TemplateProcessing"},
+          {"single", {{{"SpecialToken", {{"id", "<|endoftext|>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+          {"pair", json::array()},
+          {"special_tokens", {{"<|endoftext|>", {{"id", "<|endoftext|>"}, {"ids", {300}}, {"tokens", {"<|endoftext|>"}}}}}}};
+}
+
+BOOST_AUTO_TEST_CASE(split_pre_tokenizer_and_template) {
+  json config = small_tokenizer_json();
+  config["pre_tokenizer"] = split_sequence();
+  config["post_processor"] = {{"type", "Sequence"}, {"processors", {config["post_processor"], bos_template()}}};
+  const Tokenizer split = small(config);
+  // "hello" is one word (id 260, merged); "!!" a gap between matches, a word of its own; " " a match.
+  BOOST_TEST(split.encode("hello!! hello") == (Ids{260, 33, 33, 32, 260}));
+  BOOST_TEST(split.encode_with_special_tokens("hello") == (Ids{300, 260}));
+  BOOST_TEST(small().encode_with_special_tokens("hello") == small().encode("hello"));  // no template: nothing added
+  // Removed with invert: the gaps go (OLMo 2's form, where the pattern matches every character).
+  config["pre_tokenizer"] = split_sequence("Removed", true);
+  BOOST_TEST(small(config).encode("hello!! hello") == (Ids{260, 32, 260}));
+  // What decides ids is in the hash: the pattern, and the tokens the template adds.
+  BOOST_TEST(small(config).content_hash() != split.content_hash());
+  BOOST_TEST(split.content_hash() != small().content_hash());
+  // A pattern PCRE2 cannot compile is named (PCRE2's own words follow, which vary by its version).
+  config["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {{"Regex", "[a-z"}};
+  BOOST_CHECK_EXCEPTION(small(config), memsweep::Error, [](const memsweep::Error& e) {
+    return std::string(e.what()).rfind("small.json: pre_tokenizer Split: cannot compile the pre-tokenization regex \"[a-z\" at offset", 0) == 0;
+  });
+}
+
 BOOST_AUTO_TEST_CASE(unsupported_features_are_named) {
   struct Case {
     std::function<void(json&)> mutate;
@@ -211,9 +248,22 @@ BOOST_AUTO_TEST_CASE(unsupported_features_are_named) {
       {[](json& j) { j["model"]["type"] = "WordPiece"; }, "small.json: model type \"WordPiece\" is not supported; memsweep implements only BPE"},
       {[](json& j) { j["normalizer"] = {{"type", "NFKC"}}; }, "small.json: normalizer type \"NFKC\" is not supported; memsweep implements only NFC or no normalizer"},
       {[](json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array()}}; }, "small.json: normalizer type \"Sequence\" is not supported; memsweep implements only NFC or no normalizer"},
-      {[](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }, "small.json: pre_tokenizer type \"Metaspace\" is not supported; memsweep implements only ByteLevel"},
+      {[](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }, "small.json: pre_tokenizer type \"Metaspace\" is not supported; memsweep implements ByteLevel, or a Sequence of Split and ByteLevel"},
+      {[](json& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {j["pre_tokenizer"], split_step()}}}; },
+       "small.json: \"pre_tokenizer.pretokenizers\" is [{\"add_prefix_space\":false,\"trim_offsets\":true,\"type\":\"ByteLevel\",\"use_regex\":true},{\"behavior\":\"Isolated\",\"invert\":false,\"pattern\":{\"Regex\":\"[a-z]+| \"},\"type\":\"Split\"}]; memsweep implements a Sequence of exactly [Split, ByteLevel]"},
+      {[](json& j) { j["pre_tokenizer"] = split_sequence(); j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "MergedWithPrevious"; },
+       "small.json: \"pre_tokenizer.pretokenizers[0].behavior\" is \"MergedWithPrevious\" with invert false; memsweep implements Isolated (invert false) and Removed (invert true)"},
+      {[](json& j) { j["pre_tokenizer"] = split_sequence(); j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {{"String", " "}}; },
+       "small.json: \"pre_tokenizer.pretokenizers[0].pattern\" is {\"String\":\" \"}; memsweep implements only {\"Regex\": \"...\"}"},
+      {[](json& j) { j["pre_tokenizer"] = split_sequence(); j["pre_tokenizer"]["pretokenizers"][1]["use_regex"] = true; },
+       "small.json: \"pre_tokenizer.pretokenizers[1].\" after a Split must have use_regex and add_prefix_space false; memsweep implements only that"},
+      {[](json& j) { j["post_processor"] = {{"type", "RobertaProcessing"}}; }, "small.json: post_processor type \"RobertaProcessing\" is not supported; memsweep implements ByteLevel, TemplateProcessing, a Sequence of them, or none"},
+      {[](json& j) { j["post_processor"] = bos_template(); j["post_processor"]["special_tokens"] = json::object(); },
+       "small.json: \"post_processor.single[0]\" names the special token \"<|endoftext|>\", which \"post_processor.special_tokens\" does not give ids"},
+      {[](json& j) { j["post_processor"] = bos_template(); j["post_processor"]["special_tokens"]["<|endoftext|>"]["ids"] = {999}; },
+       "small.json: the post-processor adds id 999, which no token has"},
       {[](json& j) { j["pre_tokenizer"] = nullptr; }, "small.json: \"pre_tokenizer\" is missing or null; memsweep implements only byte-level BPE (ByteLevel)"},
-      {[](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}}; }, "small.json: post_processor type \"TemplateProcessing\" is not supported; memsweep implements only ByteLevel or none"},
+      {[](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}}; }, "small.json: missing key \"post_processor.single\""},
       {[](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }, "small.json: decoder type \"WordPiece\" is not supported; memsweep implements only ByteLevel"},
       {[](json& j) { j.erase("decoder"); }, "small.json: \"decoder\" is missing or null; memsweep implements only the ByteLevel decoder"},
       {[](json& j) { j["model"]["byte_fallback"] = true; }, "small.json: \"model.byte_fallback\" is true; memsweep does not implement byte_fallback"},
@@ -327,4 +377,23 @@ BOOST_AUTO_TEST_CASE(real_gpt2_and_gpt_neox, *boost::unit_test::precondition(Sha
   BOOST_TEST(gpt2.content_hash() == "fdad03eb0bd4bbab495bf1cef6ff3e15f8909421deae5836bed3349bcbb0718c");
   BOOST_TEST(Tokenizer::load(shared_file("gpt2")).content_hash() == gpt2.content_hash());
   BOOST_TEST(neox.content_hash() == "7238938d91206b56df1cebb1a10c3e19451eb31b532f285e3eb376ea5f87c433");
+}
+
+// Llama 3, Qwen2, OLMo 2 (byte-level BPE after a Split): their identities and what the post-processor adds.
+BOOST_AUTO_TEST_CASE(real_split_families, *boost::unit_test::precondition(SharedFilesPresent())) {
+  const struct {
+    const char* family;
+    const char* hash;
+    Ids with_special;  // "Hello world" with add_special_tokens=True, as `tokenizers` gives it
+  } families[] = {
+      {"llama-3", "2223c455430caf8bf361d8cb36bad7edff89b493774667a9772315250f52324d", {128000, 9906, 1917}},
+      {"qwen2", "8102edda3416857d8fcea252bde59bebc72be1ebb9d529db2493e940d493422e", {9707, 1879}},
+      {"olmo-2", "14d60cbf59f738db1513bd9ccec2b48b12484b8bdc95357f06773f8274c1623c", {9906, 1917}},
+  };
+  for (const auto& f : families) {
+    if (!fs::exists(shared_file(std::string(f.family) + "/tokenizer.json"))) continue;
+    const Tokenizer tokenizer = Tokenizer::load(shared_file(std::string(f.family) + "/tokenizer.json"));
+    BOOST_TEST(tokenizer.content_hash() == f.hash, f.family);
+    BOOST_TEST(tokenizer.encode_with_special_tokens("Hello world") == f.with_special, f.family);
+  }
 }

@@ -22,6 +22,9 @@ struct Options {
   bool add_prefix_space = false;
   bool use_regex = true;
   bool ignore_merges = false;
+  std::string split_pattern;  // a Split pre-tokenizer's regex, "" for none
+  bool split_keeps_gaps = true;
+  std::vector<int32_t> prefix_ids, suffix_ids;  // TemplateProcessing's special tokens around a single text
 };
 
 // Error helpers: every message starts with the file and names the key path.
@@ -112,7 +115,65 @@ std::string canonical_form(const Tokenizer::State& state) {
   for (const auto& [left, right] : state.merges) canonical["merges"].push_back({left, right});
   for (const AddedToken& token : state.added_tokens)
     canonical["added_tokens"].push_back({token.id, token.content, token.special, token.normalized && state.nfc});
+  // Added after v1's tokenizers, so present only where used: their hashes stay what they were.
+  if (!state.split_pattern.empty()) canonical["split"] = {{"pattern", state.split_pattern}, {"keep_gaps", state.split_keeps_gaps}};
+  if (!state.prefix_ids.empty() || !state.suffix_ids.empty())
+    canonical["special_tokens_around"] = {{"prefix", state.prefix_ids}, {"suffix", state.suffix_ids}};
   return canonical.dump();
+}
+
+// A Split pre-tokenizer: its regex and whether the gaps between matches are words too.
+void read_split(const json& split, const std::string& where, const std::string& origin, Options& options) {
+  check_keys(split, {"type", "pattern", "behavior", "invert"}, where, origin);
+  const json& pattern = require(split, "pattern", json::value_t::object, where, origin);
+  if (!pattern.contains("Regex") || !pattern["Regex"].is_string() || pattern.size() != 1)
+    fail(origin, "\"" + where + "pattern\" is " + pattern.dump() + "; memsweep implements only {\"Regex\": \"...\"}");
+  options.split_pattern = pattern["Regex"].get<std::string>();
+  if (options.split_pattern.empty()) fail(origin, "\"" + where + "pattern.Regex\" is empty");
+  const std::string behavior = require(split, "behavior", json::value_t::string, where, origin).get<std::string>();
+  const bool invert = optional_bool(split, "invert", false, where, origin);
+  if (behavior == "Isolated" && !invert) options.split_keeps_gaps = true;
+  else if (behavior == "Removed" && invert) options.split_keeps_gaps = false;
+  else
+    fail(origin, "\"" + where + "behavior\" is \"" + behavior + "\" with invert " + (invert ? "true" : "false") +
+                     "; memsweep implements Isolated (invert false) and Removed (invert true)");
+}
+
+// A ByteLevel pre-tokenizer after a Split: it only maps bytes to symbols (no regex of its own, no prefix space).
+void read_byte_level_after_split(const json& byte_level, const std::string& where, const std::string& origin) {
+  check_keys(byte_level, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, where, origin);
+  if (optional_bool(byte_level, "use_regex", true, where, origin) || optional_bool(byte_level, "add_prefix_space", false, where, origin))
+    fail(origin, "\"" + where + "\" after a Split must have use_regex and add_prefix_space false; memsweep implements only that");
+}
+
+// TemplateProcessing: the special tokens its `single` template puts before and after the text ($A). `pair` is not
+// read: memsweep never encodes pairs.
+void read_template(const json& processor, const std::string& where, const std::string& origin, Options& options) {
+  check_keys(processor, {"type", "single", "pair", "special_tokens"}, where, origin);
+  const json& single = require(processor, "single", json::value_t::array, where, origin);
+  const json& specials = require(processor, "special_tokens", json::value_t::object, where, origin);
+  bool seen_text = false;
+  for (size_t i = 0; i < single.size(); ++i) {
+    const std::string at = where + "single[" + std::to_string(i) + "]";
+    const json& item = single[i];
+    if (item.is_object() && item.size() == 1 && item.contains("Sequence") && item["Sequence"].is_object() &&
+        item["Sequence"].value("id", "") == "A" && !seen_text) {
+      seen_text = true;
+      continue;
+    }
+    if (!item.is_object() || item.size() != 1 || !item.contains("SpecialToken") || !item["SpecialToken"].is_object() ||
+        !item["SpecialToken"].contains("id") || !item["SpecialToken"]["id"].is_string())
+      fail(origin, "\"" + at + "\" is " + item.dump() + "; memsweep implements a single template of special tokens around {\"Sequence\": {\"id\": \"A\"}}");
+    const std::string name = item["SpecialToken"]["id"].get<std::string>();
+    if (!specials.contains(name) || !specials[name].is_object() || !specials[name].contains("ids") || !specials[name]["ids"].is_array())
+      fail(origin, "\"" + at + "\" names the special token \"" + name + "\", which \"" + where + "special_tokens\" does not give ids");
+    for (const json& id : specials[name]["ids"]) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+        fail(origin, "\"" + where + "special_tokens." + name + ".ids\" holds " + id.dump() + ", not an id");
+      (seen_text ? options.suffix_ids : options.prefix_ids).push_back(id.get<int32_t>());
+    }
+  }
+  if (!seen_text) fail(origin, "\"" + where + "single\" has no {\"Sequence\": {\"id\": \"A\"}}: where would the text go?");
 }
 
 std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, int32_t> vocab,
@@ -124,6 +185,17 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
   state->add_prefix_space = options.add_prefix_space;
   state->use_regex = options.use_regex;
   state->ignore_merges = options.ignore_merges;
+  state->split_pattern = options.split_pattern;
+  state->split_keeps_gaps = options.split_keeps_gaps;
+  if (!options.split_pattern.empty()) {
+    try {
+      state->split = std::make_unique<tokenizer_detail::PreTokenizerRegex>(options.split_pattern, options.split_keeps_gaps);
+    } catch (const Error& e) {
+      fail(origin, std::string("pre_tokenizer Split: ") + e.what());
+    }
+  }
+  state->prefix_ids = options.prefix_ids;
+  state->suffix_ids = options.suffix_ids;
 
   int32_t size = 0;
   for (const auto& [token, id] : vocab) size = std::max(size, id + 1);
@@ -164,6 +236,10 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
     else
       state->raw_matcher.add(token.content, token.id);
   }
+  for (int32_t id : options.prefix_ids)
+    if (id >= size || !state->decoded[static_cast<size_t>(id)]) fail(origin, "the post-processor adds id " + std::to_string(id) + ", which no token has");
+  for (int32_t id : options.suffix_ids)
+    if (id >= size || !state->decoded[static_cast<size_t>(id)]) fail(origin, "the post-processor adds id " + std::to_string(id) + ", which no token has");
   state->model = std::make_unique<tokenizer_detail::BpeModel>(std::move(vocab), merges, options.ignore_merges, origin);
   state->merges = std::move(merges);
   state->added_tokens = std::move(added_tokens);
@@ -195,17 +271,43 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
     const json& pre_tokenizer = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json();
     if (pre_tokenizer.is_null()) fail(origin, "\"pre_tokenizer\" is missing or null; memsweep implements only byte-level BPE (ByteLevel)");
     std::string pre_type = type_of(pre_tokenizer, "pre_tokenizer", origin);
-    if (pre_type != "ByteLevel") fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements only ByteLevel");
-    // trim_offsets only changes offsets, which memsweep does not produce.
-    check_keys(pre_tokenizer, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "pre_tokenizer.", origin);
-    options.add_prefix_space = require(pre_tokenizer, "add_prefix_space", json::value_t::boolean, "pre_tokenizer.", origin).get<bool>();
-    options.use_regex = optional_bool(pre_tokenizer, "use_regex", true, "pre_tokenizer.", origin);
+    if (pre_type == "ByteLevel") {
+      // trim_offsets only changes offsets, which memsweep does not produce.
+      check_keys(pre_tokenizer, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "pre_tokenizer.", origin);
+      options.add_prefix_space = require(pre_tokenizer, "add_prefix_space", json::value_t::boolean, "pre_tokenizer.", origin).get<bool>();
+      options.use_regex = optional_bool(pre_tokenizer, "use_regex", true, "pre_tokenizer.", origin);
+    } else if (pre_type == "Sequence") {
+      // Llama 3, Qwen2, OLMo 2: a Split by the family's regex, then ByteLevel mapping bytes to symbols.
+      check_keys(pre_tokenizer, {"type", "pretokenizers"}, "pre_tokenizer.", origin);
+      const json& steps = require(pre_tokenizer, "pretokenizers", json::value_t::array, "pre_tokenizer.", origin);
+      if (steps.size() != 2 || type_of(steps[0], "pre_tokenizer.pretokenizers[0]", origin) != "Split" ||
+          type_of(steps[1], "pre_tokenizer.pretokenizers[1]", origin) != "ByteLevel")
+        fail(origin, "\"pre_tokenizer.pretokenizers\" is " + steps.dump().substr(0, 200) +
+                         "; memsweep implements a Sequence of exactly [Split, ByteLevel]");
+      read_split(steps[0], "pre_tokenizer.pretokenizers[0].", origin, options);
+      read_byte_level_after_split(steps[1], "pre_tokenizer.pretokenizers[1].", origin);
+      options.use_regex = false;
+    } else {
+      fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements ByteLevel, or a Sequence of Split and ByteLevel");
+    }
 
-    // The ByteLevel post-processor only trims offsets; any other one adds or changes ids.
+    // A ByteLevel post-processor only trims offsets; TemplateProcessing puts special tokens around a text
+    // (encode_with_special_tokens); anything else is refused.
     if (root.contains("post_processor") && !root["post_processor"].is_null()) {
-      std::string type = type_of(root["post_processor"], "post_processor", origin);
-      if (type != "ByteLevel") fail(origin, "post_processor type \"" + type + "\" is not supported; memsweep implements only ByteLevel or none");
-      check_keys(root["post_processor"], {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "post_processor.", origin);
+      auto read_processor = [&](const json& processor, const std::string& where) {
+        const std::string type = type_of(processor, where, origin);
+        if (type == "ByteLevel") check_keys(processor, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, where + ".", origin);
+        else if (type == "TemplateProcessing") read_template(processor, where + ".", origin, options);
+        else fail(origin, where + " type \"" + type + "\" is not supported; memsweep implements ByteLevel, TemplateProcessing, a Sequence of them, or none");
+      };
+      const json& processor = root["post_processor"];
+      if (type_of(processor, "post_processor", origin) == "Sequence") {
+        check_keys(processor, {"type", "processors"}, "post_processor.", origin);
+        const json& steps = require(processor, "processors", json::value_t::array, "post_processor.", origin);
+        for (size_t i = 0; i < steps.size(); ++i) read_processor(steps[i], "post_processor.processors[" + std::to_string(i) + "]");
+      } else {
+        read_processor(processor, "post_processor");
+      }
     }
     const json& decoder = root.contains("decoder") ? root["decoder"] : json();
     if (decoder.is_null()) fail(origin, "\"decoder\" is missing or null; memsweep implements only the ByteLevel decoder");

@@ -56,7 +56,11 @@ struct Tokenizer::State {
   std::unordered_map<std::string, int32_t> added_ids;       // content -> id
   tokenizer_detail::AddedTokenMatcher raw_matcher;          // tokens with normalized: false (or no normalizer)
   tokenizer_detail::AddedTokenMatcher normalized_matcher;   // tokens with normalized: true, content normalized
-  tokenizer_detail::PreTokenizerRegex regex;
+  tokenizer_detail::PreTokenizerRegex regex;               // ByteLevel's (GPT-2's), when use_regex
+  std::string split_pattern;                                // a Split pre-tokenizer's (Oniguruma syntax), "" for none
+  bool split_keeps_gaps = true;                             // Isolated: true; Removed with invert: false
+  std::unique_ptr<tokenizer_detail::PreTokenizerRegex> split;  // compiled split_pattern
+  std::vector<int32_t> prefix_ids, suffix_ids;              // the post-processor's special tokens around a text
   std::vector<std::optional<std::string>> decoded;          // by id: the bytes it decodes to
   std::string content_hash;
 };

@@ -151,15 +151,42 @@ struct PreTokenizerRegex::Compiled {
   pcre2_code* code = nullptr;
 };
 
-PreTokenizerRegex::PreTokenizerRegex() : compiled_(std::make_unique<Compiled>()) {
+std::string oniguruma_pattern_for_pcre2(const std::string& pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char next = pattern[++i];
+      if (next == 's') out += in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
+      else if (next == 'S' && !in_class) out += "[^\\s\\x{85}]";
+      else if (next == 'S') throw Error("the pre-tokenization pattern \"" + pattern + "\" has \\S inside a character class; memsweep does not translate it");
+      else out += c, out += next;
+      continue;
+    }
+    if (c == '[' && !in_class) in_class = true;
+    else if (c == ']' && in_class) in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+PreTokenizerRegex::PreTokenizerRegex() : compiled_(std::make_unique<Compiled>()) { compile(kPreTokenizerPattern); }
+
+PreTokenizerRegex::PreTokenizerRegex(const std::string& oniguruma_pattern, bool keep_gaps)
+    : compiled_(std::make_unique<Compiled>()), keep_gaps_(keep_gaps) {
+  compile(oniguruma_pattern_for_pcre2(oniguruma_pattern));
+}
+
+void PreTokenizerRegex::compile(const std::string& pattern) {
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kPreTokenizerPattern), PCRE2_ZERO_TERMINATED,
-                                  PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
+  compiled_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &error_code,
+                                  &error_offset, nullptr);
   if (!compiled_->code) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error_code, message, sizeof message);
-    throw Error("cannot compile the pre-tokenization regex at offset " + std::to_string(error_offset) + ": " +
+    throw Error("cannot compile the pre-tokenization regex \"" + pattern + "\" at offset " + std::to_string(error_offset) + ": " +
                 reinterpret_cast<const char*>(message));
   }
   // JIT is an optional speed-up: where it is unavailable PCRE2 interprets the same pattern.
@@ -175,10 +202,10 @@ void PreTokenizerRegex::split(std::string_view utf8, const std::function<void(st
   };
   thread_local MatchData match{pcre2_match_data_create(1, nullptr)};
   auto subject = reinterpret_cast<PCRE2_SPTR>(utf8.data());
-  size_t offset = 0;
-  while (offset < utf8.size()) {
+  size_t offset = 0, start = 0;  // the end of the last word; where the next search starts
+  while (start < utf8.size()) {
     // The caller checked the UTF-8 once for the whole text.
-    int result = pcre2_match(compiled_->code, subject, utf8.size(), offset, PCRE2_NO_UTF_CHECK, match.data, nullptr);
+    int result = pcre2_match(compiled_->code, subject, utf8.size(), start, PCRE2_NO_UTF_CHECK, match.data, nullptr);
     if (result == PCRE2_ERROR_NOMATCH) break;
     if (result < 0) {
       PCRE2_UCHAR message[256];
@@ -186,12 +213,16 @@ void PreTokenizerRegex::split(std::string_view utf8, const std::function<void(st
       throw Error(std::string("pre-tokenization regex failed: ") + reinterpret_cast<const char*>(message));
     }
     PCRE2_SIZE* span = pcre2_get_ovector_pointer(match.data);
-    if (span[0] > offset) on_word(utf8.substr(offset, span[0] - offset));
-    // The pattern cannot match the empty string, so each match moves forward.
+    if (span[1] == span[0]) {  // an empty match (a tokenizer.json's pattern may allow one) makes no word
+      start = span[0] + 1;
+      while (start < utf8.size() && (static_cast<unsigned char>(utf8[start]) & 0xC0) == 0x80) ++start;
+      continue;
+    }
+    if (span[0] > offset && keep_gaps_) on_word(utf8.substr(offset, span[0] - offset));
     on_word(utf8.substr(span[0], span[1] - span[0]));
-    offset = span[1];
+    offset = start = span[1];
   }
-  if (offset < utf8.size()) on_word(utf8.substr(offset));
+  if (offset < utf8.size() && keep_gaps_) on_word(utf8.substr(offset));
 }
 
 }  // namespace tokenizer_detail

@@ -25,12 +25,16 @@ void append_byte_symbols(std::string_view bytes, std::string& out);
 // Bytes spelled by a token when every character of it is a byte symbol; nullopt otherwise.
 std::optional<std::string> bytes_of_symbols(std::string_view token);
 
-// The GPT-2 pre-tokenization regex compiled with PCRE2 in UTF + UCP mode (Unicode \s, \p{L}, \p{N}, as
-// Oniguruma gives `tokenizers`). Splits like `tokenizers`' Split(..., Isolated): every match is a word
-// and so is every non-matching gap between matches.
+// A pre-tokenization regex compiled with PCRE2 in UTF + UCP mode (Unicode \s, \p{L}, \p{N}, as Oniguruma gives
+// `tokenizers`): the GPT-2 one (ByteLevel with use_regex), or a tokenizer.json's Split pattern (Llama 3, Qwen2,
+// OLMo 2), written for Oniguruma and translated (oniguruma_pattern_for_pcre2). Splits like `tokenizers`'
+// Split(..., Isolated): every match is a word and so is every non-matching gap between matches; with
+// `keep_gaps` false like Split(..., Removed, invert: true): only the matches.
 class PreTokenizerRegex {
  public:
-  PreTokenizerRegex();
+  PreTokenizerRegex();  // GPT-2's
+  // Error naming the pattern when PCRE2 cannot compile it or it uses what the translation does not handle.
+  PreTokenizerRegex(const std::string& oniguruma_pattern, bool keep_gaps);
   ~PreTokenizerRegex();
   PreTokenizerRegex(const PreTokenizerRegex&) = delete;
   PreTokenizerRegex& operator=(const PreTokenizerRegex&) = delete;
@@ -38,8 +42,14 @@ class PreTokenizerRegex {
   void split(std::string_view utf8, const std::function<void(std::string_view)>& on_word) const;
 
  private:
+  void compile(const std::string& pcre2_pattern);
   struct Compiled;
   std::unique_ptr<Compiled> compiled_;
+  bool keep_gaps_ = true;
 };
+
+// Oniguruma's Unicode \s matches U+0085 (NEL), PCRE2's does not: \s and \S become classes that name it. Error for
+// \S inside a character class (not needed by any known tokenizer).
+std::string oniguruma_pattern_for_pcre2(const std::string& pattern);
 
 }  // namespace memsweep::tokenizer_detail

@@ -57,7 +57,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view utf8) const {
   std::vector<int32_t> ids;
   auto push_token = [&](int32_t id) { ids.push_back(id); };
   auto encode_word = [&](std::string_view word) { state.model->encode_word(word, ids); };
-  auto pre_tokenize = [&](std::string_view piece) {
+  auto byte_level = [&](std::string_view piece) {
     std::string prefixed;
     if (state.add_prefix_space && piece.front() != ' ') {
       prefixed = " " + std::string(piece);
@@ -67,6 +67,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view utf8) const {
       state.regex.split(piece, encode_word);
     else
       encode_word(piece);
+  };
+  auto pre_tokenize = [&](std::string_view piece) {
+    if (state.split)
+      state.split->split(piece, byte_level);
+    else
+      byte_level(piece);
   };
   auto normalize = [&](std::string_view piece) {
     if (!state.nfc) return pre_tokenize(piece);
@@ -80,6 +86,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view utf8) const {
     normalize(utf8);
   else
     state.raw_matcher.split(utf8, normalize, push_token);
+  return ids;
+}
+
+std::vector<int32_t> Tokenizer::encode_with_special_tokens(std::string_view utf8) const {
+  std::vector<int32_t> ids = state_->prefix_ids, text = encode(utf8);
+  ids.insert(ids.end(), text.begin(), text.end());
+  ids.insert(ids.end(), state_->suffix_ids.begin(), state_->suffix_ids.end());
   return ids;
 }
 

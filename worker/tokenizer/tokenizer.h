@@ -1,5 +1,5 @@
 #pragma once
-// Byte-level BPE tokenizers (GPT-2, GPT-NeoX / Pythia), giving the same ids as Hugging Face `tokenizers`
+// Byte-level BPE tokenizers (GPT-2, GPT-NeoX / Pythia, Llama 3, Qwen2, OLMo 2), giving the same ids as Hugging Face `tokenizers`
 // for the features memsweep accepts; any other tokenizer.json feature is refused with an Error naming it.
 // See worker/tokenizer/README.md for what is supported, invalid UTF-8 handling and the hash definition.
 //
@@ -27,6 +27,9 @@ class Tokenizer {
   // Text to ids. Ill-formed UTF-8 is first repaired with replace_invalid_utf8 (so the ids are those
   // `tokenizers` gives for bytes.decode('utf-8', 'replace')). Throws Error when a byte has no token.
   std::vector<int32_t> encode(std::string_view utf8) const;
+  // The same with the post-processor's special tokens around it (Llama 3: <|begin_of_text|> first), as
+  // `tokenizers`' encode(text, add_special_tokens=True); equal to encode() for GPT-2 and GPT-NeoX.
+  std::vector<int32_t> encode_with_special_tokens(std::string_view utf8) const;
   // Ids to bytes, special tokens included. The bytes can be ill-formed UTF-8 when the ids cut a
   // character; `tokenizers`' decode(ids, skip_special_tokens=False) equals replace_invalid_utf8 of them.
   // Throws Error naming the first id that is not in the tokenizer.
