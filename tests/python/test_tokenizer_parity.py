@@ -91,12 +91,25 @@ def run(args, stdin=b"", check=True):
     return result
 
 
-def encode_lines(tokenizer_path, texts):
+def encode_lines(tokenizer_path, texts, *options):
     """One call for all texts (str or bytes), one per line: none may contain '\\n'."""
     data = b"".join((t.encode("utf-8") if isinstance(t, str) else t) + b"\n" for t in texts)
-    out = run(["--tokenizer", str(tokenizer_path)], data).stdout.decode().split("\n")
+    out = run(["--tokenizer", str(tokenizer_path), *options], data).stdout.decode().split("\n")
     assert out[-1] == "" and len(out) == len(texts) + 1, f"{len(out) - 1} output lines for {len(texts)} texts"
     return [json.loads(line) for line in out[:-1]]
+
+
+def check_lines(path, reference, texts, nfc, add_special_tokens):
+    """memsweep encodes the one-line texts as `tokenizers` does, and decodes those ids back as it does: to the text
+    (NFC of it where the tokenizer normalizes). Returns memsweep's ids."""
+    expected = [e.ids for e in reference.encode_batch(texts, add_special_tokens=add_special_tokens)]
+    got = encode_lines(path, texts)
+    mismatches = [(t, e, g) for t, e, g in zip(texts, expected, got) if e != g]
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} texts differ, first: {mismatches[:3]}"
+    for text, ids, back in zip(texts, expected, decode_lines(path, expected)):
+        assert back == reference.decode(ids, skip_special_tokens=False), (text, ids)
+        assert back == (unicodedata.normalize("NFC", text) if nfc else text), (text, ids)
+    return got
 
 
 def decode_lines(tokenizer_path, id_lists):
@@ -143,15 +156,7 @@ def test_encode_decode_parity(case, gpt2_pair_dir, gpt2_reference, capsys):
     single_line = [t for t in texts if "\n" not in t]
     multi_line = [t for t in texts if "\n" in t] + MULTILINE
 
-    expected = [e.ids for e in reference.encode_batch(single_line, add_special_tokens=True)]
-    got = encode_lines(path, single_line)
-    mismatches = [(t, e, g) for t, e, g in zip(single_line, expected, got) if e != g]
-    assert not mismatches, f"{len(mismatches)} of {len(single_line)} texts differ, first: {mismatches[:3]}"
-
-    decoded = decode_lines(path, expected)
-    for text, ids, back in zip(single_line, expected, decoded):
-        assert back == reference.decode(ids, skip_special_tokens=False), (text, ids)
-        assert back == (unicodedata.normalize("NFC", text) if nfc else text), (text, ids)
+    check_lines(path, reference, single_line, nfc, add_special_tokens=True)  # GPT-2 and GPT-NeoX add none
 
     # Texts with newlines: one --whole-file call each to encode; decoding them is one call (JSON strings).
     file = gpt2_pair_dir / f"multiline-{case.split()[0]}.txt"
@@ -247,19 +252,10 @@ def test_split_families_match_tokenizers(family, tmp_path, capsys):
     single_line = [t for t in texts if "\n" not in t]
     multi_line = [t for t in texts if "\n" in t] + MULTILINE
 
-    expected = [e.ids for e in reference.encode_batch(single_line, add_special_tokens=False)]
-    got = encode_lines(path, single_line)
-    mismatches = [(t, e, g) for t, e, g in zip(single_line, expected, got) if e != g]
-    assert not mismatches, f"{len(mismatches)} of {len(single_line)} texts differ, first: {mismatches[:3]}"
+    got = check_lines(path, reference, single_line, nfc, add_special_tokens=False)
     # --add-special-tokens: the post-processor's (Llama 3's <|begin_of_text|>; none for the others)
-    data = b"".join(t.encode("utf-8") + b"\n" for t in single_line[:200])
-    with_special = [json.loads(line) for line in run(["--tokenizer", str(path), "--add-special-tokens"], data).stdout.decode().split("\n")[:-1]]
-    assert with_special == [e.ids for e in reference.encode_batch(single_line[:200], add_special_tokens=True)]
-
-    decoded = decode_lines(path, expected)
-    for text, ids, back in zip(single_line, expected, decoded):
-        assert back == reference.decode(ids, skip_special_tokens=False), (text, ids)
-        assert back == (unicodedata.normalize("NFC", text) if nfc else text), (text, ids)
+    assert encode_lines(path, single_line[:200], "--add-special-tokens") == \
+        [e.ids for e in reference.encode_batch(single_line[:200], add_special_tokens=True)]
 
     ours = dict(zip(single_line, got))
     file = tmp_path / "text.txt"
