@@ -146,8 +146,8 @@ EPSILON = 1e-4  # float32 logits: a decision whose top-two gap is below this may
 
 def test_batch_size_unit_size_and_threads_change_floats_only_by_rounding(folder):
     """README § determinism: other batch sizes, unit sizes and thread counts give equal discrete outcomes (except
-    where the recorded top-two gap is below 1e-4) and floats within 1e-5 relative (1e-6 absolute near zero; KL 1e-5
-    absolute)."""
+    where the recorded top-two gap is below 1e-4) and floats within 1e-5 relative (1e-6 absolute near zero; the
+    divergence metrics 2e-5 absolute)."""
     study = write_study(folder, "other.toml", batch=3, unit_size=5)
     run_memsweep("run", study, "--db", folder / "other.sqlite")
     reference = {**evaluated_examples(folder, DEMO, "demo", 4), **evaluated_examples(folder, folder / "neo", "neo", 4)}
@@ -167,9 +167,11 @@ def test_batch_size_unit_size_and_threads_change_floats_only_by_rounding(folder)
                     continue
                 if not tie:
                     largest = max(largest, abs(value - other_values[metric]) / max(abs(value), 1.0))
-                    # KL is a difference of float32 log-probabilities (a few units): their rounding reaches it as an
-                    # absolute error of ~1e-6 whatever its size (a CI run saw 2.8e-6 on a KL of 0.24).
-                    tolerance = 1e-5 if metric.startswith("kl.") else 1e-6
+                    # KL (of float32 log-probabilities) and relative change (||h - h'|| / ||h|| of hidden states each
+                    # within 1e-5 relative) are differences: their rounding is absolute whatever their size, up to twice
+                    # the rule's 1e-5 (CI runs saw 2.8e-6 on a KL of 0.24, 5.4e-6 on a relative change of 0.44).
+                    divergence = metric.startswith(("kl.", "relative_change."))
+                    tolerance = 2e-5 if divergence else 1e-6
                     assert other_values[metric] == pytest.approx(value, rel=1e-5, abs=tolerance), (label, key, metric)
             changed += values != other_values
         print(f"{label}: {changed} of {len(reference)} examples differ in a float, largest difference {largest:.2e} "
