@@ -16,6 +16,7 @@
 #include "worker/base/error.h"
 #include "worker/base/log.h"
 #include "worker/tasks/kinds.h"
+#include "worker/tasks/statistics.h"
 #include "worker/tasks/task.h"
 #include "worker/tokenizer/tokenizer.h"
 
@@ -146,9 +147,20 @@ int eval_command(const Arguments& args) {
                             {"memory", {{"rss_before_model", rss_before_model}, {"peak_rss", peak_resident_bytes()},
                                         {"heap_before_model", heap_before_model}, {"peak_heap", heap_peak.peak()}}}};
   if (find_benchmark_kind(dataset.kind)) summary["tag"] = benchmark_tag(dataset);  // "language" or "reasoning"
-  for (size_t k = 0; k < interventions.size(); ++k)
-    summary["results"].push_back({{"intervention", interventions[k].name()},
-                                  {"metrics", finalize_metrics(dataset.kind, results[k].totals)}});
+  // Standard errors, and differences against the baseline when it is among the interventions (its results first).
+  DatasetStatistics statistics(dataset.kind);
+  for (bool baseline : {true, false})
+    for (size_t k = 0; k < interventions.size(); ++k)
+      if (interventions[k].is_baseline() == baseline) statistics.add(interventions[k].name(), results[k].examples);
+  const std::map<std::string, InterventionStatistics> uncertainty = statistics.finish();
+  for (size_t k = 0; k < interventions.size(); ++k) {
+    const InterventionStatistics& s = uncertainty.at(interventions[k].name());
+    Values metrics = finalize_metrics(dataset.kind, results[k].totals);
+    metrics.insert(s.stderrs.begin(), s.stderrs.end());
+    nlohmann::json entry = {{"intervention", interventions[k].name()}, {"metrics", metrics}};
+    for (const auto& [metric, paired] : s.paired) entry["paired"][metric] = to_json(paired);
+    summary["results"].push_back(entry);
+  }
   std::cout << summary.dump(2) << "\n";
   if (!out_path.empty()) {
     nlohmann::json full = summary;

@@ -1,5 +1,7 @@
 // memsweep status: progress of a study's store, while it runs or after (the store is opened read-only).
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <set>
 
@@ -16,34 +18,63 @@ namespace memsweep {
 namespace {
 
 // One table per model and dataset: a row per intervention, a column per metric any of its rows has (the
-// divergence kind reports per-layer metrics only for the layers an intervention changes).
+// divergence kind reports per-layer metrics only for the layers an intervention changes), "value ± standard error"
+// where the metric has one, and under each intervention its difference from the baseline on the same examples with
+// the 95 % interval, "*" where it stays significant after Holm–Bonferroni over the dataset's interventions.
 void print_metrics(const std::string& path) {
   const std::vector<InterventionTotals> rows = read_intervention_totals(path);
+  const StoreStatistics statistics = read_statistics(path);
+  auto number = [](double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.4g", v);
+    return std::string(text);
+  };
+  auto cell = [](const std::string& text) {  // right-aligned in 24 characters (code points, not bytes: "±")
+    int width = 0;
+    for (unsigned char c : text) width += (c & 0xC0) != 0x80;
+    std::printf(" %*s%s", std::max(0, 24 - width), "", text.c_str());
+  };
   for (size_t first = 0; first < rows.size();) {
     size_t last = first;
     while (last < rows.size() && rows[last].model == rows[first].model && rows[last].dataset == rows[first].dataset) ++last;
-    std::vector<Values> metrics;
     std::set<std::string> names;
-    for (size_t i = first; i < last; ++i) {
-      metrics.push_back(rows[i].metrics);  // the numbers the report prints too
-      for (const auto& [name, value] : metrics.back()) names.insert(name);
-    }
+    for (size_t i = first; i < last; ++i)
+      for (const auto& [name, value] : rows[i].metrics) names.insert(name);  // the numbers the report prints too
     std::printf("\n%s on %s (%s):\n%-36s %11s", rows[first].model.c_str(), rows[first].dataset.c_str(), rows[first].kind.c_str(),
                 "intervention", "units");
-    for (const std::string& name : names) std::printf(" %18s", name.c_str());
+    for (const std::string& name : names) cell(name);
     std::printf("\n");
     for (size_t i = first; i < last; ++i) {
+      const auto found_statistics = statistics.find({rows[i].model, rows[i].dataset, rows[i].intervention});
+      const InterventionStatistics none, &s = found_statistics == statistics.end() ? none : found_statistics->second;
       const std::string units = std::to_string(rows[i].units_done) + "/" + std::to_string(rows[i].units);
       std::printf("%-36s %11s", rows[i].intervention.c_str(), units.c_str());
       for (const std::string& name : names) {
-        auto found = metrics[i - first].find(name);
-        if (found == metrics[i - first].end()) std::printf(" %18s", "");
-        else std::printf(" %18.6g", found->second);
+        const auto value = rows[i].metrics.find(name);
+        const auto error = s.stderrs.find(name + "_stderr");
+        std::string text = value == rows[i].metrics.end() ? "" : number(value->second);
+        if (!text.empty() && error != s.stderrs.end() && !std::isnan(error->second)) text += " ± " + number(error->second);
+        cell(text);
+      }
+      std::printf("\n");
+      if (s.paired.empty()) continue;
+      std::printf("%-36s %11s", "  − baseline [95% CI]", "");
+      for (const std::string& name : names) {
+        const auto p = s.paired.find(name);
+        std::string text;
+        if (p != s.paired.end())
+          text = (p->second.difference > 0 ? "+" : "") + number(p->second.difference) + " [" + number(p->second.ci_low) + ", " +
+                 number(p->second.ci_high) + "]" + (p->second.significant ? "*" : " ");
+        cell(text);
       }
       std::printf("\n");
     }
     first = last;
   }
+  if (!statistics.empty())
+    std::printf("\n± : standard error of the mean over examples (perplexity: lm-evaluation-harness's bootstrap); − baseline: the "
+                "mean paired difference on the same examples, 95 %% t-interval; *: significant at α = 0.05 after Holm–Bonferroni "
+                "over the dataset's interventions (exact McNemar for EM, acc, acc_norm; paired t-test otherwise)\n");
 }
 
 }  // namespace

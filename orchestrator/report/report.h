@@ -14,7 +14,10 @@
 //                   n/a, and the absolute change beside it is what to read;
 //   language / reasoning drop  the mean relative accuracy drop of the tag's benchmarks whose baseline is clear of noise;
 //   efficiency      EM drop / max(mean accuracy lost, 0.01), both absolute against the baseline: the blocks that
-//                   remove the most memorization per unit of accuracy they cost.
+//                   remove the most memorization per unit of accuracy they cost;
+//   uncertainty     ± a standard error of the mean over examples; a change against the baseline is the paired
+//                   difference on the same examples with its 95 % t-interval, significant when it stays so after
+//                   Holm–Bonferroni over the model's interventions on that dataset and metric (worker/tasks/statistics.h).
 #include <cstdint>
 #include <map>
 #include <string>
@@ -35,6 +38,7 @@ struct ReportDataset {
 struct MetricCell {
   Values metrics;  // finalize_metrics of the done units' totals
   int64_t units_done = 0, units = 0;
+  InterventionStatistics statistics;  // standard errors; paired differences against the baseline (read_statistics)
 };
 
 // What an intervention does to the headline numbers (NaN where the study has no such dataset or no result yet).
@@ -47,6 +51,13 @@ struct InterventionSummary {
   double mean_accuracy;                                    // over the benchmarks
   double language_drop, reasoning_drop;  // mean relative accuracy drop (baseline - value) / baseline per tag
   double em_drop, accuracy_lost, efficiency;  // against the baseline (see the top of this file)
+  // Standard errors: of EM, TA, CE and of the mean accuracy (sqrt(sum se_i^2) / k over its k benchmarks, disjoint
+  // documents); of the drops, from the paired differences (a tag's relative drop: sqrt(sum (se_i / baseline_i)^2) / k).
+  double exact_match_se, token_accuracy_se, completion_entropy_se, mean_accuracy_se;
+  double em_drop_se, accuracy_lost_se, language_drop_se, reasoning_drop_se;
+  // Significant after Holm–Bonferroni (α = 0.05): EM's change on the memorized set; an accuracy drop of at least one
+  // of the tag's benchmarks.
+  bool em_significant = false, language_significant = false, reasoning_significant = false;
 };
 
 struct ModelReport {
@@ -62,6 +73,9 @@ struct ModelReport {
   const MetricCell* cell(const std::string& dataset, const std::string& intervention) const;
   // The metric's value, NaN when absent.
   double metric(const std::string& dataset, const std::string& intervention, const std::string& name) const;
+  // Its standard error, NaN when it has none; its paired difference against the baseline, nullptr when none.
+  double standard_error(const std::string& dataset, const std::string& intervention, const std::string& name) const;
+  const PairedDifference* paired(const std::string& dataset, const std::string& intervention, const std::string& name) const;
   bool has_baseline() const;
 };
 

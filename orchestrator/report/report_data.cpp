@@ -22,6 +22,16 @@ double mean_of(const std::vector<double>& values) {
   return count ? sum / count : kNaN;
 }
 
+// The standard error of a mean of k independent estimates with these standard errors: sqrt(sum se^2) / k, over the
+// defined ones (the same ones mean_of averages when every estimate with a value has its standard error).
+double se_of_mean(const std::vector<double>& errors) {
+  double sum = 0;
+  int count = 0;
+  for (double e : errors)
+    if (!std::isnan(e)) sum += e * e, ++count;
+  return count ? std::sqrt(sum) / count : kNaN;
+}
+
 ModelReport& model_named(ReportData& data, const InterventionTotals& row) {
   for (ModelReport& m : data.models)
     if (m.name == row.model) return m;
@@ -45,7 +55,8 @@ void summarize(ModelReport& model) {
     }
   const std::string& memorized = model.memorized_set;
   for (const std::string& name : model.interventions) {
-    InterventionSummary s{name, "", -1, false, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN};
+    InterventionSummary s{name, "", -1, false, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN,
+                          kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN};
     const Intervention parsed = Intervention::parse(name);
     s.kind = kind_of(parsed);
     s.first_block = parsed.first_block();
@@ -54,19 +65,33 @@ void summarize(ModelReport& model) {
       s.exact_match = model.metric(memorized, name, "exact_match");
       s.token_accuracy = model.metric(memorized, name, "token_accuracy");
       s.completion_entropy = model.metric(memorized, name, "completion_entropy");
+      s.exact_match_se = model.standard_error(memorized, name, "exact_match");
+      s.token_accuracy_se = model.standard_error(memorized, name, "token_accuracy");
+      s.completion_entropy_se = model.standard_error(memorized, name, "completion_entropy");
+      if (const PairedDifference* p = model.paired(memorized, name, "exact_match"))
+        s.em_drop_se = p->standard_error, s.em_significant = p->significant;
     }
-    std::vector<double> accuracies, language, reasoning;
+    std::vector<double> accuracies, accuracy_se, lost_se, language, reasoning, language_se, reasoning_se;
     for (const ReportDataset& d : model.datasets) {
       if (!d.is_benchmark()) continue;
-      const double acc = model.metric(d.name, name, "acc");
+      const double acc = model.metric(d.name, name, "acc"), base = model.metric(d.name, "baseline", "acc");
       accuracies.push_back(acc);
-      const double drop = -shown_relative_change("acc", acc, model.metric(d.name, "baseline", "acc"),
-                                                  model.metric(d.name, "baseline", "examples"));
-      (d.tag == "language" ? language : reasoning).push_back(drop);
+      accuracy_se.push_back(model.standard_error(d.name, name, "acc"));
+      const double drop = -shown_relative_change("acc", acc, base, model.metric(d.name, "baseline", "examples"));
+      const bool language_tag = d.tag == "language";
+      (language_tag ? language : reasoning).push_back(drop);
+      const PairedDifference* p = model.paired(d.name, name, "acc");
+      lost_se.push_back(p ? p->standard_error : kNaN);
+      (language_tag ? language_se : reasoning_se).push_back(p && !std::isnan(drop) ? p->standard_error / base : kNaN);
+      if (p && p->significant && p->difference < 0) (language_tag ? s.language_significant : s.reasoning_significant) = true;
     }
     s.mean_accuracy = mean_of(accuracies);
     s.language_drop = mean_of(language);
     s.reasoning_drop = mean_of(reasoning);
+    s.mean_accuracy_se = se_of_mean(accuracy_se);
+    s.accuracy_lost_se = se_of_mean(lost_se);
+    s.language_drop_se = se_of_mean(language_se);
+    s.reasoning_drop_se = se_of_mean(reasoning_se);
     model.summaries.push_back(s);
   }
   const InterventionSummary* baseline = nullptr;
@@ -94,6 +119,20 @@ double ModelReport::metric(const std::string& dataset, const std::string& interv
   if (!c || c->units_done == 0) return kNaN;
   auto found = c->metrics.find(name);
   return found == c->metrics.end() ? kNaN : found->second;
+}
+
+double ModelReport::standard_error(const std::string& dataset, const std::string& intervention, const std::string& name) const {
+  const MetricCell* c = cell(dataset, intervention);
+  if (!c || c->units_done == 0) return kNaN;
+  auto found = c->statistics.stderrs.find(name + "_stderr");
+  return found == c->statistics.stderrs.end() ? kNaN : found->second;
+}
+
+const PairedDifference* ModelReport::paired(const std::string& dataset, const std::string& intervention, const std::string& name) const {
+  const MetricCell* c = cell(dataset, intervention);
+  if (!c || c->units_done == 0) return nullptr;
+  auto found = c->statistics.paired.find(name);
+  return found == c->statistics.paired.end() ? nullptr : &found->second;
 }
 
 bool ModelReport::has_baseline() const {
@@ -147,6 +186,11 @@ ReportData read_report_data(const std::string& store) {
     cell.units = row.units;
     cell.metrics = row.metrics;  // finalized once, in summary.cpp: status prints the same numbers
   }
+  for (auto& [key, statistics] : read_statistics(store))
+    for (ModelReport& model : data.models)
+      if (model.name == std::get<0>(key))
+        if (auto found = model.cells.find({std::get<1>(key), std::get<2>(key)}); found != model.cells.end())
+          found->second.statistics = std::move(statistics);
   for (RowFlips& flips : read_row_flips(store))
     for (ModelReport& model : data.models)
       if (model.name == flips.model) model.row_flips.push_back(std::move(flips));

@@ -95,6 +95,16 @@ void write_missing(std::ostream& md, const StoreSummary& summary) {
 
 std::string signed_number(double value) { return std::isnan(value) ? "n/a" : format("%+.4f", value); }
 
+// "0.8810 ± 0.0506", or the value alone where it has no standard error.
+std::string with_error(double value, double error) {
+  return std::isnan(value) || std::isnan(error) ? cell_number(value) : cell_number(value) + " ± " + cell_number(error);
+}
+// A p-value in two significant digits, "*" where it stays significant after Holm–Bonferroni.
+std::string p_text(const PairedDifference& p) {
+  if (std::isnan(p.p_value)) return "n/a";
+  return format(p.p_value < 1e-4 ? "%.1e" : "%.2g", p.p_value) + (p.test == "mcnemar" ? " (McNemar)" : " (t)") + (p.significant ? " *" : "");
+}
+
 // Interventions on more than one block (ranges, the last k, combinations): their own table.
 void write_multi_block(std::ostream& md, const ModelReport& model) {
   std::vector<const InterventionSummary*> multi;
@@ -109,8 +119,8 @@ void write_multi_block(std::ostream& md, const ModelReport& model) {
   md << "\n";
 }
 
-std::string with_units(double value, const MetricCell* cell) {
-  std::string text = cell_number(value);
+std::string with_units(double value, const MetricCell* cell, double error) {
+  std::string text = with_error(value, error);
   if (cell && cell->units_done > 0 && cell->units_done < cell->units)
     text += " (" + std::to_string(cell->units_done) + "/" + std::to_string(cell->units) + ")";
   return text;
@@ -145,12 +155,22 @@ void write_model(std::ostream& md, const ModelReport& model) {
      << (others.empty() ? "" : "; other sets: " + join(others, ", ")) << ".\n\n";
 
   md << "### Overview\n\nEM, TA, CE on the memorized set; mean accuracy (`acc`) over the benchmarks; the drops are the mean "
-     << "relative accuracy drop against the baseline of the language and of the reasoning benchmarks.\n\n"
+     << "relative accuracy drop against the baseline of the language and of the reasoning benchmarks. ± one standard error "
+     << "(of the mean over examples; of a mean over benchmarks sqrt(Σ se²) / k; of a drop, from the paired differences); "
+     << "* EM's change, or an accuracy drop of at least one of the tag's benchmarks, significant at α = 0.05 after "
+     << "Holm–Bonferroni over the model's interventions.\n\n"
      << "| intervention | EM | TA | CE | mean acc | language drop | reasoning drop |\n|---|---:|---:|---:|---:|---:|---:|\n";
+  auto percent_with_error = [](double fraction, double error, bool significant) {
+    std::string text = cell_percent(fraction);
+    if (!std::isnan(fraction) && !std::isnan(error)) text += format(" ± %.1f%%", 100 * error);
+    return text + (significant ? " *" : "");
+  };
   for (const InterventionSummary& s : model.summaries)
-    md << "| " << s.intervention << " | " << cell_number(s.exact_match) << " | " << cell_number(s.token_accuracy) << " | "
-       << cell_number(s.completion_entropy) << " | " << cell_number(s.mean_accuracy) << " | " << cell_percent(s.language_drop)
-       << " | " << cell_percent(s.reasoning_drop) << " |\n";
+    md << "| " << s.intervention << " | " << with_error(s.exact_match, s.exact_match_se) << (s.em_significant ? " *" : "") << " | "
+       << with_error(s.token_accuracy, s.token_accuracy_se) << " | " << with_error(s.completion_entropy, s.completion_entropy_se)
+       << " | " << with_error(s.mean_accuracy, s.mean_accuracy_se) << " | "
+       << percent_with_error(s.language_drop, s.language_drop_se, s.language_significant) << " | "
+       << percent_with_error(s.reasoning_drop, s.reasoning_drop_se, s.reasoning_significant) << " |\n";
 
   std::vector<InterventionSummary> ranked;
   for (const InterventionSummary& s : model.summaries)
@@ -160,27 +180,39 @@ void write_model(std::ostream& md, const ModelReport& model) {
   if (ranked.empty()) {
     md << "Needs a baseline, a memorized set and at least one benchmark with results.\n\n";
   } else {
-    md << "Efficiency = EM drop / max(mean accuracy lost, 0.01), both absolute against the baseline.\n\n"
+    md << "Efficiency = EM drop / max(mean accuracy lost, 0.01), both absolute against the baseline (± the paired standard "
+       << "errors; * the EM drop is significant after Holm–Bonferroni).\n\n"
        << "| rank | intervention | EM drop | accuracy lost | efficiency |\n|---:|---|---:|---:|---:|\n";
     for (size_t i = 0; i < ranked.size() && i < 5; ++i)
-      md << "| " << i + 1 << " | " << ranked[i].intervention << " | " << cell_number(ranked[i].em_drop) << " | "
-         << cell_number(ranked[i].accuracy_lost) << " | " << format("%.2f", ranked[i].efficiency) << " |\n";
+      md << "| " << i + 1 << " | " << ranked[i].intervention << " | " << with_error(ranked[i].em_drop, ranked[i].em_drop_se)
+         << (ranked[i].em_significant ? " *" : "") << " | " << with_error(ranked[i].accuracy_lost, ranked[i].accuracy_lost_se)
+         << " | " << format("%.2f", ranked[i].efficiency) << " |\n";
     md << "\n";
   }
 
   write_row_flips(md, model);
   write_multi_block(md, model);
-  md << "### Per intervention\n\nEvery dataset's metrics, the baseline's, the change (value − baseline) and the relative change "
-     << "(value − baseline) / |baseline|; n/a where the baseline is within noise of zero (EM, TA, acc: not two standard "
-     << "errors above it), where the change is what to read.\n\n";
+  md << "### Per intervention\n\nEvery dataset's metrics ± their standard error (of the mean over examples; LAMBADA's "
+     << "perplexity: lm-evaluation-harness's bootstrap; none for word/byte perplexity, bits per byte and the divergence "
+     << "metrics, which are not means over examples), the baseline's, the change (value − baseline: the mean paired "
+     << "difference on the same examples, with its 95 % t-interval), its p-value (exact McNemar for EM, acc, acc_norm; "
+     << "paired t-test otherwise; * significant at α = 0.05 after Holm–Bonferroni over the model's interventions on that "
+     << "dataset and metric) and the relative change (value − baseline) / |baseline|; n/a where the baseline is within "
+     << "noise of zero (EM, TA, acc: not two standard errors above it), where the change is what to read.\n\n";
   for (const std::string& intervention : model.interventions) {
-    md << "#### " << intervention << "\n\n| dataset | metric | value | baseline | change | relative change |\n|---|---|---:|---:|---:|---:|\n";
+    md << "#### " << intervention << "\n\n| dataset | metric | value | baseline | change [95 % CI] | p | relative change |\n"
+       << "|---|---|---:|---:|---:|---:|---:|\n";
     for (const ReportDataset& d : model.datasets)
       for (const std::string& metric : table_metrics(model, d)) {
         const double value = model.metric(d.name, intervention, metric), baseline = model.metric(d.name, "baseline", metric);
         if (d.kind == "divergence" && std::isnan(value)) continue;  // the baseline changes no layer
-        md << "| " << d.name << " | " << metric << " | " << with_units(value, model.cell(d.name, intervention)) << " | "
-           << cell_number(baseline) << " | " << signed_number(value - baseline) << " | "
+        const PairedDifference* p = model.paired(d.name, intervention, metric);
+        std::string change = signed_number(value - baseline);
+        if (p && !std::isnan(p->ci_low)) change += " [" + signed_number(p->ci_low) + ", " + signed_number(p->ci_high) + "]";
+        md << "| " << d.name << " | " << metric << " | "
+           << with_units(value, model.cell(d.name, intervention), model.standard_error(d.name, intervention, metric)) << " | "
+           << with_error(baseline, model.standard_error(d.name, "baseline", metric)) << " | " << change << " | "
+           << (p ? p_text(*p) : "") << " | "
            << cell_percent(shown_relative_change(metric, value, baseline, model.metric(d.name, "baseline", "examples"))) << " |\n";
       }
     md << "\n";
@@ -201,11 +233,16 @@ void write_provenance(std::ostream& md, const ReportData& data) {
 
 void write_csv_files(const ReportData& data, const std::string& out) {
   CsvFile metrics(out + "/metrics.csv", {"model", "dataset", "kind", "role", "tag", "intervention", "units_done", "units",
-                                         "metric", "value", "baseline", "change", "relative_change"});
+                                         "metric", "value", "stderr", "baseline", "baseline_stderr", "change", "relative_change",
+                                         "paired_n", "difference", "difference_stderr", "ci_low", "ci_high", "test", "p_value",
+                                         "p_holm", "significant", "removed", "added"});
   CsvFile divergence(out + "/divergence.csv", {"model", "dataset", "intervention", "first_block", "layer", "relative_change", "kl"});
   CsvFile summaries(out + "/interventions.csv",
                     {"model", "intervention", "kind", "first_block", "single_block", "memorized_set", "exact_match", "token_accuracy",
-                     "completion_entropy", "mean_accuracy", "language_drop", "reasoning_drop", "em_drop", "accuracy_lost", "efficiency"});
+                     "completion_entropy", "mean_accuracy", "language_drop", "reasoning_drop", "em_drop", "accuracy_lost", "efficiency",
+                     "exact_match_stderr", "token_accuracy_stderr", "completion_entropy_stderr", "mean_accuracy_stderr",
+                     "language_drop_stderr", "reasoning_drop_stderr", "em_drop_stderr", "accuracy_lost_stderr", "em_significant",
+                     "language_significant", "reasoning_significant"});
   for (const ModelReport& model : data.models) {
     for (const ReportDataset& d : model.datasets)
       for (const std::string& intervention : model.interventions) {
@@ -213,9 +250,22 @@ void write_csv_files(const ReportData& data, const std::string& out) {
         if (!cell) continue;
         for (const auto& [name, value] : cell->metrics) {
           const double baseline = model.metric(d.name, "baseline", name);
-          metrics.row({model.name, d.name, d.kind, d.role, d.tag, intervention, std::to_string(cell->units_done),
-                       std::to_string(cell->units), name, csv_number(value), csv_number(baseline), csv_number(value - baseline),
-                       csv_number(shown_relative_change(name, value, baseline, model.metric(d.name, "baseline", "examples")))});
+          std::vector<std::string> row = {
+              model.name, d.name, d.kind, d.role, d.tag, intervention, std::to_string(cell->units_done), std::to_string(cell->units),
+              name, csv_number(value), csv_number(model.standard_error(d.name, intervention, name)), csv_number(baseline),
+              csv_number(model.standard_error(d.name, "baseline", name)), csv_number(value - baseline),
+              csv_number(shown_relative_change(name, value, baseline, model.metric(d.name, "baseline", "examples")))};
+          if (const PairedDifference* p = model.paired(d.name, intervention, name)) {
+            const bool mcnemar = p->test == "mcnemar";
+            for (std::string field : {std::to_string(p->n), csv_number(p->difference), csv_number(p->standard_error), csv_number(p->ci_low),
+                                      csv_number(p->ci_high), p->test, csv_number(p->p_value), csv_number(p->p_holm),
+                                      std::string(p->significant ? "1" : "0"), mcnemar ? std::to_string(p->removed) : "",
+                                      mcnemar ? std::to_string(p->added) : ""})
+              row.push_back(field);
+          } else {
+            row.resize(row.size() + 11);
+          }
+          metrics.row(row);
         }
         if (d.kind != "divergence") continue;
         for (int layer = 0; layer < model.layers; ++layer) {
@@ -230,7 +280,11 @@ void write_csv_files(const ReportData& data, const std::string& out) {
       summaries.row({model.name, s.intervention, s.kind, std::to_string(s.first_block), s.single_block ? "1" : "0", model.memorized_set,
                      csv_number(s.exact_match), csv_number(s.token_accuracy), csv_number(s.completion_entropy),
                      csv_number(s.mean_accuracy), csv_number(s.language_drop), csv_number(s.reasoning_drop),
-                     csv_number(s.em_drop), csv_number(s.accuracy_lost), csv_number(s.efficiency)});
+                     csv_number(s.em_drop), csv_number(s.accuracy_lost), csv_number(s.efficiency), csv_number(s.exact_match_se),
+                     csv_number(s.token_accuracy_se), csv_number(s.completion_entropy_se), csv_number(s.mean_accuracy_se),
+                     csv_number(s.language_drop_se), csv_number(s.reasoning_drop_se), csv_number(s.em_drop_se),
+                     csv_number(s.accuracy_lost_se), s.em_significant ? "1" : "0", s.language_significant ? "1" : "0",
+                     s.reasoning_significant ? "1" : "0"});
   }
   metrics.close();
   divergence.close();
@@ -265,8 +319,10 @@ void write_report_files(const ReportData& data, const std::string& out, const st
   for (const FigureOutcome& f : figures)
     if (!f.png.empty()) md << "![" << f.name << "](" << f.name << ".png)\n\n";
   write_provenance(md, data);
-  md << "## Files\n\n- `metrics.csv`: every metric per model, dataset and intervention, with the baseline and the relative change;\n"
-     << "- `interventions.csv`: the overview's numbers and the efficiency ranking's;\n"
+  md << "## Files\n\n- `metrics.csv`: every metric per model, dataset and intervention, with its standard error, the baseline, the "
+        "relative change and the paired difference against the baseline (n, mean, standard error, 95 % interval, test, p, "
+        "Holm-adjusted p, significant, and for 0/1 metrics the rows removed (1 → 0) and added (0 → 1));\n"
+     << "- `interventions.csv`: the overview's numbers and the efficiency ranking's, with their standard errors and significance;\n"
      << "- `divergence.csv`: per intervention and later layer, the residual stream's relative change and the logit lens's KL;\n"
      << (examples ? "- `examples.csv`: every stored per-example number (long format: one row per example and metric or fact);\n"
                   : "- `examples.csv`: not written (per-example numbers: `memsweep report --examples`, or the store's views and "

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 
 #include "orchestrator/store/example_columns.h"
 #include "orchestrator/store/sqlite.h"
@@ -135,34 +136,77 @@ std::vector<RunRecord> read_runs(const std::string& path) {
   return runs;
 }
 
-void for_each_example(const std::string& path, const std::function<void(const ExampleValues&)>& visit) {
-  Database db(existing(path), /*read_only=*/true);
-  open_for_reading(db);
+namespace {
+// The done units' per-example values, a unit's examples under one intervention at a time, decoded; `order` continues
+// "ORDER BY m.id, d.id, " (then unit order within an intervention).
+struct ChunkOf {
+  std::string model, dataset, kind, intervention;
+};
+void for_each_chunk(Database& db, const std::string& path, const std::string& order,
+                    const std::function<void(const ChunkOf&, std::vector<ExampleRecord>&)>& visit) {
   if (const int version = schema_of(db); version < 4)
     throw Error("the store " + path + " has schema " + std::to_string(version) + ": its per-example values are read from schema 4 on "
                 "(`memsweep run` on its study converts them)");
   Statement s = db.prepare(
-      "SELECT v.unit_id, v.intervention_id, u.first, u.count, m.name, d.name, i.name, v.name, v.fact, v.encoding, v.data "
+      "SELECT v.unit_id, v.intervention_id, u.first, u.count, m.name, d.name, d.kind, i.name, v.name, v.fact, v.encoding, v.data "
       "FROM example_values v JOIN units u ON u.id = v.unit_id JOIN models m ON m.id = u.model_id "
       "JOIN datasets d ON d.id = u.dataset_id JOIN interventions i ON i.id = v.intervention_id "
-      "WHERE u.status = 'done' ORDER BY m.id, d.id, v.intervention_id, u.first, v.unit_id");
+      "WHERE u.status = 'done' ORDER BY m.id, d.id, " + order + ", u.first, v.unit_id");
   std::vector<ExampleColumn> columns;
-  ExampleValues at;
+  ChunkOf at;
   int64_t unit = -1, intervention = -1, first = 0, count = 0;
   auto flush = [&] {
-    for (ExampleRecord& e : decode_example_columns(columns, first, count)) {
-      at.index = e.index, at.values = std::move(e.values), at.facts = std::move(e.facts);
-      visit(at);
-    }
+    if (columns.empty()) return;
+    std::vector<ExampleRecord> examples = decode_example_columns(columns, first, count);
+    visit(at, examples);
     columns.clear();
   };
   while (s.step()) {
     if (s.integer(0) != unit || s.integer(1) != intervention) flush();
     unit = s.integer(0), intervention = s.integer(1), first = s.integer(2), count = s.integer(3);
-    at.model = s.text(4), at.dataset = s.text(5), at.intervention = s.text(6);
-    columns.push_back({s.text(7), s.integer(8) != 0, parse_column_encoding(s.text(9)), s.blob(10)});
+    at = {s.text(4), s.text(5), s.text(6), s.text(7)};
+    columns.push_back({s.text(8), s.integer(9) != 0, parse_column_encoding(s.text(10)), s.blob(11)});
   }
   flush();
+}
+}  // namespace
+
+void for_each_example(const std::string& path, const std::function<void(const ExampleValues&)>& visit) {
+  Database db(existing(path), /*read_only=*/true);
+  open_for_reading(db);
+  ExampleValues at;
+  for_each_chunk(db, path, "v.intervention_id", [&](const ChunkOf& chunk, std::vector<ExampleRecord>& examples) {
+    at.model = chunk.model, at.dataset = chunk.dataset, at.intervention = chunk.intervention;
+    for (ExampleRecord& e : examples) {
+      at.index = e.index, at.values = std::move(e.values), at.facts = std::move(e.facts);
+      visit(at);
+    }
+  });
+}
+
+StoreStatistics read_statistics(const std::string& path, int bootstrap_threads) {
+  Database db(existing(path), /*read_only=*/true);
+  open_for_reading(db);
+  StoreStatistics out;
+  if (schema_of(db) < 4) return out;
+  std::unique_ptr<DatasetStatistics> group;
+  std::string model, dataset;
+  auto finish = [&] {
+    if (!group) return;
+    for (auto& [intervention, s] : group->finish(bootstrap_threads)) out[{model, dataset, intervention}] = std::move(s);
+    group.reset();
+  };
+  // Per model and dataset the baseline's units first: the paired differences join each example to its baseline value.
+  for_each_chunk(db, path, "i.name <> 'baseline', v.intervention_id", [&](const ChunkOf& chunk, std::vector<ExampleRecord>& examples) {
+    if (!group || chunk.model != model || chunk.dataset != dataset) {
+      finish();
+      model = chunk.model, dataset = chunk.dataset;
+      group = std::make_unique<DatasetStatistics>(chunk.kind);
+    }
+    group->add(chunk.intervention, examples);
+  });
+  finish();
+  return out;
 }
 
 std::vector<RowFlips> read_row_flips(const std::string& path) {

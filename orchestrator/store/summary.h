@@ -6,10 +6,12 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "orchestrator/study/study.h"
 #include "worker/tasks/results.h"
+#include "worker/tasks/statistics.h"
 
 namespace memsweep {
 
@@ -82,6 +84,13 @@ struct ExampleValues {
 };
 // Error for a store before schema 4 (its JSON rows are converted when `memsweep run` opens it).
 void for_each_example(const std::string& path, const std::function<void(const ExampleValues&)>& visit);
+
+// Standard errors and paired differences against the baseline (worker/tasks/statistics.h) per (model, dataset,
+// intervention), from the done units' per-example values joined by example index: the same numbers whatever the unit
+// size, grouping, number of ranks or extensions. Empty for a store before schema 4 (`memsweep run` converts it).
+// LAMBADA's perplexity bootstrap runs on `bootstrap_threads` threads (0: every core).
+using StoreStatistics = std::map<std::tuple<std::string, std::string, std::string>, InterventionStatistics>;
+StoreStatistics read_statistics(const std::string& path, int bootstrap_threads = 0);
 
 // What the store's views (schemas/store.md) say of each memorization set's rows, per model and dataset: how many rows
 // the baseline reproduces, how many survive every intervention, and per intervention how many it flips 1 -> 0
