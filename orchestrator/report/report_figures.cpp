@@ -157,6 +157,21 @@ std::string baseline_line(double value) {
   return std::isnan(value) ? "" : ", " + number(value) + " with lines dt 2 lw 2 lc rgb 'black' title 'baseline'";
 }
 
+// The baseline's value ± one standard error as a grey band (drawn first, behind the series), or nothing.
+std::string baseline_band(double value, double error) {
+  if (std::isnan(value) || std::isnan(error) || error == 0) return "";
+  return "'+' using 1:(" + number(value - error) + "):(" + number(value + error) +
+         ") with filledcurves fc rgb '#bbbbbb' fs transparent solid 0.35 noborder title 'baseline ± 1 SE', ";
+}
+
+// 1 where the paired difference of `metric` against the baseline is significant after Holm–Bonferroni, else 0.
+int significant(const ModelReport& model, const std::string& dataset, const std::string& intervention, const std::string& metric) {
+  const PairedDifference* p = model.paired(dataset, intervention, metric);
+  return p && p->significant ? 1 : 0;
+}
+
+const std::string kSignificantTitle = "significant vs baseline (Holm, α = 0.05)";
+
 // Per model: EM, TA and CE on the memorized set per block, a panel each with its own baseline, a series per kind.
 std::string memorization_figure(const ModelReport& model, Figure& figure, const std::string& gnuplot) {
   if (model.memorized_set.empty()) throw Skip{"model '" + model.name + "' has no dataset with the role \"memorized\""};
@@ -166,10 +181,15 @@ std::string memorization_figure(const ModelReport& model, Figure& figure, const 
   std::vector<std::pair<std::string, std::string>> series;  // (kind, data file)
   for (const char* kind : kKinds) {
     std::ostringstream rows;
-    rows << "# block EM TA CE\n";
+    rows << "# block, then per metric (EM, TA, CE): value, standard error, significant vs baseline (Holm)\n";
     std::vector<double> values;
     for (const InterventionSummary* s : single_blocks(model, kind)) {
-      rows << s->first_block << " " << number(s->exact_match) << " " << number(s->token_accuracy) << " " << number(s->completion_entropy) << "\n";
+      rows << s->first_block;
+      for (const char* metric : metrics)
+        rows << " " << number(model.metric(model.memorized_set, s->intervention, metric)) << " "
+             << number(model.standard_error(model.memorized_set, s->intervention, metric)) << " "
+             << significant(model, model.memorized_set, s->intervention, metric);
+      rows << "\n";
       values.push_back(s->exact_match);
     }
     if (any_value(values)) series.push_back({kind, figure.data(std::string("_") + kind, rows.str())});
@@ -178,15 +198,19 @@ std::string memorization_figure(const ModelReport& model, Figure& figure, const 
     throw Skip{"no single-block intervention of model '" + model.name + "' has results on '" + model.memorized_set + "' yet"};
   std::ostringstream gp;
   gp << kCommon << "set multiplot layout 3,1 title " << quoted("Model " + model.name + ": memorization on " + model.memorized_set +
-                                                              " with one block's attention changed (dashed: baseline)")
-     << "\nset xrange [-0.5:" << model.layers - 0.5 << "]\nset xtics 1\nset key outside right top\n";
+                                                              " with one block's attention changed (bars: ± 1 standard error; dashed: baseline)")
+     << "\nset xrange [-0.5:" << model.layers - 0.5 << "]\nset xtics 1\nset key outside right top\nset samples 2\n";
   for (int m = 0; m < 3; ++m) {
     const double base_value = base ? model.metric(model.memorized_set, "baseline", metrics[m]) : NAN;
-    gp << "set title " << quoted(titles[m]) << "\n" << (m == 2 ? "set xlabel 'block'\nset autoscale y\n" : "set yrange [0:1.05]\n")
-       << "plot ";
+    const double base_error = base ? model.standard_error(model.memorized_set, "baseline", metrics[m]) : NAN;
+    const int value = 2 + 3 * m, error = value + 1, flag = value + 2;
+    gp << "set title " << quoted(titles[m]) << "\n" << (m == 2 ? "set xlabel 'block'\nset autoscale y\n" : "set yrange [-0.05:1.05]\n")
+       << "plot " << baseline_band(base_value, base_error);
     for (size_t k = 0; k < series.size(); ++k)
-      gp << (k ? ", " : "") << series[k].second << " using 1:" << 2 + m << " with linespoints lw 2 pt 7 lc rgb '"
-         << kind_colour(series[k].first) << "' title " << quoted(kind_label(series[k].first));
+      gp << (k ? ", " : "") << series[k].second << " using 1:" << value << ":" << error << " with yerrorlines lw 2 pt 7 lc rgb '"
+         << kind_colour(series[k].first) << "' title " << quoted(kind_label(series[k].first)) << ", " << series[k].second
+         << " using 1:($" << flag << " > 0 ? $" << value << " : NaN) with points pt 6 ps 2.5 lw 2 lc rgb 'black' "
+         << (k ? "notitle" : "title " + quoted(kSignificantTitle));
     gp << baseline_line(base_value) << "\n";
   }
   gp << "unset multiplot";
@@ -199,12 +223,15 @@ std::string accuracy_drop_figure(const ModelReport& model, Figure& figure, const
     throw Skip{"model '" + model.name + "' has no benchmark"};
   if (!baseline_of(model)) throw Skip{"model '" + model.name + "' has no baseline to measure drops against"};
   std::ostringstream plots;
+  bool marked = false;
   for (const char* kind : kKinds) {
     std::ostringstream rows;
-    rows << "# block language_drop_percent reasoning_drop_percent\n";
+    rows << "# block language_drop_percent se significant reasoning_drop_percent se significant\n";
     std::vector<double> language, reasoning;
     for (const InterventionSummary* s : single_blocks(model, kind)) {
-      rows << s->first_block << " " << number(100 * s->language_drop) << " " << number(100 * s->reasoning_drop) << "\n";
+      rows << s->first_block << " " << number(100 * s->language_drop) << " " << number(100 * s->language_drop_se) << " "
+           << s->language_significant << " " << number(100 * s->reasoning_drop) << " " << number(100 * s->reasoning_drop_se) << " "
+           << s->reasoning_significant << "\n";
       language.push_back(s->language_drop), reasoning.push_back(s->reasoning_drop);
     }
     const std::string file = figure.data(std::string("_") + kind, rows.str());
@@ -212,16 +239,21 @@ std::string accuracy_drop_figure(const ModelReport& model, Figure& figure, const
     const std::vector<double>* values[] = {&language, &reasoning};
     const char* tags[] = {"language", "reasoning"};
     for (int t = 0; t < 2; ++t)
-      if (any_value(*values[t]))
-        plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:" << 2 + t << " with linespoints lw 2 pt " << 7 + 2 * t
-              << " dt " << (std::string(kind) == "zero_attention" ? 2 : 1) << " lc rgb '" << tag_colour[t] << "' title "
-              << quoted(std::string(tags[t]) + ", " + kind_label(kind));
+      if (any_value(*values[t])) {
+        const int value = 2 + 3 * t;
+        plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:" << value << ":" << value + 1 << " with yerrorlines lw 2 pt "
+              << 7 + 2 * t << " dt " << (std::string(kind) == "zero_attention" ? 2 : 1) << " lc rgb '" << tag_colour[t] << "' title "
+              << quoted(std::string(tags[t]) + ", " + kind_label(kind)) << ", " << file << " using 1:($" << value + 2 << " > 0 ? $"
+              << value << " : NaN) with points pt 6 ps 2.5 lw 2 lc rgb 'black' " << (marked ? "notitle" : "title " + quoted(
+                 "a benchmark's drop significant (Holm, α = 0.05)"));
+        marked = true;
+      }
   }
   if (plots.tellp() == 0)
     throw Skip{"no single-block intervention of model '" + model.name + "' has a relative accuracy drop yet (results, and a "
                "benchmark baseline clear of noise, are needed)"};
   std::ostringstream gp;
-  gp << kCommon << "set title " << quoted("Model " + model.name + ": relative accuracy drop per block, language vs reasoning benchmarks")
+  gp << kCommon << "set title " << quoted("Model " + model.name + ": relative accuracy drop per block, language vs reasoning benchmarks (bars: ± 1 SE)")
      << "\nset xlabel 'block'\nset ylabel 'accuracy drop vs baseline (%)'\nset xrange [-0.5:" << model.layers - 0.5
      << "]\nset xtics 1\nset xzeroaxis lt -1\nset key outside right top\nplot " << plots.str();
   return figure.draw(gnuplot, gp.str());
@@ -237,11 +269,12 @@ std::string depth_figure(const ReportData& data, Figure& figure, const std::stri
     size_t index = 0;
     for (const ModelReport& model : data.models) {
       std::ostringstream rows;
-      rows << "# relative_depth language_drop_percent reasoning_drop_percent block\n";
+      rows << "# relative_depth language_drop_percent se reasoning_drop_percent se block\n";
       std::vector<double> language, reasoning;
       for (const InterventionSummary* s : single_blocks(model, kind)) {
         rows << number((s->first_block + 0.5) / model.layers) << " " << number(100 * s->language_drop) << " "
-             << number(100 * s->reasoning_drop) << " " << s->first_block << "\n";
+             << number(100 * s->language_drop_se) << " " << number(100 * s->reasoning_drop) << " "
+             << number(100 * s->reasoning_drop_se) << " " << s->first_block << "\n";
         language.push_back(s->language_drop), reasoning.push_back(s->reasoning_drop);
       }
       const std::string file = figure.data("_" + file_safe(model.name) + "_" + kind, rows.str());
@@ -249,8 +282,8 @@ std::string depth_figure(const ReportData& data, Figure& figure, const std::stri
       const char* tags[] = {"language", "reasoning"};
       for (int t = 0; t < 2; ++t)
         if (any_value(*values[t]))
-          plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:" << 2 + t << " with linespoints lw 2 pt " << 7 + 2 * t
-                << " dt " << 1 + t << " lc rgb '" << colour(index) << "' title "
+          plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:" << 2 + 2 * t << ":" << 3 + 2 * t
+                << " with yerrorlines lw 2 pt " << 7 + 2 * t << " dt " << 1 + t << " lc rgb '" << colour(index) << "' title "
                 << quoted(model.name + " (" + std::to_string(model.layers) + " blocks): " + tags[t]);
       ++index;
     }
@@ -261,7 +294,7 @@ std::string depth_figure(const ReportData& data, Figure& figure, const std::stri
   if (drawn_panels == 0) throw Skip{"no model has a relative accuracy drop for a single block yet"};
   std::ostringstream gp;
   gp << kCommon << "set multiplot layout " << drawn_panels << ",1 title "
-     << quoted("Relative accuracy drop by relative depth of the block ((block + 0.5) / blocks), language vs reasoning") << "\n"
+     << quoted("Relative accuracy drop by relative depth of the block ((block + 0.5) / blocks), language vs reasoning (bars: ± 1 SE)") << "\n"
      << "set xlabel 'relative depth'\nset ylabel 'accuracy drop vs baseline (%)'\nset xrange [0:1]\nset xzeroaxis lt -1\n"
      << "set key outside right top\n" << panels.str() << "unset multiplot";
   return figure.draw(gnuplot, gp.str());
@@ -281,7 +314,9 @@ std::string memorization_vs_accuracy_figure(const ReportData& data, Figure& figu
       const int group = s.single_block ? (s.kind == "zero_attention" ? 1 : 0) : (s.kind == "short_circuit" ? 2 : 3);
       // Labelled by block where one block changed, by name where several did.
       rows[group] << number(s.mean_accuracy) << " " << number(s.exact_match) << " "
-                  << data_text(s.single_block ? std::to_string(s.first_block) : s.intervention) << "\n";
+                  << data_text(s.single_block ? std::to_string(s.first_block) : s.intervention) << " "
+                  << number(std::isnan(s.mean_accuracy_se) ? 0 : s.mean_accuracy_se) << " "
+                  << number(std::isnan(s.exact_match_se) ? 0 : s.exact_match_se) << "\n";
       any[group] = true;
     }
     const InterventionSummary* base = baseline_of(model);
@@ -292,18 +327,20 @@ std::string memorization_vs_accuracy_figure(const ReportData& data, Figure& figu
     for (int g = 0; g < 4; ++g)
       if (any[g]) {
         const std::string file = figure.data("_" + file_safe(model.name) + "_" + std::to_string(g), rows[g].str());
-        plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:2 with points pt " << points[g] << " ps 1.5 lc rgb '"
+        plots << (plots.tellp() > 0 ? ", " : "") << file << " using 1:2:4:5 with xyerrorbars pt " << points[g] << " ps 1.5 lc rgb '"
               << colour(index) << "' title " << quoted(model.name + ": " + groups[g]) << ", " << file
               << " using 1:2:3 with labels offset char 0.8, char 0.6 left font ',9' tc rgb '" << colour(index) << "' notitle";
       }
     if (has_base)
       plots << (plots.tellp() > 0 ? ", " : "") << "'+' using (" << number(base->mean_accuracy) << "):(" << number(base->exact_match)
-            << ") every ::0::0 with points pt 3 ps 4 lw 3 lc rgb '" << colour(index) << "' title " << quoted(model.name + ": baseline");
+            << "):(" << number(std::isnan(base->mean_accuracy_se) ? 0 : base->mean_accuracy_se) << "):("
+            << number(std::isnan(base->exact_match_se) ? 0 : base->exact_match_se)
+            << ") every ::0::0 with xyerrorbars pt 3 ps 4 lw 3 lc rgb '" << colour(index) << "' title " << quoted(model.name + ": baseline");
     ++index;
   }
   if (plots.tellp() == 0) throw Skip{"no model has both EM on a memorized set and benchmark accuracy yet"};
   std::ostringstream gp;
-  gp << kCommon << "set title 'Memorization (EM on the memorized set) vs mean benchmark accuracy, a point per intervention'\n"
+  gp << kCommon << "set title 'Memorization (EM on the memorized set) vs mean benchmark accuracy, a point per intervention (bars: ± 1 SE)'\n"
      << "set xlabel 'mean benchmark accuracy (acc): left of a baseline = accuracy lost'\n"
      << "set ylabel 'exact match: below a baseline = memorization removed'\nset yrange [-0.05:1.05]\nset xrange [0:1.05]\n"
      << "set key outside right top\nset samples 2\nplot " << plots.str();
@@ -314,12 +351,14 @@ std::string memorization_vs_accuracy_figure(const ReportData& data, Figure& figu
 // baseline's as dashed lines.
 std::string multi_block_figure(const ModelReport& model, Figure& figure, const std::string& gnuplot) {
   std::ostringstream rows;
-  rows << "# index EM mean_accuracy intervention\n";
+  rows << "# index EM mean_accuracy intervention EM_se mean_accuracy_se\n";
   int count = 0;
   std::vector<double> values;
+  auto or_zero = [](double v) { return std::isnan(v) ? 0.0 : v; };
   for (const InterventionSummary& s : model.summaries)
     if (s.first_block >= 0 && !s.single_block) {
-      rows << count++ << " " << number(s.exact_match) << " " << number(s.mean_accuracy) << " " << data_text(s.intervention) << "\n";
+      rows << count++ << " " << number(s.exact_match) << " " << number(s.mean_accuracy) << " " << data_text(s.intervention) << " "
+           << number(or_zero(s.exact_match_se)) << " " << number(or_zero(s.mean_accuracy_se)) << "\n";
       values.push_back(s.exact_match), values.push_back(s.mean_accuracy);
     }
   if (count == 0) throw Skip{"model '" + model.name + "' has no intervention on several blocks"};
@@ -327,10 +366,10 @@ std::string multi_block_figure(const ModelReport& model, Figure& figure, const s
   const std::string file = figure.data("", rows.str());
   const InterventionSummary* base = baseline_of(model);
   std::ostringstream gp;
-  gp << kCommon << "set title " << quoted("Model " + model.name + ": interventions on several blocks (dashed: baseline)")
-     << "\nset style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 noborder\nset boxwidth 0.9\n"
+  gp << kCommon << "set title " << quoted("Model " + model.name + ": interventions on several blocks (bars: ± 1 SE; dashed: baseline)")
+     << "\nset style data histograms\nset style histogram errorbars gap 1 lw 1.5\nset errorbars lc rgb 'black'\nset style fill solid 0.8 noborder\nset boxwidth 0.9\n"
      << "set yrange [0:1.05]\nset xtics rotate by -30 left\nset key outside right top\nset ylabel 'EM (memorized set), mean acc'\n"
-     << "plot " << file << " using 2:xtic(4) title 'EM' lc rgb '#1f77b4', '' using 3 title 'mean accuracy' lc rgb '#2ca02c'";
+     << "plot " << file << " using 2:5:xtic(4) title 'EM' lc rgb '#1f77b4', '' using 3:6 title 'mean accuracy' lc rgb '#2ca02c'";
   if (base && !std::isnan(base->exact_match))
     gp << ", " << number(base->exact_match) << " with lines dt 2 lw 2 lc rgb '#1f77b4' title 'EM, baseline'";
   if (base && !std::isnan(base->mean_accuracy))

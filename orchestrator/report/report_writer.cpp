@@ -114,8 +114,9 @@ void write_multi_block(std::ostream& md, const ModelReport& model) {
   md << "### Interventions on several blocks\n\n| intervention | kind | EM | EM drop | mean acc | accuracy lost |\n"
      << "|---|---|---:|---:|---:|---:|\n";
   for (const InterventionSummary* s : multi)
-    md << "| " << s->intervention << " | " << s->kind << " | " << cell_number(s->exact_match) << " | " << cell_number(s->em_drop) << " | "
-       << cell_number(s->mean_accuracy) << " | " << cell_number(s->accuracy_lost) << " |\n";
+    md << "| " << s->intervention << " | " << s->kind << " | " << with_error(s->exact_match, s->exact_match_se) << " | "
+       << with_error(s->em_drop, s->em_drop_se) << (s->em_significant ? " *" : "") << " | "
+       << with_error(s->mean_accuracy, s->mean_accuracy_se) << " | " << with_error(s->accuracy_lost, s->accuracy_lost_se) << " |\n";
   md << "\n";
 }
 
@@ -314,7 +315,9 @@ void write_report_files(const ReportData& data, const std::string& out, const st
   std::vector<std::string> drawn, skipped;
   for (const FigureOutcome& f : figures)
     (f.png.empty() ? skipped : drawn).push_back(f.png.empty() ? "- `" + f.name + "`: " + f.skipped : "`" + f.name + ".png`");
-  md << "Drawn: " << (drawn.empty() ? "none" : join(drawn, ", ")) << " (each with an SVG beside it).\n\n";
+  md << "Drawn: " << (drawn.empty() ? "none" : join(drawn, ", ")) << " (each with an SVG beside it). Bars and bands are ± 1 "
+     << "standard error; a black ring marks a change against the baseline that is significant after Holm–Bonferroni "
+     << "(α = 0.05). The divergence heatmaps have none: their metrics are means over token positions, not over examples.\n\n";
   if (!skipped.empty()) md << "Skipped:\n\n" << join(skipped, "\n") << "\n\n";
   for (const FigureOutcome& f : figures)
     if (!f.png.empty()) md << "![" << f.name << "](" << f.name << ".png)\n\n";
