@@ -24,15 +24,15 @@ namespace {
 void print_metrics(const std::string& path) {
   const std::vector<InterventionTotals> rows = read_intervention_totals(path);
   const StoreStatistics statistics = read_statistics(path);
-  auto number = [](double v) {
+  auto number = [](double v, const char* pattern = "%.4g") {
     char text[32];
-    std::snprintf(text, sizeof text, "%.4g", v);
+    std::snprintf(text, sizeof text, pattern, v);
     return std::string(text);
   };
-  auto cell = [](const std::string& text) {  // right-aligned in 24 characters (code points, not bytes: "±")
+  auto cell = [](const std::string& text) {  // right-aligned in 26 characters (code points, not bytes: "±")
     int width = 0;
     for (unsigned char c : text) width += (c & 0xC0) != 0x80;
-    std::printf(" %*s%s", std::max(0, 24 - width), "", text.c_str());
+    std::printf(" %*s%s", std::max(0, 26 - width), "", text.c_str());
   };
   for (size_t first = 0; first < rows.size();) {
     size_t last = first;
@@ -52,8 +52,8 @@ void print_metrics(const std::string& path) {
       for (const std::string& name : names) {
         const auto value = rows[i].metrics.find(name);
         const auto error = s.stderrs.find(name + "_stderr");
-        std::string text = value == rows[i].metrics.end() ? "" : number(value->second);
-        if (!text.empty() && error != s.stderrs.end() && !std::isnan(error->second)) text += " ± " + number(error->second);
+        std::string text = value == rows[i].metrics.end() ? "" : number(value->second, "%.6g");
+        if (!text.empty() && error != s.stderrs.end() && !std::isnan(error->second)) text += " ± " + number(error->second, "%.2g");
         cell(text);
       }
       std::printf("\n");

@@ -204,6 +204,27 @@ def check_examples_stored_once(db):
         assert size == count * widths[encoding]
 
 
+def status_metrics(store):
+    """`memsweep status --metrics` read back: {(model, dataset, intervention): {metric: (value, standard error or None)}}
+    (fixed-width columns: intervention 36, units 1 + 11, each metric 1 + 26 characters; the lines of differences against
+    the baseline skipped)."""
+    out, table, names = {}, None, []
+    for line in run_memsweep("status", store, "--metrics").stdout.splitlines():
+        if line.endswith("):") and " on " in line:
+            model, rest = line.split(" on ", 1)
+            table = (model, rest.split(" (")[0])
+        elif table and line.startswith("intervention"):
+            names = line[48:].split()
+        elif table and line.strip() and not line.startswith("  − baseline") and not line.startswith("± :"):
+            row = out.setdefault(table + (line[:36].strip(),), {})
+            for j, name in enumerate(names):
+                text = line[48 + 27 * j: 48 + 27 * (j + 1)].strip()
+                if text:
+                    value, _, error = text.partition(" ± ")
+                    row[name] = (float(value), float(error) if error else None)
+    return out
+
+
 class LoggedProcess:
     """A child process whose stdout and stderr go to files as they come, for tests that poll a store while a run goes
     on: a run logs every unit, and a pipe nobody reads fills up and blocks it. Offers what the tests use of Popen

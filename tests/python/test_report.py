@@ -99,14 +99,15 @@ def read_csv(path):
 
 
 def intervention_tables(markdown):
-    """'#### NAME' -> {(dataset, metric): (value, baseline, change, relative change)} as report.md prints them."""
+    """'#### NAME' -> {(dataset, metric): (value, baseline, change, p, relative change)} as report.md prints them
+    (value and baseline with "± standard error", the change with its interval, where they have them)."""
     tables = {}
     for block in re.split(r"^#### ", markdown, flags=re.M)[1:]:
         name, _, body = block.partition("\n")
         rows = {}
         for line in body.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) == 6 and cells[0] not in ("dataset", "---"):
+            if len(cells) == 7 and cells[0] not in ("dataset", "---"):
                 rows[(cells[0], cells[1])] = tuple(cells[2:])
         tables[name.strip()] = rows
     return tables
@@ -172,7 +173,7 @@ def test_report_numbers_equal_the_store(study):
     assert list(tables) == interventions
     checked = 0
     for intervention, table in tables.items():
-        for (dataset, metric), (value, baseline, difference, change) in table.items():
+        for (dataset, metric), (value, baseline, difference, _, change) in table.items():
             truth = expected[(dataset, intervention)][metric]
             truth_base = expected[(dataset, "baseline")].get(metric)
             assert number(value) == pytest.approx(truth, abs=5.1e-5), (intervention, dataset, metric)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from memsweep_testing import make_gpt_neox, run_memsweep
+from memsweep_testing import make_gpt_neox, run_memsweep, status_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "jobs" / "demo"
@@ -124,18 +124,15 @@ def test_both_kinds_and_status_agrees_with_the_report(tmp_path):
     assert summaries["zero_attention:3"] == "zero_attention" and summaries["short_circuit:3"] == "short_circuit"
     # One set of numbers: every metric status prints equals metrics.csv's.
     csv_values = {(r["dataset"], r["intervention"], r["metric"]): float(r["value"]) for r in csv.DictReader(open(out / "metrics.csv"))}
-    table, names, compared = None, [], 0
-    for line in run_memsweep("status", store, "--metrics").stdout.splitlines():
-        if line.endswith("):") and " on " in line:
-            table = line.split(" on ", 1)[1].split(" (")[0]
-        elif table and line.startswith("intervention"):
-            names = line[48:].split()
-        elif table and line.strip():
-            for j, name in enumerate(names):
-                text = line[48 + 19 * j: 48 + 19 * (j + 1)].strip()
-                if text:
-                    assert float(text) == pytest.approx(csv_values[(table, line[:36].strip(), name)], rel=1e-5, abs=1e-9)
-                    compared += 1
+    csv_errors = {(r["dataset"], r["intervention"], r["metric"]): r["stderr"] for r in csv.DictReader(open(out / "metrics.csv"))}
+    compared = 0
+    for (_, dataset, intervention), metrics in status_metrics(store).items():
+        for name, (value, error) in metrics.items():
+            assert value == pytest.approx(csv_values[(dataset, intervention, name)], rel=1e-5, abs=1e-9)
+            assert (error is None) == (csv_errors[(dataset, intervention, name)] == "")
+            if error is not None:  # printed in two significant digits
+                assert error == pytest.approx(float(csv_errors[(dataset, intervention, name)]), rel=0.05, abs=1e-12)
+            compared += 1
     assert compared > 100
 
 

@@ -1,9 +1,13 @@
 """Stores of the previous release (schema 1, tests/data/stores/README.md) opened by today's memsweep: migrated to the
 current schema, they report the numbers that release printed, an interrupted study resumes across the migration to
 every unit exactly once with the results the old release computed, and the migrated store grows with --extend."""
+import csv
+import math
 import shutil
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from memsweep_testing import run_memsweep, store_examples
 
@@ -12,7 +16,27 @@ STUDY = STORES / "v1_study.toml"
 
 
 def metrics_section(status):
-    return status[status.index("demo on "):]
+    """The numbers of `status --metrics`, without what this release adds to them (± standard errors, the lines of
+    differences against the baseline, the legend): a table per model and dataset, its rows' words and numbers."""
+    section = status[status.index("demo on "):]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("  − baseline") or line.startswith("± :"):
+            continue
+        words = line.split()
+        while "±" in words:
+            at = words.index("±")
+            del words[at:at + 2]
+        if words:
+            rows.append(words)
+    return rows
+
+
+def report_table(path, columns=None):
+    """A report CSV's rows, limited to `columns` (the ones the previous release wrote) when given."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: row[k] for k in (columns or row)} for row in rows]
 
 
 def test_a_finished_store_is_migrated_and_reports_the_same_numbers(tmp_path):
@@ -26,11 +50,27 @@ def test_a_finished_store_is_migrated_and_reports_the_same_numbers(tmp_path):
     assert "60 example rows converted to columns" in result.stderr
     status = run_memsweep("status", store, "--metrics").stdout
     assert "store schema 4" in status
-    assert metrics_section(status) == (STORES / "v1_finished.metrics.txt").read_text()  # as the old release printed them
+    # As the old release printed them (this one adds standard errors and differences against the baseline).
+    assert metrics_section(status) == metrics_section((STORES / "v1_finished.metrics.txt").read_text())
     assert store_examples(store) == before  # every value and detail as the old release stored it
     run_memsweep("report", store, "--out", tmp_path / "report-after", "--no-figures")
-    for table in ("metrics.csv", "interventions.csv", "divergence.csv"):  # every number the report prints
-        assert (tmp_path / "report-after" / table).read_text() == (tmp_path / "report-before" / table).read_text(), table
+    for table in ("metrics.csv", "interventions.csv", "divergence.csv"):  # every number the report printed before
+        with open(tmp_path / "report-before" / table, newline="") as f:
+            header = csv.DictReader(f).fieldnames
+        old_columns = [name for name in header if not (name.endswith(("stderr", "_se", "significant")) or name in (
+            "paired_n", "difference", "ci_low", "ci_high", "test", "p_value", "p_holm", "removed", "added"))]
+        assert report_table(tmp_path / "report-after" / table, old_columns) == report_table(
+            tmp_path / "report-before" / table, old_columns), table
+    # The statistics, which need per-example values, come with the migration: before it the store had none.
+    before_rows = {(r["dataset"], r["intervention"], r["metric"]): r for r in report_table(tmp_path / "report-before" / "metrics.csv")}
+    after_rows = {(r["dataset"], r["intervention"], r["metric"]): r for r in report_table(tmp_path / "report-after" / "metrics.csv")}
+    assert not any(r["stderr"] for r in before_rows.values())
+    examples = [values["exact_match"] for (key, name, _), (values, _, _) in before.items()
+                if name == "short_circuit:5" and "exact_match" in values and "canaries" in key]
+    mean = sum(examples) / len(examples)
+    expected = math.sqrt(sum((x - mean) ** 2 for x in examples) / (len(examples) - 1) / len(examples))
+    assert float(after_rows[("canaries", "short_circuit:5", "exact_match")]["stderr"]) == pytest.approx(expected, rel=1e-12)
+    assert after_rows[("canaries", "short_circuit:5", "exact_match")]["test"] == "mcnemar"
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT version, units_added FROM study_versions").fetchall() == [(1, 30)]
         assert db.execute("SELECT DISTINCT study_version FROM units").fetchall() == [(1,)]
@@ -70,4 +110,5 @@ def test_an_interrupted_study_resumes_across_the_migration(tmp_path):
     shutil.copy(STORES / "v1_finished.sqlite", finished)
     old = store_examples(finished)
     assert resumed.keys() == old.keys() and all(resumed[key][0] == old[key][0] for key in old)
-    assert metrics_section(run_memsweep("status", store, "--metrics").stdout) == (STORES / "v1_finished.metrics.txt").read_text()
+    assert metrics_section(run_memsweep("status", store, "--metrics").stdout) == \
+        metrics_section((STORES / "v1_finished.metrics.txt").read_text())

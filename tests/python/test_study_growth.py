@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from memsweep_testing import MEMSWEEP_BIN, run_memsweep, store_examples
+from memsweep_testing import MEMSWEEP_BIN, run_memsweep, status_metrics, store_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "jobs" / "demo"
@@ -76,19 +76,8 @@ def check_exactly_once(store, expected_cells):
 
 
 def status_examples(store):
-    """`status --metrics`: the examples column of every (model, dataset, intervention) row (fixed-width columns:
-    intervention 36, units 1 + 11, each metric 1 + 18)."""
-    out, table, names = {}, None, []
-    for line in run_memsweep("status", store, "--metrics").stdout.splitlines():
-        if line.endswith("):") and " on " in line:
-            model, rest = line.split(" on ", 1)
-            table = (model, rest.split(" (")[0])
-        elif table and line.startswith("intervention"):
-            names = line[48:].split()
-        elif table and line.strip():
-            at = 48 + 19 * names.index("examples")
-            out[table + (line[:36].strip(),)] = float(line[at:at + 19])
-    return out
+    """`status --metrics`: the examples column of every (model, dataset, intervention) row."""
+    return {key: metrics["examples"][0] for key, metrics in status_metrics(store).items()}
 
 
 def aggregates(store):
