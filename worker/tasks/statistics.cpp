@@ -6,6 +6,8 @@
 #include <future>
 #include <limits>
 #include <numeric>
+#include <random>
+#include <sstream>
 #include <thread>
 
 #include "worker/base/error.h"
@@ -120,47 +122,37 @@ std::vector<double> holm_adjusted(const std::vector<double>& p) {
 
 namespace {
 
-// CPython's Mersenne Twister, seeded as random.Random(int) seeds it (init_by_array of the integer's 32-bit words),
-// and its random(): 53 bits from two outputs.
+// CPython's Mersenne Twister, seeded as random.Random(int) seeds it (init_by_array of the integer's 32-bit words: one
+// word here), and its random(): 53 bits from two outputs. The state goes into std::mt19937 through its textual
+// representation (the standard's: the n state words, the next output twisting them), whose generation is the same.
 class PythonRandom {
  public:
   explicit PythonRandom(uint32_t seed) {
-    state_[0] = 19650218u;
-    for (uint32_t i = 1; i < kN; ++i) state_[i] = 1812433253u * (state_[i - 1] ^ (state_[i - 1] >> 30)) + i;
+    constexpr uint32_t kN = 624;
+    std::array<uint32_t, kN> state{};
+    state[0] = 19650218u;
+    for (uint32_t i = 1; i < kN; ++i) state[i] = 1812433253u * (state[i - 1] ^ (state[i - 1] >> 30)) + i;
     uint32_t i = 1;
-    for (uint32_t k = kN; k; --k) {  // one key word: the seed (Python seeds 0 with the key [0])
-      state_[i] = (state_[i] ^ ((state_[i - 1] ^ (state_[i - 1] >> 30)) * 1664525u)) + seed;
-      if (++i >= kN) state_[0] = state_[kN - 1], i = 1;
+    for (uint32_t k = kN; k; --k) {  // the key [seed] (Python seeds 0 with the key [0])
+      state[i] = (state[i] ^ ((state[i - 1] ^ (state[i - 1] >> 30)) * 1664525u)) + seed;
+      if (++i >= kN) state[0] = state[kN - 1], i = 1;
     }
     for (uint32_t k = kN - 1; k; --k) {
-      state_[i] = (state_[i] ^ ((state_[i - 1] ^ (state_[i - 1] >> 30)) * 1566083941u)) - i;
-      if (++i >= kN) state_[0] = state_[kN - 1], i = 1;
+      state[i] = (state[i] ^ ((state[i - 1] ^ (state[i - 1] >> 30)) * 1566083941u)) - i;
+      if (++i >= kN) state[0] = state[kN - 1], i = 1;
     }
-    state_[0] = 0x80000000u;
+    state[0] = 0x80000000u;
+    std::stringstream text;
+    for (uint32_t word : state) text << word << ' ';
+    text >> engine_;
   }
   double random() {
-    const uint32_t a = next() >> 5, b = next() >> 6;
+    const uint32_t a = uint32_t(engine_()) >> 5, b = uint32_t(engine_()) >> 6;
     return (a * 67108864.0 + b) * (1.0 / 9007199254740992.0);
   }
 
  private:
-  static constexpr uint32_t kN = 624, kM = 397;
-  uint32_t next() {
-    if (index_ >= kN) {
-      for (uint32_t k = 0; k < kN; ++k) {
-        const uint32_t y = (state_[k] & 0x80000000u) | (state_[(k + 1) % kN] & 0x7fffffffu);
-        state_[k] = state_[(k + kM) % kN] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
-      }
-      index_ = 0;
-    }
-    uint32_t y = state_[index_++];
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9d2c5680u;
-    y ^= (y << 15) & 0xefc60000u;
-    return y ^ (y >> 18);
-  }
-  std::array<uint32_t, kN> state_{};
-  uint32_t index_ = kN;
+  std::mt19937 engine_;
 };
 
 // Chunk `seed` of the harness's bootstrap: `size` replicates of exp(-mean(rnd.choices(xs, k=len(xs)))).
@@ -170,7 +162,7 @@ Moments bootstrap_chunk(const std::vector<double>& xs, uint32_t seed, int size) 
   Moments replicates;
   for (int r = 0; r < size; ++r) {
     double sum = 0;
-    for (size_t k = 0; k < xs.size(); ++k) sum += xs[size_t(std::floor(random.random() * n))];
+    for (size_t k = 0; k < xs.size(); ++k) sum += xs[std::min(xs.size() - 1, size_t(random.random() * n))];  // floor
     replicates.add(std::exp(-(sum / n)));
   }
   return replicates;
