@@ -14,8 +14,19 @@ reference's generate must differ first where memsweep recorded a top-two gap bel
 rule: a near-tie), or the run ends with a non-zero exit after printing its numbers. memsweep's time is its whole
 process (start, model load, CUDA initialisation included); the reference's model is loaded, and CUDA initialised,
 before its clock starts: "the evaluation alone" (memsweep's JSON `seconds`) is the like-for-like figure there.
-Usage: bench/memorization_sweep.py [--shape pythia-70m|pythia-160m|pythia-1.4b|tiny] [--rows 64] [--batch 32]
-       [--repeats 5] [--device cpu|cuda] [--dtype float32|bfloat16|float16] [--memsweep build/memsweep]
+Two workloads (`--workload`):
+  worst  the random-init model as it is: every short-circuited block's EM is 0, so every configuration decodes
+         31 tokens per row — the worst case for memsweep's teacher-forced shortcut;
+  paper  the paper's shape: each block's attention output projection (`attention.dense`, weight and bias) scaled by
+         a factor calibrated (before any clock starts) so that short-circuiting that block alone keeps the EM the
+         paper digitized for GPT-Neo-1.3B at the same relative depth (reference/method.md: block b of L at
+         (b + 0.5) / L, linear between the digitized blocks), within 0.1 at every block; rows are the calibrated
+         model's own greedy continuations. Its rows keep much of their suffix under most blocks, as the paper's do.
+Both print, per configuration, EM and the mean tokens each side decodes per row (what drives the cost); `--record
+FILE` appends the run's numbers as a JSON line (bench/measurements.jsonl is what bench/projection.py reads).
+Usage: bench/memorization_sweep.py [--shape pythia-70m|pythia-160m|pythia-1.4b|tiny] [--workload worst|paper]
+       [--rows 64] [--batch 32] [--repeats 5] [--device cpu|cuda] [--dtype float32|bfloat16|float16]
+       [--memsweep build/memsweep] [--record FILE]
 On demand, outside CI."""
 import argparse
 import json
@@ -42,6 +53,28 @@ SHAPES = {
 }
 PREFIX = SUFFIX = 32
 EOS = 0
+
+# GPT-Neo-1.3B, one block short-circuited (blocks numbered from 1 of 24) -> EM, digitized from the paper's figure
+# (../shared/reference/method.md, "The paper's numbers").
+PAPER_EM = {1: 0.04, 2: 0.01, 3: 0.0, 4: 0.0, 5: 0.0, 6: 0.0, 10: 0.01, 16: 0.16, 22: 0.38, 23: 0.48, 24: 0.73}
+PAPER_BLOCKS = 24
+TOLERANCE = 0.1  # the issue's |EM - paper| bound at every block
+
+
+def paper_em(block, layers):
+    """The paper's EM for block `block` (from 0) of a `layers`-block model, by relative depth, linear between the
+    digitized blocks (one to one for 24 blocks)."""
+    position = (block + 0.5) / layers * PAPER_BLOCKS + 0.5  # the 1-based block of the 24 at the same depth
+    known = sorted(PAPER_EM)
+    if position <= known[0]:
+        return PAPER_EM[known[0]]
+    if position >= known[-1]:
+        return PAPER_EM[known[-1]]
+    upper = next(k for k in known if k >= position)
+    lower = max(k for k in known if k <= position)
+    if upper == lower:
+        return PAPER_EM[lower]
+    return PAPER_EM[lower] + (PAPER_EM[upper] - PAPER_EM[lower]) * (position - lower) / (upper - lower)
 
 
 def synchronize():
@@ -134,6 +167,62 @@ def memsweep_minimum_flops(config, examples_per_configuration):
     return total
 
 
+def memsweep_eval(memsweep, model_dir, rows_file, out, batch, *arguments, device="cpu", dtype="float32"):
+    result = subprocess.run([memsweep, "eval", "--model", model_dir, "--task", f"memorization:{rows_file}", "--option",
+                             f"prefix={PREFIX}", "--batch-size", str(batch), "--device", device, "--dtype", dtype, *arguments,
+                             "--out", out], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"memsweep eval failed:\n{result.stderr}")
+    return json.loads(Path(out).read_text())["results"]
+
+
+def greedy_rows(memsweep, model_dir, prefixes, work, batch, device, dtype):
+    """The model's own greedy 32-token continuations of `prefixes`, through memsweep (the same tokens as transformers'
+    generate in float32: the run below checks it)."""
+    seeds = work / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"tokens": p + [1] * SUFFIX}) + "\n" for p in prefixes))
+    examples = memsweep_eval(memsweep, model_dir, seeds, work / "seeds.json", batch, "--intervention", "baseline",
+                             device=device, dtype=dtype)[0]["examples"]
+    return [prefixes[e["index"]] + e["detail"]["continuation"] for e in sorted(examples, key=lambda e: e["index"])]
+
+
+def calibrate(model, model_dir, prefixes, work, args):
+    """Scales each block's attention output projection until short-circuiting that block alone gives the paper's EM
+    at its relative depth (within TOLERANCE / 2, to keep a margin): bisection on the log of each block's factor,
+    rounds of (save, regenerate the rows, sweep), since a block's factor changes the baseline and so every row.
+    Returns the factors, the rows and the last sweep's EM per block."""
+    layers = model.config.num_hidden_layers
+    targets = [paper_em(b, layers) for b in range(layers)]
+    originals = [(layer.attention.dense.weight.detach().clone(), layer.attention.dense.bias.detach().clone())
+                 for layer in model.gpt_neox.layers]
+    low, high = [-4.0] * layers, [2.0] * layers  # log10 of the factor: attention 10^-4 .. 100 times as strong
+    factors = [0.0] * layers  # log10
+    for round_ in range(1, 16):
+        with torch.no_grad():
+            for b, layer in enumerate(model.gpt_neox.layers):
+                layer.attention.dense.weight.copy_(originals[b][0] * 10 ** factors[b])
+                layer.attention.dense.bias.copy_(originals[b][1] * 10 ** factors[b])
+        model.save_pretrained(model_dir)
+        rows = greedy_rows(args.memsweep, model_dir, prefixes, work, args.batch, args.device, args.dtype)
+        (work / "set.jsonl").write_text("".join(json.dumps({"tokens": r}) + "\n" for r in rows))
+        results = memsweep_eval(args.memsweep, model_dir, work / "set.jsonl", work / "calibration.json", args.batch, "--sweep",
+                                device=args.device, dtype=args.dtype)
+        em = [next(r for r in results if r["intervention"] == f"short_circuit:{b}")["metrics"]["exact_match"] for b in range(layers)]
+        print(f"calibration round {round_}: EM " + " ".join(f"{e:.2f}" for e in em) + " | target " +
+              " ".join(f"{t:.2f}" for t in targets) + " | log10 factor " + " ".join(f"{f:+.2f}" for f in factors), flush=True)
+        if all(abs(e - t) <= TOLERANCE / 2 for e, t in zip(em, targets)):
+            return [10 ** f for f in factors], rows, em, targets
+        for b in range(layers):
+            if abs(em[b] - targets[b]) <= TOLERANCE / 2:
+                continue
+            if em[b] > targets[b]:  # too much survives: this block's attention must matter more
+                low[b] = factors[b]
+            else:
+                high[b] = factors[b]
+            factors[b] = (low[b] + high[b]) / 2
+    sys.exit("calibration did not reach the paper's profile within 15 rounds")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", default="pythia-70m", choices=list(SHAPES))
@@ -143,6 +232,8 @@ def main():
     parser.add_argument("--memsweep", default=str(ROOT / "build" / "memsweep"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--workload", default="worst", choices=["worst", "paper"])
+    parser.add_argument("--record", help="append the run's numbers as a JSON line to this file")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
@@ -155,7 +246,10 @@ def main():
         GPTNeoXForCausalLM(config).to(dtype).save_pretrained(work / "model")
     model = AutoModelForCausalLM.from_pretrained(work / "model", dtype=dtype, attn_implementation="eager").to(args.device).eval()
     prefixes = torch.randint(1, config.vocab_size, (args.rows, PREFIX), generator=torch.Generator().manual_seed(1))
-    rows = []
+    factors, targets = None, None
+    if args.workload == "paper":
+        factors, _, _, targets = calibrate(model, work / "model", prefixes.tolist(), work, args)
+    rows = []  # the reference's own greedy continuations (of the calibrated model for the paper workload)
     with torch.no_grad():
         for start in range(0, args.rows, args.batch):
             prefix = prefixes[start:start + args.batch].to(args.device)
@@ -192,9 +286,9 @@ def main():
             largest["completion_entropy (relative)"] = max(largest["completion_entropy (relative)"], abs(
                 ours[name]["completion_entropy"] - theirs["completion_entropy"]) / max(abs(theirs["completion_entropy"]), 1e-12))
     exact = largest["exact_match"] < 1e-9 and largest["token_accuracy"] < 1e-9 and largest["completion_entropy (relative)"] <= 1e-5
+    examples = {r["intervention"]: r["examples"] for r in json.loads((work / "examples.json").read_text())["results"]}
     if args.dtype == "float32" and not exact:
         sys.exit(f"memsweep and the reference disagree: largest differences {largest}")
-    examples = {r["intervention"]: r["examples"] for r in json.loads((work / "examples.json").read_text())["results"]}
     flips = first_differences(examples, generations)
     flip_gaps = [g for gaps in flips.values() for g in gaps]
     epsilon = EPSILON[args.dtype]
@@ -207,8 +301,20 @@ def main():
         gpu = f", reference peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MB"
     print(f"shape {args.shape}, {args.rows} rows x {PREFIX}+{SUFFIX} tokens, {configs} configurations, {args.device} "
           f"{args.dtype}, {threads} CPU threads, median of {args.repeats}")
-    print(f"EM per configuration (reference): " + ", ".join(f"{k}={v['exact_match']:.2f}" for k, v in reference.items()))
-    print(f"EM per configuration (memsweep):  " + ", ".join(f"{k}={v['exact_match']:.2f}" for k, v in ours.items()))
+    print(f"workload {args.workload}" + (f": attention output scaled per block by " + ", ".join(f"{f:.3g}" for f in factors)
+                                         if factors else ""))
+    print(f"{'configuration':<18} {'EM reference':>12} {'EM memsweep':>12} {'paper EM':>9} {'decoded/row: reference':>23} {'memsweep':>9}")
+    decoded = {}
+    for name, theirs in reference.items():
+        block = None if name == "baseline" else int(name.split(":")[1])
+        paper = 1.0 if block is None else paper_em(block, config.num_hidden_layers)
+        # transformers' generate: a prefill and 31 cached steps for every row; memsweep decodes after the first mismatch.
+        decoded[name] = statistics.mean(max(0, SUFFIX - 1 - int(e["values"]["match_length"])) for e in examples[name])
+        print(f"{name:<18} {theirs['exact_match']:>12.2f} {ours[name]['exact_match']:>12.2f} {paper:>9.2f} {SUFFIX - 1:>23} "
+              f"{decoded[name]:>9.1f}")
+    if targets:
+        off = max(abs(ours[f"short_circuit:{b}"]["exact_match"] - t) for b, t in enumerate(targets))
+        print(f"largest |EM - paper| over the blocks: {off:.3f} (bound {TOLERANCE})")
     print(f"reference (transformers + generate): {ref:.2f} s, {tokens / ref:.0f} tokens/s, peak RSS {peak_rss_mb():.0f} MB{gpu}")
     ms_evaluation = statistics.median(memsweep_evaluation_times)
     print(f"memsweep eval --sweep:               {ms:.2f} s, {tokens / ms:.0f} tokens/s, peak RSS {memsweep_peak_mb:.0f} MB "
@@ -225,6 +331,17 @@ def main():
           f"minimum {ms_flops / 1e12:.3f} TFLOP ({ms_flops / ms / 1e9:.0f} GFLOP/s): the ratio at equal FLOP rates would be "
           f"{ms_flops / ref_flops:.3f}")
     print(f"ratio memsweep / reference: {ms / ref:.3f} (target <= 0.2)")
+    if args.record:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        record = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit, "workload": args.workload,
+                  "shape": args.shape, "device": args.device, "dtype": args.dtype, "rows": args.rows, "batch": args.batch,
+                  "configurations": configs, "repeats": args.repeats, "threads": threads, "reference_s": ref,
+                  "memsweep_s": ms, "memsweep_evaluation_s": ms_evaluation, "reference_flops": ref_flops,
+                  "memsweep_minimum_flops": ms_flops, "parameters": {k: v for k, v in SHAPES[args.shape].items()},
+                  "exact_match": {k: v["exact_match"] for k, v in ours.items()}, "decoded_per_row": decoded,
+                  "scales": factors}
+        with open(args.record, "a") as f:
+            f.write(json.dumps(record) + "\n")
     if not excused:
         sys.exit(f"a greedy token differs from the reference's where memsweep's top-two gap is {max(flip_gaps):.3g}, "
                  f"not below {epsilon:.3g}")
