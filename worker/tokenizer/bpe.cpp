@@ -1,5 +1,7 @@
 #include "worker/tokenizer/bpe.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <queue>
 
 #include "worker/base/error.h"
@@ -8,13 +10,17 @@
 namespace memsweep::tokenizer_detail {
 
 BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
-                   const std::vector<std::pair<std::string, std::string>>& merges, bool ignore_merges,
+                   const std::vector<std::pair<std::string, std::string>>& merges, const BpeOptions& options,
                    const std::string& origin)
-    : vocab_(std::move(vocab)), ignore_merges_(ignore_merges) {
+    : vocab_(std::move(vocab)), options_(options) {
   const auto& symbols = byte_symbols();
   for (int byte = 0; byte < 256; ++byte) {
     auto found = vocab_.find(symbols[byte]);
     byte_ids_[byte] = found == vocab_.end() ? -1 : found->second;
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", byte);  // `tokenizers`' spelling: two upper-case hex digits
+    found = vocab_.find(name);
+    byte_fallback_ids_[byte] = found == vocab_.end() ? -1 : found->second;
   }
   merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
@@ -51,32 +57,68 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& ids) con
   cache_.emplace(std::string(word), std::vector<int32_t>(ids.begin() + static_cast<std::ptrdiff_t>(start), ids.end()));
 }
 
+void BpeModel::byte_symbols_of(std::string_view word, std::vector<int32_t>& symbols) const {
+  for (char c : word) {
+    int32_t id = byte_ids_[static_cast<unsigned char>(c)];
+    if (id < 0)
+      throw Error("the tokenizer has no token for the byte " + std::to_string(static_cast<unsigned char>(c)) +
+                  " (byte-level symbol \"" + byte_symbols()[static_cast<unsigned char>(c)] + "\")");
+    symbols.push_back(id);
+  }
+}
+
+// As `tokenizers`' BPE::merge_word: a character in the vocabulary is its token; else its bytes' <0xNN> tokens when
+// byte_fallback and all are there; else the unk token, pending until the next character in the vocabulary so that
+// fuse_unk can join a run of them (byte fallback tokens do not end the run: they go before the pending unk).
+void BpeModel::characters_of(std::string_view word, std::vector<int32_t>& symbols) const {
+  bool unk_pending = false;
+  for (size_t i = 0; i < word.size();) {
+    size_t length = 1;
+    while (i + length < word.size() && (static_cast<unsigned char>(word[i + length]) & 0xC0) == 0x80) ++length;
+    const std::string character(word.substr(i, length));
+    i += length;
+    auto found = vocab_.find(character);
+    if (found != vocab_.end()) {
+      if (unk_pending) symbols.push_back(options_.unk_id), unk_pending = false;
+      symbols.push_back(found->second);
+      continue;
+    }
+    if (options_.byte_fallback && std::all_of(character.begin(), character.end(), [&](char c) { return byte_fallback_ids_[static_cast<unsigned char>(c)] >= 0; })) {
+      for (char c : character) symbols.push_back(byte_fallback_ids_[static_cast<unsigned char>(c)]);
+      continue;
+    }
+    if (options_.unk_id < 0) throw Error("the tokenizer has no token for the character \"" + character + "\", and no byte fallback or unk token for it");
+    if (unk_pending && !options_.fuse_unk) symbols.push_back(options_.unk_id);
+    unk_pending = true;
+  }
+  if (unk_pending) symbols.push_back(options_.unk_id);
+}
+
 // The algorithm of `tokenizers`' Word::merge_all: a priority queue of candidate merges ordered by
 // (rank, position); a popped candidate is applied only if the pair now at its position still merges
-// into the same token (otherwise it is stale). Symbols live in a linked list over the initial bytes.
+// into the same token (otherwise it is stale). Symbols live in a linked list over the first symbols.
 void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& ids) const {
-  if (ignore_merges_) {
+  if (options_.ignore_merges) {
     std::string spelling;
-    append_byte_symbols(word, spelling);
+    if (options_.byte_level) append_byte_symbols(word, spelling);
+    else spelling = word;
     auto found = vocab_.find(spelling);
     if (found != vocab_.end()) {
       ids.push_back(found->second);
       return;
     }
   }
+  std::vector<int32_t> first;
+  first.reserve(word.size());
+  if (options_.byte_level) byte_symbols_of(word, first);
+  else characters_of(word, first);
   struct Symbol {
     int32_t id;
     int32_t prev, next;
     bool removed;
   };
-  std::vector<Symbol> symbols(word.size());
-  for (size_t i = 0; i < word.size(); ++i) {
-    int32_t id = byte_ids_[static_cast<unsigned char>(word[i])];
-    if (id < 0)
-      throw Error("the tokenizer has no token for the byte " + std::to_string(static_cast<unsigned char>(word[i])) +
-                  " (byte-level symbol \"" + byte_symbols()[static_cast<unsigned char>(word[i])] + "\")");
-    symbols[i] = Symbol{id, static_cast<int32_t>(i) - 1, static_cast<int32_t>(i + 1), false};
-  }
+  std::vector<Symbol> symbols(first.size());
+  for (size_t i = 0; i < first.size(); ++i) symbols[i] = Symbol{first[i], static_cast<int32_t>(i) - 1, static_cast<int32_t>(i + 1), false};
   if (!symbols.empty()) symbols.back().next = -1;
 
   struct Candidate {

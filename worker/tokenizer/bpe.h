@@ -1,6 +1,7 @@
 #pragma once
-// The BPE model of byte-level tokenizers, internal to memsweep_tokenizer: merges a pre-tokenized word
-// the way `tokenizers` does (lowest merge rank first, leftmost first among equal ranks), with a cache.
+// The BPE model, internal to memsweep_tokenizer: merges a pre-tokenized word the way `tokenizers` does (lowest merge
+// rank first, leftmost first among equal ranks), with a cache. A word starts as its bytes in GPT-2's byte symbols
+// (byte-level BPE) or as its characters (SentencePiece-style BPE: Llama 2, Mistral).
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -11,16 +12,26 @@
 
 namespace memsweep::tokenizer_detail {
 
+struct BpeOptions {
+  bool byte_level = true;      // false: a word's first symbols are its characters
+  bool ignore_merges = false;  // a word that is itself in the vocabulary is one token without merging
+  // Characters only: one that is not in the vocabulary becomes the <0xNN> tokens of its UTF-8 bytes (byte_fallback,
+  // when the vocabulary has them all), else unk_id (-1: none), consecutive ones one unk_id with fuse_unk.
+  bool byte_fallback = false;
+  int32_t unk_id = -1;
+  bool fuse_unk = false;
+};
+
 class BpeModel {
  public:
-  // vocab: byte-level token spelling -> id; merges in rank order. `origin` names the source in errors
-  // (a merge whose parts or result are not in the vocabulary is an Error, as in `tokenizers`).
-  // ignore_merges: a word that is itself in the vocabulary is one token without merging.
+  // vocab: token spelling -> id; merges in rank order. `origin` names the source in errors (a merge whose parts or
+  // result are not in the vocabulary is an Error, as in `tokenizers`).
   BpeModel(std::unordered_map<std::string, int32_t> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
-           bool ignore_merges, const std::string& origin);
+           const BpeOptions& options, const std::string& origin);
 
-  // Appends the ids of one pre-tokenized word given as raw bytes (not yet in byte-level spelling).
-  // Throws Error when a byte's symbol is not in the vocabulary.
+  // Appends the ids of one pre-tokenized word: raw bytes for byte-level BPE (not yet in byte-level spelling), well-formed
+  // UTF-8 otherwise. Throws Error when a byte's symbol is not in the vocabulary, or a character is not and has neither
+  // byte fallback nor an unk token (`tokenizers` would drop it silently).
   void encode_word(std::string_view word, std::vector<int32_t>& ids) const;
 
   const std::unordered_map<std::string, int32_t>& vocab() const { return vocab_; }
@@ -34,11 +45,14 @@ class BpeModel {
     return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
   }
   void merge_word(std::string_view word, std::vector<int32_t>& ids) const;
+  void byte_symbols_of(std::string_view word, std::vector<int32_t>& symbols) const;
+  void characters_of(std::string_view word, std::vector<int32_t>& symbols) const;
 
   std::unordered_map<std::string, int32_t> vocab_;
   std::unordered_map<uint64_t, Merge> merges_;
-  int32_t byte_ids_[256];  // -1: the byte's symbol is not in the vocabulary
-  bool ignore_merges_;
+  BpeOptions options_;
+  int32_t byte_ids_[256];           // byte-level: the id of each byte's symbol, -1 when it is not in the vocabulary
+  int32_t byte_fallback_ids_[256];  // characters: the id of <0xNN>, -1 when absent
 
   // Words repeat a lot in text; the cache is bounded and emptied when full.
   static constexpr size_t kCacheCapacity = 200000;

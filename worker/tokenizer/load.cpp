@@ -10,18 +10,25 @@
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
 #include "worker/tokenizer/state.h"
+#include "worker/tokenizer/text.h"
 
 namespace memsweep {
 namespace {
 
 using nlohmann::json;
 using tokenizer_detail::AddedToken;
+using tokenizer_detail::DecoderStep;
+using tokenizer_detail::Metaspace;
+using tokenizer_detail::NormalizerStep;
 
 struct Options {
-  bool nfc = false;
+  tokenizer_detail::BpeOptions bpe;  // unk_id is resolved from unk_token
+  std::string unk_token;             // "" for none
+  std::vector<NormalizerStep> normalizer;
   bool add_prefix_space = false;
   bool use_regex = true;
-  bool ignore_merges = false;
+  std::optional<Metaspace> metaspace;
+  std::vector<DecoderStep> decoder;
   std::string split_pattern;  // a Split pre-tokenizer's regex, "" for none
   bool split_keeps_gaps = true;
   std::vector<int32_t> prefix_ids, suffix_ids;  // TemplateProcessing's special tokens around a single text
@@ -102,19 +109,62 @@ std::string sha256_hex(const std::string& bytes) {
 
 // Everything that decides ids and decoded bytes, nothing else (not the file layout, key order, offsets
 // options or post-processor flags): see README.md, "Identity".
+json normalizer_form(const std::vector<NormalizerStep>& steps) {
+  if (steps.empty()) return nullptr;
+  if (steps.size() == 1 && steps[0].kind == NormalizerStep::Kind::nfc) return "NFC";  // v1's form
+  json form = json::array();
+  for (const NormalizerStep& step : steps) {
+    switch (step.kind) {
+      case NormalizerStep::Kind::nfc: form.push_back({"NFC"}); break;
+      case NormalizerStep::Kind::prepend: form.push_back({"Prepend", step.content}); break;
+      case NormalizerStep::Kind::replace: form.push_back({"Replace", step.pattern, step.content}); break;
+    }
+  }
+  return form;
+}
+
+json decoder_form(const std::vector<DecoderStep>& steps) {
+  json form = json::array();
+  for (const DecoderStep& step : steps) {
+    switch (step.kind) {
+      case DecoderStep::Kind::replace: form.push_back({"Replace", step.pattern, step.content}); break;
+      case DecoderStep::Kind::byte_fallback: form.push_back({"ByteFallback"}); break;
+      case DecoderStep::Kind::fuse: form.push_back({"Fuse"}); break;
+      case DecoderStep::Kind::strip: form.push_back({"Strip", step.content, step.start, step.stop}); break;
+    }
+  }
+  return form;
+}
+
 std::string canonical_form(const Tokenizer::State& state) {
   std::vector<std::pair<int32_t, std::string>> vocab;
   for (const auto& [token, id] : state.model->vocab()) vocab.emplace_back(id, token);
   std::sort(vocab.begin(), vocab.end());
-  json canonical = {{"format", "memsweep.tokenizer.v1"}, {"model", "BPE, byte-level"},
-                    {"normalizer", state.nfc ? json("NFC") : json(nullptr)},
-                    {"add_prefix_space", state.add_prefix_space}, {"use_regex", state.use_regex},
-                    {"ignore_merges", state.ignore_merges}, {"vocab", json::array()}, {"merges", json::array()},
-                    {"added_tokens", json::array()}};
+  const bool byte_level = state.bpe.byte_level;
+  json canonical = {{"format", "memsweep.tokenizer.v1"}, {"model", byte_level ? "BPE, byte-level" : "BPE, characters"},
+                    {"normalizer", normalizer_form(state.normalizer)}, {"ignore_merges", state.bpe.ignore_merges},
+                    {"vocab", json::array()}, {"merges", json::array()}, {"added_tokens", json::array()}};
   for (const auto& [id, token] : vocab) canonical["vocab"].push_back({token, id});
   for (const auto& [left, right] : state.merges) canonical["merges"].push_back({left, right});
   for (const AddedToken& token : state.added_tokens)
-    canonical["added_tokens"].push_back({token.id, token.content, token.special, token.normalized && state.nfc});
+    canonical["added_tokens"].push_back({token.id, token.content, token.special, token.normalized && !state.normalizer.empty()});
+  if (byte_level) {
+    canonical["add_prefix_space"] = state.add_prefix_space;
+    canonical["use_regex"] = state.use_regex;
+  } else {
+    // SentencePiece-style BPE, after v1's byte-level tokenizers: its own keys, so theirs stay as they were.
+    canonical["byte_fallback"] = state.bpe.byte_fallback;
+    canonical["unk"] = state.bpe.unk_id < 0 ? json(nullptr) : json(state.bpe.unk_id);
+    canonical["fuse_unk"] = state.bpe.fuse_unk;
+    canonical["metaspace"] = nullptr;
+    if (state.metaspace) {
+      const char* schemes[] = {"always", "first", "never"};
+      canonical["metaspace"] = {{"replacement", state.metaspace->replacement},
+                                {"prepend_scheme", schemes[static_cast<int>(state.metaspace->prepend)]},
+                                {"split", state.metaspace->split}};
+    }
+    canonical["decoder"] = decoder_form(state.decoder);
+  }
   // Added after v1's tokenizers, so present only where used: their hashes stay what they were.
   if (!state.split_pattern.empty()) canonical["split"] = {{"pattern", state.split_pattern}, {"keep_gaps", state.split_keeps_gaps}};
   if (!state.prefix_ids.empty() || !state.suffix_ids.empty())
@@ -176,15 +226,126 @@ void read_template(const json& processor, const std::string& where, const std::s
   if (!seen_text) fail(origin, "\"" + where + "single\" has no {\"Sequence\": {\"id\": \"A\"}}: where would the text go?");
 }
 
+bool is_one_character(const std::string& text) {
+  if (text.empty() || tokenizer_detail::first_invalid_utf8(text)) return false;
+  size_t characters = 0;
+  for (char c : text) characters += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return characters == 1;
+}
+
+std::string one_character(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
+  std::string value = require(object, key, json::value_t::string, where, origin).get<std::string>();
+  if (!is_one_character(value)) fail(origin, "\"" + where + key + "\" is " + json(value).dump() + "; it must be one character");
+  return value;
+}
+
+size_t count(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
+  const json& value = require(object, key, json::value_t::number_integer, where, origin);
+  if (value.get<int64_t>() < 0 || value.get<int64_t>() > 1000000) fail(origin, "\"" + where + key + "\" is " + value.dump() + ", not a count");
+  return static_cast<size_t>(value.get<int64_t>());
+}
+
+// A Replace (normalizer or decoder): a non-empty string pattern and its replacement.
+std::pair<std::string, std::string> read_replace(const json& replace, const std::string& where, const std::string& origin) {
+  check_keys(replace, {"type", "pattern", "content"}, where, origin);
+  const json& pattern = require(replace, "pattern", json::value_t::object, where, origin);
+  if (pattern.size() != 1 || !pattern.contains("String") || !pattern["String"].is_string() || pattern["String"].get<std::string>().empty())
+    fail(origin, "\"" + where + "pattern\" is " + pattern.dump() + "; memsweep implements only {\"String\": \"...\"} (not empty)");
+  return {pattern["String"].get<std::string>(), require(replace, "content", json::value_t::string, where, origin).get<std::string>()};
+}
+
+// The normalizer: NFC, Prepend, Replace, or a Sequence of them.
+std::vector<NormalizerStep> read_normalizer(const json& normalizer, const std::string& origin) {
+  auto read_step = [&](const json& step, const std::string& where) -> NormalizerStep {
+    const std::string type = type_of(step, where, origin), at = where + ".";
+    if (type == "NFC") {
+      check_keys(step, {"type"}, at, origin);
+      return {NormalizerStep::Kind::nfc, "", ""};
+    }
+    if (type == "Prepend") {
+      check_keys(step, {"type", "prepend"}, at, origin);
+      return {NormalizerStep::Kind::prepend, "", require(step, "prepend", json::value_t::string, at, origin).get<std::string>()};
+    }
+    if (type == "Replace") {
+      auto [pattern, content] = read_replace(step, at, origin);
+      return {NormalizerStep::Kind::replace, pattern, content};
+    }
+    fail(origin, where + " type \"" + type + "\" is not supported; memsweep implements NFC, Prepend, Replace, a Sequence of them, or no normalizer");
+  };
+  if (type_of(normalizer, "normalizer", origin) != "Sequence") return {read_step(normalizer, "normalizer")};
+  check_keys(normalizer, {"type", "normalizers"}, "normalizer.", origin);
+  const json& steps = require(normalizer, "normalizers", json::value_t::array, "normalizer.", origin);
+  std::vector<NormalizerStep> result;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const std::string where = "normalizer.normalizers[" + std::to_string(i) + "]";
+    if (type_of(steps[i], where, origin) == "Sequence") fail(origin, where + " is a Sequence inside a Sequence; memsweep does not implement it");
+    result.push_back(read_step(steps[i], where));
+  }
+  return result;
+}
+
+// The Metaspace pre-tokenizer. As `tokenizers` reads it: prepend_scheme "always" when absent, split true when absent,
+// and the older add_prefix_space, when false, only with prepend_scheme "never".
+Metaspace read_metaspace(const json& metaspace, const std::string& origin) {
+  check_keys(metaspace, {"type", "replacement", "prepend_scheme", "split", "add_prefix_space", "str_rep"}, "pre_tokenizer.", origin);
+  Metaspace result;
+  result.replacement = one_character(metaspace, "replacement", "pre_tokenizer.", origin);
+  const std::string scheme = metaspace.contains("prepend_scheme")
+                                 ? require(metaspace, "prepend_scheme", json::value_t::string, "pre_tokenizer.", origin).get<std::string>()
+                                 : "always";
+  if (scheme == "always") result.prepend = Metaspace::Prepend::always;
+  else if (scheme == "first") result.prepend = Metaspace::Prepend::first;
+  else if (scheme == "never") result.prepend = Metaspace::Prepend::never;
+  else fail(origin, "\"pre_tokenizer.prepend_scheme\" is \"" + scheme + "\"; it must be always, first or never");
+  if (!optional_bool(metaspace, "add_prefix_space", true, "pre_tokenizer.", origin) && result.prepend != Metaspace::Prepend::never)
+    fail(origin, "\"pre_tokenizer.add_prefix_space\" is false but \"pre_tokenizer.prepend_scheme\" is \"" + scheme + "\" (`tokenizers` refuses this too)");
+  result.split = optional_bool(metaspace, "split", true, "pre_tokenizer.", origin);
+  return result;
+}
+
+// The decoder of SentencePiece-style BPE: Replace, ByteFallback, Fuse, Strip, or a Sequence of them.
+std::vector<DecoderStep> read_decoder_steps(const json& decoder, const std::string& origin) {
+  auto read_step = [&](const json& step, const std::string& where) -> DecoderStep {
+    const std::string type = type_of(step, where, origin), at = where + ".";
+    if (type == "Replace") {
+      auto [pattern, content] = read_replace(step, at, origin);
+      return {DecoderStep::Kind::replace, pattern, content};
+    }
+    if (type == "ByteFallback" || type == "Fuse") {
+      check_keys(step, {"type"}, at, origin);
+      return {type == "Fuse" ? DecoderStep::Kind::fuse : DecoderStep::Kind::byte_fallback, "", ""};
+    }
+    if (type == "Strip") {
+      check_keys(step, {"type", "content", "start", "stop"}, at, origin);
+      return {DecoderStep::Kind::strip, "", one_character(step, "content", at, origin), count(step, "start", at, origin), count(step, "stop", at, origin)};
+    }
+    fail(origin, where + " type \"" + type + "\" is not supported without a ByteLevel pre-tokenizer; memsweep implements Replace, "
+                 "ByteFallback, Fuse, Strip and a Sequence of them there");
+  };
+  if (type_of(decoder, "decoder", origin) != "Sequence") return {read_step(decoder, "decoder")};
+  check_keys(decoder, {"type", "decoders"}, "decoder.", origin);
+  const json& steps = require(decoder, "decoders", json::value_t::array, "decoder.", origin);
+  std::vector<DecoderStep> result;
+  for (size_t i = 0; i < steps.size(); ++i) result.push_back(read_step(steps[i], "decoder.decoders[" + std::to_string(i) + "]"));
+  return result;
+}
+
 std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, int32_t> vocab,
                                               std::vector<std::pair<std::string, std::string>> merges,
                                               std::vector<AddedToken> added_tokens, const Options& options,
                                               const std::string& origin) {
   auto state = std::make_shared<Tokenizer::State>();
-  state->nfc = options.nfc;
+  state->bpe = options.bpe;
+  if (!options.unk_token.empty()) {
+    auto unk = vocab.find(options.unk_token);
+    if (unk == vocab.end()) fail(origin, "\"model.unk_token\" is \"" + options.unk_token + "\", which is not in the vocabulary");
+    state->bpe.unk_id = unk->second;
+  }
+  state->normalizer = options.normalizer;
   state->add_prefix_space = options.add_prefix_space;
   state->use_regex = options.use_regex;
-  state->ignore_merges = options.ignore_merges;
+  state->metaspace = options.metaspace;
+  state->decoder = options.decoder;
   state->split_pattern = options.split_pattern;
   state->split_keeps_gaps = options.split_keeps_gaps;
   if (!options.split_pattern.empty()) {
@@ -217,9 +378,12 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
     fail(origin, "token ids go up to " + std::to_string(size - 1) + " for only " + std::to_string(entries) +
                      " tokens: ids are expected to run from 0 without large gaps");
   state->decoded.resize(static_cast<size_t>(size));
-  // A token decodes to the bytes its characters spell in the byte-level map; one with a character
-  // outside the map (e.g. an added token made of real spaces) to its own UTF-8, as `tokenizers`' decoder.
-  auto decoded_bytes = [](const std::string& token) { return tokenizer_detail::bytes_of_symbols(token).value_or(token); };
+  // Byte-level: a token decodes to the bytes its characters spell in the byte-level map; one with a character outside
+  // the map (e.g. an added token made of real spaces) to its own UTF-8, as `tokenizers`' decoder. SentencePiece-style:
+  // its spelling goes to the decoder steps.
+  auto decoded_bytes = [&](const std::string& token) {
+    return options.bpe.byte_level ? tokenizer_detail::bytes_of_symbols(token).value_or(token) : token;
+  };
   for (const auto& [token, id] : vocab) state->decoded[static_cast<size_t>(id)] = decoded_bytes(token);
   for (size_t i = 1; i < added_tokens.size(); ++i)
     if (added_tokens[i].id == added_tokens[i - 1].id)
@@ -231,8 +395,8 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
       fail(origin, "added token \"" + token.content + "\" has id " + std::to_string(token.id) + ", already a vocabulary token's id");
     slot = decoded_bytes(token.content);
     if (token.content.empty()) continue;  // never matched, as in `tokenizers`
-    if (token.normalized && options.nfc)
-      state->normalized_matcher.add(tokenizer_detail::nfc(token.content), token.id);
+    if (token.normalized && !options.normalizer.empty())
+      state->normalized_matcher.add(tokenizer_detail::normalize(options.normalizer, token.content), token.id);
     else
       state->raw_matcher.add(token.content, token.id);
   }
@@ -240,7 +404,7 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
     if (id >= size || !state->decoded[static_cast<size_t>(id)]) fail(origin, "the post-processor adds id " + std::to_string(id) + ", which no token has");
   for (int32_t id : options.suffix_ids)
     if (id >= size || !state->decoded[static_cast<size_t>(id)]) fail(origin, "the post-processor adds id " + std::to_string(id) + ", which no token has");
-  state->model = std::make_unique<tokenizer_detail::BpeModel>(std::move(vocab), merges, options.ignore_merges, origin);
+  state->model = std::make_unique<tokenizer_detail::BpeModel>(std::move(vocab), merges, state->bpe, origin);
   state->merges = std::move(merges);
   state->added_tokens = std::move(added_tokens);
   state->content_hash = sha256_hex(canonical_form(*state));
@@ -261,17 +425,16 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
         fail(origin, "\"" + std::string(key) + "\" is set; memsweep does not implement " + key + " (it must be null)");
 
     Options options;
-    if (root.contains("normalizer") && !root["normalizer"].is_null()) {
-      std::string type = type_of(root["normalizer"], "normalizer", origin);
-      if (type != "NFC") fail(origin, "normalizer type \"" + type + "\" is not supported; memsweep implements only NFC or no normalizer");
-      check_keys(root["normalizer"], {"type"}, "normalizer.", origin);
-      options.nfc = true;
-    }
+    if (root.contains("normalizer") && !root["normalizer"].is_null()) options.normalizer = read_normalizer(root["normalizer"], origin);
 
+    // A ByteLevel pre-tokenizer (alone or after a Split) makes byte-level BPE; Metaspace or none SentencePiece-style BPE,
+    // whose words are characters (no pre-tokenizer: each piece between added tokens is one word).
     const json& pre_tokenizer = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json();
-    if (pre_tokenizer.is_null()) fail(origin, "\"pre_tokenizer\" is missing or null; memsweep implements only byte-level BPE (ByteLevel)");
-    std::string pre_type = type_of(pre_tokenizer, "pre_tokenizer", origin);
-    if (pre_type == "ByteLevel") {
+    const std::string pre_type = pre_tokenizer.is_null() ? "" : type_of(pre_tokenizer, "pre_tokenizer", origin);
+    options.bpe.byte_level = pre_type == "ByteLevel" || pre_type == "Sequence";
+    if (pre_type == "Metaspace") {
+      options.metaspace = read_metaspace(pre_tokenizer, origin);
+    } else if (pre_type == "ByteLevel") {
       // trim_offsets only changes offsets, which memsweep does not produce.
       check_keys(pre_tokenizer, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "pre_tokenizer.", origin);
       options.add_prefix_space = require(pre_tokenizer, "add_prefix_space", json::value_t::boolean, "pre_tokenizer.", origin).get<bool>();
@@ -287,8 +450,9 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
       read_split(steps[0], "pre_tokenizer.pretokenizers[0].", origin, options);
       read_byte_level_after_split(steps[1], "pre_tokenizer.pretokenizers[1].", origin);
       options.use_regex = false;
-    } else {
-      fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements ByteLevel, or a Sequence of Split and ByteLevel");
+    } else if (!pre_type.empty()) {
+      fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements ByteLevel, a Sequence of Split and ByteLevel, "
+                   "Metaspace, or none");
     }
 
     // A ByteLevel post-processor only trims offsets; TemplateProcessing puts special tokens around a text
@@ -310,21 +474,38 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
       }
     }
     const json& decoder = root.contains("decoder") ? root["decoder"] : json();
-    if (decoder.is_null()) fail(origin, "\"decoder\" is missing or null; memsweep implements only the ByteLevel decoder");
-    std::string decoder_type = type_of(decoder, "decoder", origin);
-    if (decoder_type != "ByteLevel") fail(origin, "decoder type \"" + decoder_type + "\" is not supported; memsweep implements only ByteLevel");
-    check_keys(decoder, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "decoder.", origin);
+    if (decoder.is_null())
+      fail(origin, std::string("\"decoder\" is missing or null; memsweep implements ") +
+                       (options.bpe.byte_level ? "the ByteLevel decoder with a ByteLevel pre-tokenizer"
+                                               : "Replace, ByteFallback, Fuse, Strip and a Sequence of them without a ByteLevel pre-tokenizer"));
+    if (options.bpe.byte_level) {
+      std::string decoder_type = type_of(decoder, "decoder", origin);
+      if (decoder_type != "ByteLevel")
+        fail(origin, "decoder type \"" + decoder_type + "\" is not supported with a ByteLevel pre-tokenizer; memsweep implements only ByteLevel there");
+      check_keys(decoder, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "decoder.", origin);
+    } else {
+      options.decoder = read_decoder_steps(decoder, origin);
+    }
 
     const json& model = require(root, "model", json::value_t::object, "", origin);
     std::string model_type = model.contains("type") ? require(model, "type", json::value_t::string, "model.", origin).get<std::string>() : "BPE";
     if (model_type != "BPE") fail(origin, "model type \"" + model_type + "\" is not supported; memsweep implements only BPE");
     check_keys(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
                        "byte_fallback", "ignore_merges", "vocab", "merges"}, "model.", origin);
-    for (const char* key : {"dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix"})
+    for (const char* key : {"dropout", "continuing_subword_prefix", "end_of_word_suffix"})
       require_null_or_empty(model, key, "model.", origin);
-    require_false(model, "byte_fallback", "model.", origin);
-    optional_bool(model, "fuse_unk", false, "model.", origin);  // only acts on unk_token, which must be null
-    options.ignore_merges = optional_bool(model, "ignore_merges", false, "model.", origin);
+    if (options.bpe.byte_level) {
+      // Every byte has its symbol in byte-level vocabularies: memsweep refuses what would only act on a missing one.
+      require_null_or_empty(model, "unk_token", "model.", origin);
+      require_false(model, "byte_fallback", "model.", origin);
+      optional_bool(model, "fuse_unk", false, "model.", origin);  // only acts on unk_token, which must be null
+    } else {
+      if (model.contains("unk_token") && !model["unk_token"].is_null())
+        options.unk_token = require(model, "unk_token", json::value_t::string, "model.", origin).get<std::string>();
+      options.bpe.byte_fallback = optional_bool(model, "byte_fallback", false, "model.", origin);
+      options.bpe.fuse_unk = optional_bool(model, "fuse_unk", false, "model.", origin);
+    }
+    options.bpe.ignore_merges = optional_bool(model, "ignore_merges", false, "model.", origin);
 
     auto vocab = read_vocab(require(model, "vocab", json::value_t::object, "model.", origin), "model.vocab", origin);
     std::vector<std::pair<std::string, std::string>> merges;
