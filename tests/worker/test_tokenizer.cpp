@@ -555,8 +555,9 @@ BOOST_AUTO_TEST_CASE(real_gpt2_and_gpt_neox, *boost::unit_test::precondition(Sha
   BOOST_TEST(neox.content_hash() == "7238938d91206b56df1cebb1a10c3e19451eb31b532f285e3eb376ea5f87c433");
 }
 
-// Llama 3, Qwen2, OLMo 2 (byte-level BPE after a Split): their identities and what the post-processor adds.
-BOOST_AUTO_TEST_CASE(real_split_families, *boost::unit_test::precondition(SharedFilesPresent())) {
+// Llama 3, Qwen2, OLMo 2 (byte-level BPE after a Split), Llama 2 and Mistral (SentencePiece-style): their identities
+// and what the post-processor adds.
+BOOST_AUTO_TEST_CASE(real_families, *boost::unit_test::precondition(SharedFilesPresent())) {
   const struct {
     const char* family;
     const char* hash;
@@ -565,6 +566,8 @@ BOOST_AUTO_TEST_CASE(real_split_families, *boost::unit_test::precondition(Shared
       {"llama-3", "2223c455430caf8bf361d8cb36bad7edff89b493774667a9772315250f52324d", {128000, 9906, 1917}},
       {"qwen2", "8102edda3416857d8fcea252bde59bebc72be1ebb9d529db2493e940d493422e", {9707, 1879}},
       {"olmo-2", "14d60cbf59f738db1513bd9ccec2b48b12484b8bdc95357f06773f8274c1623c", {9906, 1917}},
+      {"llama-2", "907a1fb54630c159b561f96d28a054dd574f29814694393f5d22656f601324c8", {1, 15043, 3186}},
+      {"mistral", "08165e66ff8438cb47837476cefb81c4053a9f304c754eaecd456f4df408d099", {1, 22557, 1526}},
   };
   for (const auto& f : families) {
     if (!fs::exists(shared_file(std::string(f.family) + "/tokenizer.json"))) continue;
