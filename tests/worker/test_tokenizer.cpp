@@ -409,6 +409,40 @@ BOOST_AUTO_TEST_CASE(sentencepiece_refusals_are_named) {
   }
 }
 
+// A folder is read as transformers 5.x's AutoTokenizer reads it: with tokenizer_class LlamaTokenizer it keeps
+// tokenizer.json's vocabulary, merges, added tokens and template, and builds the rest (Metaspace instead of Llama 2's
+// Prepend + Replace normalizer).
+BOOST_AUTO_TEST_CASE(folders_read_as_transformers_reads_them) {
+  struct Case {
+    json config;
+    Ids space_a, a_eos_b;  // " a" and "a</s>b"
+    std::string decoded;   // of " a"'s ids
+  } const cases[] = {
+      {json::object(), {259, 263}, {263, 2, 259, 261}, " a"},  // no tokenizer class: tokenizer.json as it is
+      {{{"tokenizer_class", "PreTrainedTokenizerFast"}}, {259, 263}, {263, 2, 259, 261}, " a"},
+      {{{"tokenizer_class", "LlamaTokenizer"}, {"legacy", false}}, {263}, {263, 2, 261}, "a"},  // Metaspace, prepend first
+      {{{"tokenizer_class", "LlamaTokenizerFast"}}, {263}, {263, 2, 261}, "a"},
+      {{{"tokenizer_class", "LlamaTokenizer"}, {"legacy", true}}, {263}, {263, 2, 259, 261}, "a"},  // always
+      {{{"tokenizer_class", "LlamaTokenizer"}, {"add_prefix_space", false}}, {263}, {260, 2, 261}, " a"},  // never, no Strip
+  };
+  TempDir dir;
+  dir.write("tokenizer.json", sentencepiece_json().dump());
+  const std::string file_hash = Tokenizer::load((dir.path / "tokenizer.json").string()).content_hash();
+  for (const Case& c : cases) {
+    dir.write("tokenizer_config.json", c.config.dump());
+    const Tokenizer tokenizer = Tokenizer::load(dir.path.string());
+    BOOST_TEST(tokenizer.encode(" a") == c.space_a, c.config.dump());
+    BOOST_TEST(tokenizer.encode("a</s>b") == c.a_eos_b, c.config.dump());
+    BOOST_TEST(tokenizer.decode(tokenizer.encode(" a")) == c.decoded, c.config.dump());
+    const bool rebuilt = c.config.value("tokenizer_class", "").rfind("Llama", 0) == 0;
+    BOOST_TEST((tokenizer.content_hash() != file_hash) == rebuilt, c.config.dump());
+  }
+  dir.write("tokenizer_config.json", json{{"tokenizer_class", "LlamaTokenizer"}, {"legacy", "no"}}.dump());
+  BOOST_CHECK_EXCEPTION(Tokenizer::load(dir.path.string()), memsweep::Error, [&](const memsweep::Error& e) {
+    return std::string(e.what()) == (dir.path / "tokenizer_config.json").string() + ": \"legacy\" must be true, false or null, found \"no\"";
+  });
+}
+
 BOOST_AUTO_TEST_CASE(unsupported_features_are_named) {
   struct Case {
     std::function<void(json&)> mutate;

@@ -5,18 +5,29 @@
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
+#include "worker/tokenizer/read_json.h"
 #include "worker/tokenizer/state.h"
 #include "worker/tokenizer/text.h"
+#include "worker/tokenizer/transformers_config.h"
 
 namespace memsweep {
 namespace {
 
 using nlohmann::json;
 using tokenizer_detail::AddedToken;
+using tokenizer_detail::check_keys;
+using tokenizer_detail::fail;
+using tokenizer_detail::optional_bool;
+using tokenizer_detail::read_decoder_steps;
+using tokenizer_detail::read_metaspace;
+using tokenizer_detail::read_normalizer;
+using tokenizer_detail::require;
+using tokenizer_detail::require_false;
+using tokenizer_detail::require_null_or_empty;
+using tokenizer_detail::type_of;
 using tokenizer_detail::DecoderStep;
 using tokenizer_detail::Metaspace;
 using tokenizer_detail::NormalizerStep;
@@ -33,46 +44,6 @@ struct Options {
   bool split_keeps_gaps = true;
   std::vector<int32_t> prefix_ids, suffix_ids;  // TemplateProcessing's special tokens around a single text
 };
-
-// Error helpers: every message starts with the file and names the key path.
-[[noreturn]] void fail(const std::string& origin, const std::string& message) { throw Error(origin + ": " + message); }
-
-void check_keys(const json& object, const std::set<std::string>& known, const std::string& where, const std::string& origin) {
-  for (const auto& item : object.items())
-    if (!known.count(item.key()))
-      fail(origin, "unknown key \"" + where + item.key() + "\"; memsweep does not implement it, so it refuses the file");
-}
-
-const json& require(const json& object, const std::string& key, json::value_t type, const std::string& where,
-                    const std::string& origin) {
-  auto found = object.find(key);
-  if (found == object.end()) fail(origin, "missing key \"" + where + key + "\"");
-  bool ok = found->type() == type || (type == json::value_t::number_integer && found->is_number_unsigned());
-  if (!ok) fail(origin, "\"" + where + key + "\" must be " + json(type).type_name() + ", found " + found->type_name());
-  return *found;
-}
-
-bool optional_bool(const json& object, const std::string& key, bool fallback, const std::string& where,
-                   const std::string& origin) {
-  if (!object.contains(key)) return fallback;
-  return require(object, key, json::value_t::boolean, where, origin).get<bool>();
-}
-
-void require_false(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
-  if (optional_bool(object, key, false, where, origin))
-    fail(origin, "\"" + where + key + "\" is true; memsweep does not implement " + key);
-}
-
-void require_null_or_empty(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
-  auto found = object.find(key);
-  if (found == object.end() || found->is_null() || (found->is_string() && found->get<std::string>().empty())) return;
-  fail(origin, "\"" + where + key + "\" is " + found->dump() + "; memsweep does not implement " + key);
-}
-
-std::string type_of(const json& object, const std::string& where, const std::string& origin) {
-  if (!object.is_object()) fail(origin, "\"" + where + "\" must be an object or null, found " + object.type_name());
-  return require(object, "type", json::value_t::string, where + ".", origin).get<std::string>();
-}
 
 std::unordered_map<std::string, int32_t> read_vocab(const json& vocab, const std::string& where, const std::string& origin) {
   if (!vocab.is_object()) fail(origin, "\"" + where + "\" must be an object of token: id, found " + vocab.type_name());
@@ -226,110 +197,6 @@ void read_template(const json& processor, const std::string& where, const std::s
   if (!seen_text) fail(origin, "\"" + where + "single\" has no {\"Sequence\": {\"id\": \"A\"}}: where would the text go?");
 }
 
-bool is_one_character(const std::string& text) {
-  if (text.empty() || tokenizer_detail::first_invalid_utf8(text)) return false;
-  size_t characters = 0;
-  for (char c : text) characters += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  return characters == 1;
-}
-
-std::string one_character(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
-  std::string value = require(object, key, json::value_t::string, where, origin).get<std::string>();
-  if (!is_one_character(value)) fail(origin, "\"" + where + key + "\" is " + json(value).dump() + "; it must be one character");
-  return value;
-}
-
-size_t count(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
-  const json& value = require(object, key, json::value_t::number_integer, where, origin);
-  if (value.get<int64_t>() < 0 || value.get<int64_t>() > 1000000) fail(origin, "\"" + where + key + "\" is " + value.dump() + ", not a count");
-  return static_cast<size_t>(value.get<int64_t>());
-}
-
-// A Replace (normalizer or decoder): a non-empty string pattern and its replacement.
-std::pair<std::string, std::string> read_replace(const json& replace, const std::string& where, const std::string& origin) {
-  check_keys(replace, {"type", "pattern", "content"}, where, origin);
-  const json& pattern = require(replace, "pattern", json::value_t::object, where, origin);
-  if (pattern.size() != 1 || !pattern.contains("String") || !pattern["String"].is_string() || pattern["String"].get<std::string>().empty())
-    fail(origin, "\"" + where + "pattern\" is " + pattern.dump() + "; memsweep implements only {\"String\": \"...\"} (not empty)");
-  return {pattern["String"].get<std::string>(), require(replace, "content", json::value_t::string, where, origin).get<std::string>()};
-}
-
-// The normalizer: NFC, Prepend, Replace, or a Sequence of them.
-std::vector<NormalizerStep> read_normalizer(const json& normalizer, const std::string& origin) {
-  auto read_step = [&](const json& step, const std::string& where) -> NormalizerStep {
-    const std::string type = type_of(step, where, origin), at = where + ".";
-    if (type == "NFC") {
-      check_keys(step, {"type"}, at, origin);
-      return {NormalizerStep::Kind::nfc, "", ""};
-    }
-    if (type == "Prepend") {
-      check_keys(step, {"type", "prepend"}, at, origin);
-      return {NormalizerStep::Kind::prepend, "", require(step, "prepend", json::value_t::string, at, origin).get<std::string>()};
-    }
-    if (type == "Replace") {
-      auto [pattern, content] = read_replace(step, at, origin);
-      return {NormalizerStep::Kind::replace, pattern, content};
-    }
-    fail(origin, where + " type \"" + type + "\" is not supported; memsweep implements NFC, Prepend, Replace, a Sequence of them, or no normalizer");
-  };
-  if (type_of(normalizer, "normalizer", origin) != "Sequence") return {read_step(normalizer, "normalizer")};
-  check_keys(normalizer, {"type", "normalizers"}, "normalizer.", origin);
-  const json& steps = require(normalizer, "normalizers", json::value_t::array, "normalizer.", origin);
-  std::vector<NormalizerStep> result;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const std::string where = "normalizer.normalizers[" + std::to_string(i) + "]";
-    if (type_of(steps[i], where, origin) == "Sequence") fail(origin, where + " is a Sequence inside a Sequence; memsweep does not implement it");
-    result.push_back(read_step(steps[i], where));
-  }
-  return result;
-}
-
-// The Metaspace pre-tokenizer. As `tokenizers` reads it: prepend_scheme "always" when absent, split true when absent,
-// and the older add_prefix_space, when false, only with prepend_scheme "never".
-Metaspace read_metaspace(const json& metaspace, const std::string& origin) {
-  check_keys(metaspace, {"type", "replacement", "prepend_scheme", "split", "add_prefix_space", "str_rep"}, "pre_tokenizer.", origin);
-  Metaspace result;
-  result.replacement = one_character(metaspace, "replacement", "pre_tokenizer.", origin);
-  const std::string scheme = metaspace.contains("prepend_scheme")
-                                 ? require(metaspace, "prepend_scheme", json::value_t::string, "pre_tokenizer.", origin).get<std::string>()
-                                 : "always";
-  if (scheme == "always") result.prepend = Metaspace::Prepend::always;
-  else if (scheme == "first") result.prepend = Metaspace::Prepend::first;
-  else if (scheme == "never") result.prepend = Metaspace::Prepend::never;
-  else fail(origin, "\"pre_tokenizer.prepend_scheme\" is \"" + scheme + "\"; it must be always, first or never");
-  if (!optional_bool(metaspace, "add_prefix_space", true, "pre_tokenizer.", origin) && result.prepend != Metaspace::Prepend::never)
-    fail(origin, "\"pre_tokenizer.add_prefix_space\" is false but \"pre_tokenizer.prepend_scheme\" is \"" + scheme + "\" (`tokenizers` refuses this too)");
-  result.split = optional_bool(metaspace, "split", true, "pre_tokenizer.", origin);
-  return result;
-}
-
-// The decoder of SentencePiece-style BPE: Replace, ByteFallback, Fuse, Strip, or a Sequence of them.
-std::vector<DecoderStep> read_decoder_steps(const json& decoder, const std::string& origin) {
-  auto read_step = [&](const json& step, const std::string& where) -> DecoderStep {
-    const std::string type = type_of(step, where, origin), at = where + ".";
-    if (type == "Replace") {
-      auto [pattern, content] = read_replace(step, at, origin);
-      return {DecoderStep::Kind::replace, pattern, content};
-    }
-    if (type == "ByteFallback" || type == "Fuse") {
-      check_keys(step, {"type"}, at, origin);
-      return {type == "Fuse" ? DecoderStep::Kind::fuse : DecoderStep::Kind::byte_fallback, "", ""};
-    }
-    if (type == "Strip") {
-      check_keys(step, {"type", "content", "start", "stop"}, at, origin);
-      return {DecoderStep::Kind::strip, "", one_character(step, "content", at, origin), count(step, "start", at, origin), count(step, "stop", at, origin)};
-    }
-    fail(origin, where + " type \"" + type + "\" is not supported without a ByteLevel pre-tokenizer; memsweep implements Replace, "
-                 "ByteFallback, Fuse, Strip and a Sequence of them there");
-  };
-  if (type_of(decoder, "decoder", origin) != "Sequence") return {read_step(decoder, "decoder")};
-  check_keys(decoder, {"type", "decoders"}, "decoder.", origin);
-  const json& steps = require(decoder, "decoders", json::value_t::array, "decoder.", origin);
-  std::vector<DecoderStep> result;
-  for (size_t i = 0; i < steps.size(); ++i) result.push_back(read_step(steps[i], "decoder.decoders[" + std::to_string(i) + "]"));
-  return result;
-}
-
 std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, int32_t> vocab,
                                               std::vector<std::pair<std::string, std::string>> merges,
                                               std::vector<AddedToken> added_tokens, const Options& options,
@@ -411,13 +278,11 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
   return state;
 }
 
-}  // namespace
-
-Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std::string& origin) {
+// A parsed tokenizer.json.
+std::shared_ptr<Tokenizer::State> read_tokenizer_json(const json& root, const std::string& origin) {
   // A value of the right JSON type can still be out of range for its C++ type (a number beyond 64 bits, found by
   // fuzzing): the JSON library's exceptions become memsweep::Error like every other bad input.
   try {
-    json root = parse_json(json_text, origin);
     if (!root.is_object()) fail(origin, "a tokenizer.json must hold an object, found " + std::string(root.type_name()));
     check_keys(root, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model"}, "", origin);
     for (const char* key : {"truncation", "padding"})
@@ -537,10 +402,16 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
                                           special, optional_bool(list[i], "normalized", !special, where, origin)});
       }
     }
-    return Tokenizer(build_state(std::move(vocab), std::move(merges), std::move(added_tokens), options, origin));
+    return build_state(std::move(vocab), std::move(merges), std::move(added_tokens), options, origin);
   } catch (const nlohmann::json::exception& e) {
     throw Error(origin + ": a value in tokenizer.json is not what memsweep expects (" + e.what() + ")");
   }
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std::string& origin) {
+  return Tokenizer(read_tokenizer_json(parse_json(json_text, origin), origin));
 }
 
 Tokenizer Tokenizer::from_vocab_and_merges(const std::string& vocab_json, const std::string& merges_txt,
@@ -571,7 +442,15 @@ Tokenizer Tokenizer::load(const std::string& path) {
   std::error_code error;
   if (!fs::is_directory(path, error)) return from_tokenizer_json(read_file(path), path);
   fs::path directory(path);
-  if (fs::exists(directory / "tokenizer.json", error)) return load((directory / "tokenizer.json").string());
+  const fs::path file = directory / "tokenizer.json", config = directory / "tokenizer_config.json";
+  if (fs::exists(file, error)) {
+    // A folder is read as transformers' AutoTokenizer reads it, which for some tokenizer classes rebuilds parts of
+    // tokenizer.json from tokenizer_config.json (Llama 2: see transformers_config.h).
+    json root = parse_json(read_file(file.string()), file.string());
+    if (fs::exists(config, error))
+      tokenizer_detail::apply_transformers_tokenizer_config(root, parse_json(read_file(config.string()), config.string()), config.string());
+    return Tokenizer(read_tokenizer_json(root, file.string()));
+  }
   fs::path vocab = directory / "vocab.json", merges = directory / "merges.txt";
   if (!fs::exists(vocab, error) || !fs::exists(merges, error))
     throw Error(path + ": a tokenizer directory must hold tokenizer.json, or vocab.json and merges.txt; found neither");

@@ -130,4 +130,9 @@ std::optional<int32_t> Tokenizer::token_id(std::string_view token) const {
 
 std::optional<int32_t> Tokenizer::eos_id() const { return token_id("<|endoftext|>"); }
 
+std::optional<int32_t> Tokenizer::bos_id() const {
+  if (state_->prefix_ids.empty()) return std::nullopt;
+  return state_->prefix_ids.front();
+}
+
 }  // namespace memsweep

@@ -43,6 +43,9 @@ class Tokenizer {
   std::optional<int32_t> token_id(std::string_view token) const;
   // The id of "<|endoftext|>", the end-of-text token of GPT-2 and GPT-NeoX, when present.
   std::optional<int32_t> eos_id() const;
+  // The first special token the post-processor puts before a text (Llama 2's and Mistral's <s>, Llama 3's
+  // <|begin_of_text|>), when it puts one.
+  std::optional<int32_t> bos_id() const;
 
   struct State;
 
