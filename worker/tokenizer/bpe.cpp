@@ -21,8 +21,15 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
     std::snprintf(name, sizeof name, "<0x%02X>", byte);  // `tokenizers`' spelling: two upper-case hex digits
     found = vocab_.find(name);
     byte_fallback_ids_[byte] = found == vocab_.end() ? -1 : found->second;
+    if (byte < 128) {
+      found = vocab_.find(std::string(1, static_cast<char>(byte)));
+      ascii_ids_[byte] = found == vocab_.end() ? -1 : found->second;
+    }
   }
-  merges_.reserve(merges.size());
+  size_t slots = 2;
+  while (slots < 2 * merges.size()) slots *= 2;
+  merge_slots_.assign(slots, MergeSlot{kNoPair, Merge{0, 0}});
+  while ((size_t(1) << (64 - merge_shift_)) < slots) --merge_shift_;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     // Named references, not a structured binding: C++17 lambdas cannot capture bindings.
     const std::string& left = merges[rank].first;
@@ -36,8 +43,25 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
     };
     int32_t left_id = id_of(left), right_id = id_of(right), merged_id = id_of(left + right);
     // A repeated merge takes the rank of its last occurrence, as `tokenizers` builds its map.
-    merges_[pair_key(left_id, right_id)] = Merge{static_cast<int32_t>(rank), merged_id};
+    add_merge(left_id, right_id, Merge{static_cast<int32_t>(rank), merged_id});
   }
+}
+
+const BpeModel::Merge* BpeModel::find_merge(int32_t left, int32_t right) const {
+  const uint64_t key = pair_key(left, right);
+  const size_t mask = merge_slots_.size() - 1;
+  for (size_t slot = merge_slot(key);; slot = (slot + 1) & mask) {
+    if (merge_slots_[slot].key == key) return &merge_slots_[slot].merge;
+    if (merge_slots_[slot].key == kNoPair) return nullptr;
+  }
+}
+
+void BpeModel::add_merge(int32_t left, int32_t right, Merge merge) {
+  const uint64_t key = pair_key(left, right);
+  const size_t mask = merge_slots_.size() - 1;
+  size_t slot = merge_slot(key);
+  while (merge_slots_[slot].key != key && merge_slots_[slot].key != kNoPair) slot = (slot + 1) & mask;
+  merge_slots_[slot] = MergeSlot{key, merge};
 }
 
 void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& ids) const {
@@ -73,6 +97,13 @@ void BpeModel::byte_symbols_of(std::string_view word, std::vector<int32_t>& symb
 void BpeModel::characters_of(std::string_view word, std::vector<int32_t>& symbols) const {
   bool unk_pending = false;
   for (size_t i = 0; i < word.size();) {
+    const auto first_byte = static_cast<unsigned char>(word[i]);
+    if (first_byte < 128 && ascii_ids_[first_byte] >= 0) {
+      if (unk_pending) symbols.push_back(options_.unk_id), unk_pending = false;
+      symbols.push_back(ascii_ids_[first_byte]);
+      ++i;
+      continue;
+    }
     size_t length = 1;
     while (i + length < word.size() && (static_cast<unsigned char>(word[i + length]) & 0xC0) == 0x80) ++length;
     const std::string character(word.substr(i, length));
@@ -131,8 +162,7 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& ids) cons
   auto push_if_merge = [&](int32_t position) {
     int32_t next = symbols[position].next;
     if (next < 0) return;
-    auto found = merges_.find(pair_key(symbols[position].id, symbols[next].id));
-    if (found != merges_.end()) queue.push(Candidate{found->second.rank, position, found->second.merged_id});
+    if (const Merge* merge = find_merge(symbols[position].id, symbols[next].id)) queue.push(Candidate{merge->rank, position, merge->merged_id});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) push_if_merge(i);
 
@@ -142,8 +172,8 @@ void BpeModel::merge_word(std::string_view word, std::vector<int32_t>& ids) cons
     Symbol& left = symbols[top.position];
     if (left.removed || left.next < 0) continue;
     Symbol& right = symbols[left.next];
-    auto current = merges_.find(pair_key(left.id, right.id));
-    if (current == merges_.end() || current->second.merged_id != top.merged_id) continue;
+    const Merge* current = find_merge(left.id, right.id);
+    if (!current || current->merged_id != top.merged_id) continue;
     left.id = top.merged_id;
     right.removed = true;
     left.next = right.next;
