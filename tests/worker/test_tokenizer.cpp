@@ -609,4 +609,11 @@ BOOST_AUTO_TEST_CASE(real_families, *boost::unit_test::precondition(SharedFilesP
     BOOST_TEST(tokenizer.content_hash() == f.hash, f.family);
     BOOST_TEST(tokenizer.encode_with_special_tokens("Hello world") == f.with_special, f.family);
   }
+  // Mistral's folder, read as transformers reads it (its tokenizer_config.json names LlamaTokenizer): the same pipeline
+  // as its file but for the unk token, which transformers leaves unset and its full byte fallback never needs.
+  if (fs::exists(shared_file("mistral/tokenizer_config.json"))) {
+    const Tokenizer folder = Tokenizer::load(shared_file("mistral"));
+    BOOST_TEST(folder.content_hash() == "1c1fbcd6450998425b528ee0a09309a645f88bba66957ab3c4fa3617eb996db4");
+    BOOST_TEST(folder.encode(" Hello world") == Ids({22557, 1526}));
+  }
 }
