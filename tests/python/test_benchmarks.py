@@ -245,6 +245,9 @@ def test_bad_options_are_errors(setup):
     result = run_memsweep("eval", "--model", setup["model"], "--task",
                           f"multiple_choice:{setup['files']['multiple_choice']}", check=False)
     assert result.returncode != 0 and "needs the options context, choices and label" in result.stderr, result.stderr
+    result = run_memsweep("eval", "--model", setup["model"], "--task", f"memorization:{setup['files']['piqa']}",
+                          "--print-requests", check=False)
+    assert result.returncode != 0 and "--print-requests is for benchmark kinds; 'memorization' is not one" in result.stderr
 
 
 # Per family, the tokenizer folder the harness's AutoTokenizer reads (the shared files; Llama 2's Hub folder also holds a
