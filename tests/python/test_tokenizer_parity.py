@@ -1,7 +1,8 @@
 """memsweep tokenize against the Hugging Face `tokenizers` package on the real tokenizers of GPT-NeoX-20B, GPT-2,
 Llama 3, Qwen2, OLMo 2, Llama 2 and Mistral: identical ids for hand-picked hard texts, every string of the PIQA and
 ARC-Easy files and the shared test vectors, identical decoded text, decode(encode(x)) == x where the tokenizer is
-lossless (and exactly what it loses where not), the documented ill-formed UTF-8 behaviour, and the content hash.
+lossless (and exactly what it loses where not), the documented ill-formed UTF-8 behaviour, the content hash, and Llama
+2's folder against the pipeline transformers builds from it.
 The binary is driven with many texts per call (one per line; --whole-file only for texts with '\\n')."""
 import json
 import os
