@@ -53,7 +53,9 @@ int eval_command(const Arguments& args) {
       "missing field, an id beyond the vocabulary, a row shorter than prefix + 1) is an error naming file and\n"
       "line; with --skip-bad such rows are skipped and counted. The JSON also gives the seconds of the model's load\n"
       "and of the evaluation, and memory in bytes: resident before the model loaded and at the peak, and in use on the\n"
-      "heap (the tensors: a CPU's counterpart of a GPU's allocated memory) before the model loaded and at the peak."};
+      "heap (the tensors: a CPU's counterpart of a GPU's allocated memory) before the model loaded and at the peak.\n"
+      "--print-requests (benchmark kinds): prints each loglikelihood request's token ids as a JSON line\n"
+      "{\"document\", \"context\", \"continuation\"}, as the model would be given them, and exits before loading the weights."};
   po::options_description options("options");
   ModelOptions model_options;
   add_model_options(options, model_options);
@@ -74,7 +76,8 @@ int eval_command(const Arguments& args) {
       ("no-reuse", "compute every layer for every intervention")
       ("batch-size", po::value(&batch_size)->default_value(8), "rows per forward pass")
       ("progress-every", po::value(&progress_every_s)->default_value(10), "seconds between progress lines (rows done, rate, ETA)")
-      ("out", po::value(&out_path), "write metrics and per-example results to this JSON file");
+      ("out", po::value(&out_path), "write metrics and per-example results to this JSON file")
+      ("print-requests", "print the benchmark's requests as token ids and exit (no weights are read)");
   po::variables_map values;
   if (!parse_command_line(spec, options, args, values)) return 0;
   if (batch_size < 1) throw Error("--batch-size must be at least 1");
@@ -97,6 +100,14 @@ int eval_command(const Arguments& args) {
     if (expected != context.tokenizer->content_hash())
       throw Error("dataset " + dataset.path + " was made with tokenizer " + expected + ", but the model's tokenizer is " +
                   context.tokenizer->content_hash() + ": its ids would be silently wrong");
+  }
+  if (values.count("print-requests")) {
+    if (!find_benchmark_kind(dataset.kind)) throw Error("--print-requests is for benchmark kinds; '" + dataset.kind + "' is not one");
+    const BenchmarkSet set = read_benchmark_set(dataset, context, true);
+    for (size_t d = 0; d + 1 < set.first_request.size(); ++d)
+      for (size_t r = set.first_request[d]; r < set.first_request[d + 1]; ++r)
+        std::cout << nlohmann::json{{"document", d}, {"context", set.requests[r].context}, {"continuation", set.requests[r].continuation}}.dump() << "\n";
+    return 0;
   }
   auto task = open_task(dataset, context);
 

@@ -19,15 +19,16 @@ namespace {
 namespace po = boost::program_options;
 
 const CommandSpec kSpec{
-    "tokenize", "--tokenizer PATH [--text-file FILE] [--whole-file] [--add-special-tokens] [--decode] [--hash]",
+    "tokenize", "--tokenizer PATH [--text-file FILE] [--whole-file | --json-strings] [--add-special-tokens] [--decode] [--hash]",
     "Encodes text to token ids, or with --decode ids to text, with a byte-level BPE tokenizer (GPT-2,\n"
-    "GPT-NeoX, Llama 3, Qwen2, OLMo 2). PATH is a tokenizer.json, or a model directory holding tokenizer.json or vocab.json +\n"
-    "merges.txt. Input is FILE, or stdin without --text-file.\n\n"
+    "GPT-NeoX, Llama 3, Qwen2, OLMo 2) or a SentencePiece-style one (Llama 2, Mistral). PATH is a tokenizer.json, or a\n"
+    "model directory holding tokenizer.json or vocab.json + merges.txt. Input is FILE, or stdin without --text-file.\n\n"
     "Encoding: each input line (split on '\\n', which is not part of the text; a '\\r' before it is kept;\n"
     "a last line without '\\n' counts, an empty one after a final '\\n' does not, as Python's\n"
     "text.split('\\n') without its last empty element) prints one JSON array of ids. Ill-formed UTF-8 is\n"
     "replaced by U+FFFD first, as Python's bytes.decode('utf-8', 'replace').\n"
     "With --whole-file the whole input (newlines included, possibly empty) is one text: one line out.\n"
+    "With --json-strings each input line is a JSON string, the text (so texts may hold newlines).\n"
     "--add-special-tokens: with the post-processor's special tokens around each text (Llama 3's\n"
     "<|begin_of_text|>), as `tokenizers`' add_special_tokens=True; without, none (add_special_tokens=False).\n\n"
     "Decoding (--decode): each input line is a JSON array of ids and prints one JSON string (special\n"
@@ -83,6 +84,7 @@ int tokenize_command(const Arguments& args) {
       ("tokenizer", po::value<std::string>()->required(), "tokenizer.json, or a model directory")
       ("text-file", po::value<std::string>(), "input file (default: stdin)")
       ("whole-file", "the whole input is one text (or one JSON array with --decode)")
+      ("json-strings", "each input line is a JSON string holding the text")
       ("decode", "decode JSON arrays of ids instead of encoding text")
       ("add-special-tokens", "put the post-processor's special tokens (e.g. a BOS) around each text")
       ("hash", "print the tokenizer's content hash and exit");
@@ -97,6 +99,8 @@ int tokenize_command(const Arguments& args) {
   std::string input = read_input(values);
   std::string origin = values.count("text-file") ? values["text-file"].as<std::string>() : "stdin";
   bool whole_file = values.count("whole-file") > 0;
+  const bool json_strings = values.count("json-strings") > 0;
+  if (json_strings && (whole_file || values.count("decode"))) throw Error("tokenize: --json-strings goes with neither --whole-file nor --decode");
   const bool special = values.count("add-special-tokens") > 0;
   auto encode = [&](std::string_view text) { return special ? tokenizer.encode_with_special_tokens(text) : tokenizer.encode(text); };
   std::string out;
@@ -112,6 +116,14 @@ int tokenize_command(const Arguments& args) {
     }
   } else if (whole_file) {
     out = ids_to_json(encode(input)) + "\n";
+  } else if (json_strings) {
+    auto lines = split_lines(input);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const std::string where = origin + ", line " + std::to_string(i + 1);
+      nlohmann::json text = parse_json(std::string(lines[i]), where);
+      if (!text.is_string()) throw Error(where + ": expected a JSON string, found " + text.type_name());
+      out += ids_to_json(encode(text.get<std::string>())) + "\n";
+    }
   } else {
     for (std::string_view line : split_lines(input)) out += ids_to_json(encode(line)) + "\n";
   }

@@ -6,7 +6,8 @@ metrics, at batch sizes 1 and 16 on both sides. Data: the first 40 rows of the r
 ../shared/data and the small hand-written files of tests/data/benchmarks (HF schema).
 
 Also: grouping (shared context passes, batches, token budget, below-block reuse across interventions) never changes
-a score, and bad data is an error naming the file and line."""
+a score, bad data is an error naming the file and line, and per tokenizer family (Llama 2, Mistral, Llama 3) memsweep's
+requests (`eval --print-requests`) are the harness's token ids, its BOS and prefix token included."""
 import json
 import math
 import os
@@ -57,11 +58,33 @@ CASES = {
 }
 
 
+def write_harness_tasks(root, kinds):
+    """The first ROWS rows of the real PIQA and ARC-Easy files in root, and a harness task YAML per kind in root/tasks.
+    Returns that folder and each kind's data file."""
+    for source, name in ((shared_file("piqa/validation.jsonl"), "piqa.jsonl"), (shared_file("arc-easy/test.jsonl"), "arc_easy.jsonl")):
+        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)[:ROWS]
+        (root / name).write_text("".join(lines), encoding="utf-8")
+    yaml_dir = root / "tasks"
+    yaml_dir.mkdir()
+    files = {}
+    for kind in kinds:
+        include, data, split, _, extra = CASES[kind]
+        files[kind] = Path(data) if Path(data).is_absolute() else root / data
+        config = {"task": f"memsweep_{kind}", "dataset_path": "json", "dataset_name": None,
+                  "dataset_kwargs": {"data_files": {split: str(files[kind])}},
+                  "training_split": None, "validation_split": split if split == "validation" else None,
+                  "test_split": split if split == "test" else None, "fewshot_split": None, **extra}
+        if include:
+            config = {"include": str(harness_tasks_dir() / include), **config}
+        (yaml_dir / f"memsweep_{kind}.yaml").write_text(json.dumps(config))  # JSON is YAML
+    os.environ["HF_DATASETS_CACHE"] = str(root / "datasets-cache")
+    return yaml_dir, files
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """The tiny model (with the real tokenizer), the data files, and the harness's results at each batch size."""
     tokenizer = shared_file("tokenizers/gpt-neox-20b/tokenizer.json")
-    piqa, arc = shared_file("piqa/validation.jsonl"), shared_file("arc-easy/test.jsonl")
     pytest.importorskip("lm_eval", reason="lm-eval is not installed (tests/python/requirements.txt)")
     root = tmp_path_factory.mktemp("benchmarks")
     model_dir = root / "model"
@@ -71,27 +94,11 @@ def setup(tmp_path_factory):
     (model_dir / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
         "unk_token": "<|endoftext|>"}))
-    for source, name in ((piqa, "piqa.jsonl"), (arc, "arc_easy.jsonl")):
-        lines = source.read_text(encoding="utf-8").splitlines(keepends=True)[:ROWS]
-        (root / name).write_text("".join(lines), encoding="utf-8")
-
-    yaml_dir = root / "tasks"
-    yaml_dir.mkdir()
-    files = {}
-    for kind, (include, data, split, _, extra) in CASES.items():
-        files[kind] = Path(data) if Path(data).is_absolute() else root / data
-        config = {"task": f"memsweep_{kind}", "dataset_path": "json", "dataset_name": None,
-                  "dataset_kwargs": {"data_files": {split: str(files[kind])}},
-                  "training_split": None, "validation_split": split if split == "validation" else None,
-                  "test_split": split if split == "test" else None, "fewshot_split": None, **extra}
-        if include:
-            config = {"include": str(harness_tasks_dir() / include), **config}
-        (yaml_dir / f"memsweep_{kind}.yaml").write_text(json.dumps(config))  # JSON is YAML
+    yaml_dir, files = write_harness_tasks(root, CASES)
 
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    os.environ["HF_DATASETS_CACHE"] = str(root / "datasets-cache")
     harness = {}
     for batch_size in BATCH_SIZES:
         output = lm_eval.simple_evaluate(
@@ -249,3 +256,76 @@ def test_bad_options_are_errors(setup):
     result = run_memsweep("eval", "--model", setup["model"], "--task",
                           f"multiple_choice:{setup['files']['multiple_choice']}", check=False)
     assert result.returncode != 0 and "needs the options context, choices and label" in result.stderr, result.stderr
+    result = run_memsweep("eval", "--model", setup["model"], "--task", f"memorization:{setup['files']['piqa']}",
+                          "--print-requests", check=False)
+    assert result.returncode != 0 and "--print-requests is for benchmark kinds; 'memorization' is not one" in result.stderr
+
+
+# Per family, the tokenizer folder the harness's AutoTokenizer reads (the shared files; Llama 2's Hub folder also holds a
+# tokenizer_config.json naming LlamaTokenizer, whose fields are Mistral's real one: it is written here) and the texts
+# where transformers 5.x's LlamaTokenizer and the tokenizer.json alone give different ids (rolling.jsonl's text that
+# starts with a space).
+REQUEST_FAMILIES = {
+    "llama-2": ["llama-2/tokenizer.json", "mistral/tokenizer_config.json"],
+    "mistral": ["mistral/tokenizer.json", "mistral/tokenizer_config.json", "mistral/special_tokens_map.json"],
+    "llama-3": ["llama-3/tokenizer.json", "llama-3/tokenizer_config.json"],
+}
+REQUEST_KINDS = ["piqa", "arc_easy", "rolling_loglikelihood"]
+
+
+@pytest.fixture(scope="module")
+def request_tasks(tmp_path_factory):
+    """The harness's instances (documents as (context, continuation) texts) of each kind, and memsweep's data files."""
+    pytest.importorskip("lm_eval", reason="lm-eval is not installed (tests/python/requirements.txt)")
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    yaml_dir, files = write_harness_tasks(tmp_path_factory.mktemp("request_tasks"), REQUEST_KINDS)
+    tasks = get_task_dict([f"memsweep_{kind}" for kind in REQUEST_KINDS], TaskManager(include_path=str(yaml_dir)))
+    instances = {}
+    for kind in REQUEST_KINDS:
+        tasks[f"memsweep_{kind}"].build_all_requests(rank=0, world_size=1)
+        instances[kind] = sorted(tasks[f"memsweep_{kind}"].instances, key=lambda i: (i.doc_id, i.idx))
+    return instances, files
+
+
+@pytest.mark.parametrize("family", REQUEST_FAMILIES)
+def test_requests_per_tokenizer_family(family, request_tasks, tmp_path, capsys):
+    """The harness's HF backend (HFLM on a tiny model, the family's tokenizer folder through AutoTokenizer) builds its
+    loglikelihood and rolling requests with its own code (tok_encode with the tokenizer's special tokens, _encode_pair,
+    prefix_token_id); its scoring is replaced by a recorder. memsweep's requests for the same documents must be the
+    same token ids, in the same order."""
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+
+    instances, files = request_tasks
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for relative in REQUEST_FAMILIES[family]:
+        shutil.copy(shared_file(f"tokenizers/{relative}"), folder / Path(relative).name)
+    vocab_size = len(AutoTokenizer.from_pretrained(folder))
+    config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=8, max_position_embeddings=4096, eos_token_id=0, bos_token_id=0)
+    config.save_pretrained(folder)  # memsweep reads the config only: --print-requests stops before the weights
+    harness = HFLM(pretrained=GPTNeoXForCausalLM(config), tokenizer=str(folder), batch_size=1, device="cpu")
+    recorded = []
+
+    def record(requests, **_):
+        recorded.extend((list(context), list(continuation)) for _, context, continuation in requests)
+        return [(0.0, False)] * len(requests)
+    harness._loglikelihood_tokens = record
+
+    counts = []
+    for kind in REQUEST_KINDS:
+        recorded.clear()
+        if kind == "rolling_loglikelihood":
+            harness.loglikelihood_rolling(instances[kind], disable_tqdm=True)
+        else:
+            harness.loglikelihood(instances[kind], disable_tqdm=True)
+        out = run_memsweep("eval", "--model", folder, "--task", f"{kind}:{files[kind]}", "--print-requests").stdout
+        ours = [(r["context"], r["continuation"]) for r in map(json.loads, out.splitlines())]
+        differ = [i for i, (a, b) in enumerate(zip(ours, recorded)) if a != b]
+        assert len(ours) == len(recorded) and not differ, \
+            f"{kind}: {len(differ)} of {len(recorded)} requests differ, first: {[(ours[i], recorded[i]) for i in differ[:2]]}"
+        counts.append(f"{len(recorded)} {kind}")
+    with capsys.disabled():
+        print(f"\n{family}: the harness's token ids for every request ({', '.join(counts)})")

@@ -1,6 +1,8 @@
-"""memsweep tokenize against the Hugging Face `tokenizers` package on the real GPT-NeoX-20B and GPT-2
-tokenizers: identical ids for hand-picked hard texts and every string of the PIQA and ARC-Easy files,
-decode(encode(x)) == NFC(x) or x, the documented ill-formed UTF-8 behaviour, and the content hash.
+"""memsweep tokenize against the Hugging Face `tokenizers` package on the real tokenizers of GPT-NeoX-20B, GPT-2,
+Llama 3, Qwen2, OLMo 2, Llama 2 and Mistral: identical ids for hand-picked hard texts, every string of the PIQA and
+ARC-Easy files and the shared test vectors, identical decoded text, decode(encode(x)) == x where the tokenizer is
+lossless (and exactly what it loses where not), the documented ill-formed UTF-8 behaviour, the content hash, and Llama
+2's folder against the pipeline transformers builds from it.
 The binary is driven with many texts per call (one per line; --whole-file only for texts with '\\n')."""
 import json
 import os
@@ -99,17 +101,21 @@ def encode_lines(tokenizer_path, texts, *options):
     return [json.loads(line) for line in out[:-1]]
 
 
-def check_lines(path, reference, texts, nfc, add_special_tokens):
-    """memsweep encodes the one-line texts as `tokenizers` does, and decodes those ids back as it does: to the text
-    (NFC of it where the tokenizer normalizes). Returns memsweep's ids."""
+def check_lines(path, reference, texts, add_special_tokens, round_trip=lambda text: text):
+    """memsweep encodes the one-line texts as `tokenizers` does, and decodes those ids back as it does: to
+    round_trip(text) where that is not None (the text, or what the tokenizer makes of it). Returns memsweep's ids and
+    the number of texts not given back as they were."""
     expected = [e.ids for e in reference.encode_batch(texts, add_special_tokens=add_special_tokens)]
-    got = encode_lines(path, texts)
+    got = encode_lines(path, texts, *(["--add-special-tokens"] if add_special_tokens else []))
     mismatches = [(t, e, g) for t, e, g in zip(texts, expected, got) if e != g]
     assert not mismatches, f"{len(mismatches)} of {len(texts)} texts differ, first: {mismatches[:3]}"
+    changed = 0
     for text, ids, back in zip(texts, expected, decode_lines(path, expected)):
         assert back == reference.decode(ids, skip_special_tokens=False), (text, ids)
-        assert back == (unicodedata.normalize("NFC", text) if nfc else text), (text, ids)
-    return got
+        wanted = round_trip(text)
+        assert wanted is None or back == wanted, (text, ids, back)
+        changed += back != text
+    return got, changed
 
 
 def decode_lines(tokenizer_path, id_lists):
@@ -156,7 +162,8 @@ def test_encode_decode_parity(case, gpt2_pair_dir, gpt2_reference, capsys):
     single_line = [t for t in texts if "\n" not in t]
     multi_line = [t for t in texts if "\n" in t] + MULTILINE
 
-    check_lines(path, reference, single_line, nfc, add_special_tokens=True)  # GPT-2 and GPT-NeoX add none
+    round_trip = (lambda t: unicodedata.normalize("NFC", t)) if nfc else (lambda t: t)
+    check_lines(path, reference, single_line, add_special_tokens=True, round_trip=round_trip)  # GPT-2 and GPT-NeoX add none
 
     # Texts with newlines: one --whole-file call each to encode; decoding them is one call (JSON strings).
     file = gpt2_pair_dir / f"multiline-{case.split()[0]}.txt"
@@ -209,6 +216,8 @@ def test_errors_name_the_problem(tmp_path):
     assert result.returncode == 1 and b"cannot decode token id 50277" in result.stderr
     result = run(["--tokenizer", str(NEOX_JSON), "--decode"], b"[5, \n", check=False)
     assert result.returncode == 1 and b"stdin, line 1: not valid JSON" in result.stderr
+    result = run(["--tokenizer", str(NEOX_JSON), "--json-strings"], b'"ok"\n[1]\n', check=False)
+    assert result.returncode == 1 and b"stdin, line 2: expected a JSON string, found array" in result.stderr
     result = run(["--tokenizer", str(tmp_path)], b"", check=False)
     assert result.returncode == 1 and b"must hold tokenizer.json, or vocab.json and merges.txt" in result.stderr
 
@@ -235,36 +244,110 @@ def test_byte_level_options(pre_tokenizer, tmp_path):
 
 
 # Byte-level BPE with a Split pre-tokenizer (Sequence [Split, ByteLevel]): Llama 3 (ignore_merges, a BOS added by
-# TemplateProcessing), Qwen2 (NFC, single digits), OLMo 2 (cl100k; Split Removed with invert).
-FAMILIES = ["llama-3", "qwen2", "olmo-2"]
+# TemplateProcessing), Qwen2 (NFC, single digits), OLMo 2 (cl100k; Split Removed with invert). SentencePiece-style BPE
+# (byte_fallback, fuse_unk, BOS <s>): Llama 2 (normalizer Prepend "▁" + Replace " " -> "▁"), Mistral (Metaspace first).
+# Per family, what decode(encode(text)) gives back (None: no claim, only `tokenizers`' decode): Qwen2 normalizes to NFC.
+# SentencePiece-style: a "▁" in the text comes back as a space; Llama 2's normalizer puts a "▁" before every piece after
+# an added token, so an added token's string in the text comes back followed by a space; Mistral's Metaspace puts no
+# "▁" before a text that starts with a space (or "▁") and its decoder strips one: that space is lost.
+SENTENCEPIECE_ADDED = ["<s>", "</s>", "<unk>"]
+
+
+def mistral_round_trip(text):
+    spaced = text.replace("\u2581", " ")
+    return spaced[1:] if spaced.startswith(" ") else spaced
+
+
+FAMILIES = {
+    "llama-3": lambda t: t,
+    "qwen2": lambda t: unicodedata.normalize("NFC", t),
+    "olmo-2": lambda t: t,
+    "llama-2": lambda t: None if any(a in t for a in SENTENCEPIECE_ADDED) else t.replace("\u2581", " "),
+    "mistral": mistral_round_trip,
+}
+# Added tokens inside text, for the SentencePiece-style families (whose pieces between them each get a "▁" or not).
+HAND_PICKED_SENTENCEPIECE = ["<s>", "<s>x", "a</s>b", " </s> b ", "</s>▁x", "x<unk>", "<0x41>", "▁", "▁▁a",
+                             "a ▁ b"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_split_families_match_tokenizers(family, tmp_path, capsys):
+def test_families_match_tokenizers(family, capsys):
     path = SHARED / "data/tokenizers" / family / "tokenizer.json"
     vectors_file = SHARED / "data/tokenizer-vectors" / f"{family}.jsonl"
     if not path.exists() or not vectors_file.exists():
         pytest.skip(f"shared tokenizer files of {family} are absent (set MEMSWEEP_SHARED_DIR)")
     reference = tokenizers.Tokenizer.from_file(str(path))
     vectors = [json.loads(line) for line in vectors_file.read_text(encoding="utf-8").splitlines() if line]
-    nfc = family == "qwen2"
-    texts = HAND_PICKED + benchmark_strings() + [v["text"] for v in vectors]
+    texts = HAND_PICKED + HAND_PICKED_SENTENCEPIECE + benchmark_strings() + [v["text"] for v in vectors]
     single_line = [t for t in texts if "\n" not in t]
     multi_line = [t for t in texts if "\n" in t] + MULTILINE
 
-    got = check_lines(path, reference, single_line, nfc, add_special_tokens=False)
-    # --add-special-tokens: the post-processor's (Llama 3's <|begin_of_text|>; none for the others)
-    assert encode_lines(path, single_line[:200], "--add-special-tokens") == \
-        [e.ids for e in reference.encode_batch(single_line[:200], add_special_tokens=True)]
+    got, changed = check_lines(path, reference, single_line, add_special_tokens=False, round_trip=FAMILIES[family])
+    # --add-special-tokens: the post-processor's (Llama 3's <|begin_of_text|>, Llama 2's and Mistral's <s>; none for the
+    # others), on every text: the ids are the same but for them.
+    with_special = encode_lines(path, single_line, "--add-special-tokens")
+    expected = reference.encode_batch(single_line, add_special_tokens=True)
+    assert with_special == [e.ids for e in expected]
 
-    ours = dict(zip(single_line, got))
-    file = tmp_path / "text.txt"
-    for text in multi_line:
-        file.write_bytes(text.encode("utf-8"))
-        ours[text] = json.loads(run(["--tokenizer", str(path), "--text-file", str(file), "--whole-file"]).stdout)
-        assert ours[text] == reference.encode(text, add_special_tokens=False).ids, text
+    # Texts with newlines in one call, as JSON strings.
+    data = "".join(json.dumps(t) + "\n" for t in multi_line).encode()
+    multi_ids = [json.loads(line) for line in run(["--tokenizer", str(path), "--json-strings"], data).stdout.decode().splitlines()]
+    assert multi_ids == [e.ids for e in reference.encode_batch(multi_line, add_special_tokens=False)]
+    ours = dict(zip(single_line + multi_line, got + multi_ids))
     # The shared vectors (made by the families' real tokenizers), against their recorded ids too.
     assert [ours[v["text"]] for v in vectors] == [v["ids"] for v in vectors]
     with capsys.disabled():
         print(f"\n{family}: {len(single_line) + len(multi_line)} texts ({len(vectors)} shared vectors, "
-              f"{len(benchmark_strings())} PIQA and ARC-Easy strings) encoded and decoded as `tokenizers` does")
+              f"{len(benchmark_strings())} PIQA and ARC-Easy strings) encoded as `tokenizers` does, with and without "
+              f"special tokens; {len(single_line)} decoded as it does, {changed} of them not back to the text "
+              f"(as the family's tokenizer loses it)")
+
+
+SENTENCEPIECE_FAMILIES = ["llama-2", "mistral"]
+# A folder is read as transformers' AutoTokenizer reads it. Llama 2's Hub folder names LlamaTokenizer in its
+# tokenizer_config.json, whose fields are Mistral's real one (copied beside Llama 2's tokenizer.json here). Mistral's
+# folder gives its file's ids (0 of these texts differ, seen once; not repeated in CI: its hash is pinned instead).
+FOLDERS = {"llama-2": ["llama-2/tokenizer.json", "mistral/tokenizer_config.json"]}
+
+
+@pytest.mark.parametrize("family", FOLDERS)
+def test_folders_match_transformers(family, tmp_path, capsys):
+    """memsweep on the folder against the `tokenizers` pipeline transformers 5.x builds from it (LlamaTokenizer:
+    Metaspace with prepend_scheme first instead of Llama 2's Prepend + Replace): every one-line text, encoded and
+    decoded."""
+    transformers = pytest.importorskip("transformers")
+    for relative in FOLDERS[family]:
+        shutil.copy(SHARED / "data/tokenizers" / relative, tmp_path / pathlib.Path(relative).name)
+    reference = transformers.AutoTokenizer.from_pretrained(str(tmp_path)).backend_tokenizer
+    texts = [t for t in HAND_PICKED + HAND_PICKED_SENTENCEPIECE + benchmark_strings() if "\n" not in t]
+    file_ids = encode_lines(SHARED / "data/tokenizers" / family / "tokenizer.json", texts)
+    got, changed = check_lines(tmp_path, reference, texts, add_special_tokens=False,
+                               round_trip=lambda t: None if any(a in t for a in SENTENCEPIECE_ADDED) else mistral_round_trip(t))
+    with capsys.disabled():
+        print(f"\n{family} folder: {len(texts)} texts encoded and decoded as transformers' tokenizer does, "
+              f"{sum(a != b for a, b in zip(got, file_ids))} of them to other ids than the tokenizer.json alone gives")
+
+
+@pytest.mark.parametrize("family", SENTENCEPIECE_FAMILIES)
+def test_sentencepiece_byte_fallback_and_invalid_utf8(family):
+    """Characters outside the vocabulary as <0xNN> tokens, and slices of ids that cut them: `tokenizers`' decode gives
+    one U+FFFD per byte token of a run that is not UTF-8; ill-formed input replaced as for the byte-level families."""
+    path = SHARED / "data/tokenizers" / family / "tokenizer.json"
+    reference = tokenizers.Tokenizer.from_file(str(path))
+    ids = reference.encode("日本語 😀 👩‍👩‍👧 é € 𝔘𝔫𝔦 ꙮ <s> Привет", add_special_tokens=False).ids
+    pieces = [[i] for i in ids] + [ids[a:b] for a in range(0, len(ids), 3) for b in range(a + 1, len(ids) + 1, 4)]
+    assert decode_lines(path, pieces) == [reference.decode(p, skip_special_tokens=False) for p in pieces]
+    expected = [reference.encode(b.decode("utf-8", "replace"), add_special_tokens=False).ids for b in INVALID_UTF8]
+    assert encode_lines(path, INVALID_UTF8) == expected
+
+
+@pytest.mark.parametrize("metaspace", [{"prepend_scheme": "always"}, {"prepend_scheme": "never"}, {"split": True}])
+def test_metaspace_options(metaspace, tmp_path):
+    """The Metaspace options Mistral's file leaves off, on a variant of it."""
+    config = json.loads((SHARED / "data/tokenizers/mistral/tokenizer.json").read_text(encoding="utf-8"))
+    config["pre_tokenizer"].update(metaspace)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    reference = tokenizers.Tokenizer.from_file(str(path))
+    texts = [t for t in HAND_PICKED + HAND_PICKED_SENTENCEPIECE if "\n" not in t]
+    assert encode_lines(path, texts) == [e.ids for e in reference.encode_batch(texts, add_special_tokens=False)]

@@ -1,27 +1,22 @@
-// memsweep::Tokenizer on small hand-made vocabularies (merge order, added tokens, NFC, decode, errors,
-// hash) and, when MEMSWEEP_SHARED_DIR holds them, a few facts of the real GPT-2 and GPT-NeoX files.
+// memsweep::Tokenizer on small hand-made byte-level vocabularies (merge order, added tokens, NFC, decode, errors,
+// hash) and, when MEMSWEEP_SHARED_DIR holds them, a few facts of the real files of every family. SentencePiece-style
+// BPE: test_tokenizer_sentencepiece.cpp.
 // Exhaustive id parity with `tokenizers` is tests/python/test_tokenizer_parity.py.
 #define BOOST_TEST_MODULE test_tokenizer
 #include <boost/test/unit_test.hpp>
 
-#include <unistd.h>
-
-#include <filesystem>
 #include <functional>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "tests/worker/tokenizer_testing.h"
 #include "worker/base/error.h"
-#include "worker/tokenizer/tokenizer.h"
 
 namespace {
 
 using memsweep::Tokenizer;
 using nlohmann::json;
-using Ids = std::vector<int32_t>;
-namespace fs = std::filesystem;
+using namespace tokenizer_testing;
 
 // GPT-2's byte -> symbol map, written out here independently of the library: printable Latin-1 bytes
 // are themselves, the rest count up from U+0100.
@@ -68,26 +63,7 @@ json small_tokenizer_json() {
                          {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"vocab", vocab}, {"merges", kMerges}}}};
 }
 
-Tokenizer small(const json& config = small_tokenizer_json()) { return Tokenizer::from_tokenizer_json(config.dump(), "small.json"); }
-
-std::string shared_file(const std::string& relative) { return std::string(MEMSWEEP_SHARED_DIR) + "/data/tokenizers/" + relative; }
-
-struct SharedFilesPresent {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    boost::test_tools::assertion_result result(fs::exists(shared_file("gpt2/tokenizer.json")) &&
-                                               fs::exists(shared_file("gpt-neox-20b/tokenizer.json")));
-    result.message() << "skipped: the real tokenizer files are not under " << MEMSWEEP_SHARED_DIR;
-    return result;
-  }
-};
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("memsweep_test_tokenizer_" + std::to_string(::getpid()));
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  void write(const std::string& name, const std::string& content) const { std::ofstream(path / name, std::ios::binary) << content; }
-};
+Tokenizer small(const json& config = small_tokenizer_json()) { return from_json(config); }
 
 }  // namespace
 
@@ -246,9 +222,14 @@ BOOST_AUTO_TEST_CASE(unsupported_features_are_named) {
     std::string message;
   } const cases[] = {
       {[](json& j) { j["model"]["type"] = "WordPiece"; }, "small.json: model type \"WordPiece\" is not supported; memsweep implements only BPE"},
-      {[](json& j) { j["normalizer"] = {{"type", "NFKC"}}; }, "small.json: normalizer type \"NFKC\" is not supported; memsweep implements only NFC or no normalizer"},
-      {[](json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array()}}; }, "small.json: normalizer type \"Sequence\" is not supported; memsweep implements only NFC or no normalizer"},
-      {[](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }, "small.json: pre_tokenizer type \"Metaspace\" is not supported; memsweep implements ByteLevel, or a Sequence of Split and ByteLevel"},
+      {[](json& j) { j["normalizer"] = {{"type", "NFKC"}}; }, "small.json: normalizer type \"NFKC\" is not supported; memsweep implements NFC, Prepend, Replace, a Sequence of them, or no normalizer"},
+      {[](json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}, {{"type", "NFKC"}}}}}; },
+       "small.json: normalizer.normalizers[1] type \"NFKC\" is not supported; memsweep implements NFC, Prepend, Replace, a Sequence of them, or no normalizer"},
+      {[](json& j) { j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "Sequence"}, {"normalizers", json::array()}}}}}; },
+       "small.json: normalizer.normalizers[0] is a Sequence inside a Sequence; memsweep does not implement it"},
+      {[](json& j) { j["normalizer"] = {{"type", "Replace"}, {"pattern", {{"Regex", " +"}}}, {"content", "_"}}; },
+       "small.json: \"normalizer.pattern\" is {\"Regex\":\" +\"}; memsweep implements only {\"String\": \"...\"} (not empty)"},
+      {[](json& j) { j["pre_tokenizer"] = {{"type", "Whitespace"}}; }, "small.json: pre_tokenizer type \"Whitespace\" is not supported; memsweep implements ByteLevel, a Sequence of Split and ByteLevel, Metaspace, or none"},
       {[](json& j) { j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {j["pre_tokenizer"], split_step()}}}; },
        "small.json: \"pre_tokenizer.pretokenizers\" is [{\"add_prefix_space\":false,\"trim_offsets\":true,\"type\":\"ByteLevel\",\"use_regex\":true},{\"behavior\":\"Isolated\",\"invert\":false,\"pattern\":{\"Regex\":\"[a-z]+| \"},\"type\":\"Split\"}]; memsweep implements a Sequence of exactly [Split, ByteLevel]"},
       {[](json& j) { j["pre_tokenizer"] = split_sequence(); j["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "MergedWithPrevious"; },
@@ -262,10 +243,12 @@ BOOST_AUTO_TEST_CASE(unsupported_features_are_named) {
        "small.json: \"post_processor.single[0]\" names the special token \"<|endoftext|>\", which \"post_processor.special_tokens\" does not give ids"},
       {[](json& j) { j["post_processor"] = bos_template(); j["post_processor"]["special_tokens"]["<|endoftext|>"]["ids"] = {999}; },
        "small.json: the post-processor adds id 999, which no token has"},
-      {[](json& j) { j["pre_tokenizer"] = nullptr; }, "small.json: \"pre_tokenizer\" is missing or null; memsweep implements only byte-level BPE (ByteLevel)"},
+      {[](json& j) { j["pre_tokenizer"] = nullptr; },  // SentencePiece-style BPE, whose decoder is not ByteLevel
+       "small.json: decoder type \"ByteLevel\" is not supported without a ByteLevel pre-tokenizer; memsweep implements Replace, ByteFallback, Fuse, Strip and a Sequence of them there"},
       {[](json& j) { j["post_processor"] = {{"type", "TemplateProcessing"}}; }, "small.json: missing key \"post_processor.single\""},
-      {[](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }, "small.json: decoder type \"WordPiece\" is not supported; memsweep implements only ByteLevel"},
-      {[](json& j) { j.erase("decoder"); }, "small.json: \"decoder\" is missing or null; memsweep implements only the ByteLevel decoder"},
+      {[](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }, "small.json: decoder type \"WordPiece\" is not supported with a ByteLevel pre-tokenizer; memsweep implements only ByteLevel there"},
+      {[](json& j) { j["decoder"] = {{"type", "Sequence"}, {"decoders", {{{"type", "Fuse"}}}}}; }, "small.json: decoder type \"Sequence\" is not supported with a ByteLevel pre-tokenizer; memsweep implements only ByteLevel there"},
+      {[](json& j) { j.erase("decoder"); }, "small.json: \"decoder\" is missing or null; memsweep implements the ByteLevel decoder with a ByteLevel pre-tokenizer"},
       {[](json& j) { j["model"]["byte_fallback"] = true; }, "small.json: \"model.byte_fallback\" is true; memsweep does not implement byte_fallback"},
       {[](json& j) { j["model"]["dropout"] = 0.1; }, "small.json: \"model.dropout\" is 0.1; memsweep does not implement dropout"},
       {[](json& j) { j["model"]["unk_token"] = "<unk>"; }, "small.json: \"model.unk_token\" is \"<unk>\"; memsweep does not implement unk_token"},
@@ -379,8 +362,9 @@ BOOST_AUTO_TEST_CASE(real_gpt2_and_gpt_neox, *boost::unit_test::precondition(Sha
   BOOST_TEST(neox.content_hash() == "7238938d91206b56df1cebb1a10c3e19451eb31b532f285e3eb376ea5f87c433");
 }
 
-// Llama 3, Qwen2, OLMo 2 (byte-level BPE after a Split): their identities and what the post-processor adds.
-BOOST_AUTO_TEST_CASE(real_split_families, *boost::unit_test::precondition(SharedFilesPresent())) {
+// Llama 3, Qwen2, OLMo 2 (byte-level BPE after a Split), Llama 2 and Mistral (SentencePiece-style): their identities
+// and what the post-processor adds.
+BOOST_AUTO_TEST_CASE(real_families, *boost::unit_test::precondition(SharedFilesPresent())) {
   const struct {
     const char* family;
     const char* hash;
@@ -389,11 +373,20 @@ BOOST_AUTO_TEST_CASE(real_split_families, *boost::unit_test::precondition(Shared
       {"llama-3", "2223c455430caf8bf361d8cb36bad7edff89b493774667a9772315250f52324d", {128000, 9906, 1917}},
       {"qwen2", "8102edda3416857d8fcea252bde59bebc72be1ebb9d529db2493e940d493422e", {9707, 1879}},
       {"olmo-2", "14d60cbf59f738db1513bd9ccec2b48b12484b8bdc95357f06773f8274c1623c", {9906, 1917}},
+      {"llama-2", "907a1fb54630c159b561f96d28a054dd574f29814694393f5d22656f601324c8", {1, 15043, 3186}},
+      {"mistral", "08165e66ff8438cb47837476cefb81c4053a9f304c754eaecd456f4df408d099", {1, 22557, 1526}},
   };
   for (const auto& f : families) {
     if (!fs::exists(shared_file(std::string(f.family) + "/tokenizer.json"))) continue;
     const Tokenizer tokenizer = Tokenizer::load(shared_file(std::string(f.family) + "/tokenizer.json"));
     BOOST_TEST(tokenizer.content_hash() == f.hash, f.family);
     BOOST_TEST(tokenizer.encode_with_special_tokens("Hello world") == f.with_special, f.family);
+  }
+  // Mistral's folder, read as transformers reads it (its tokenizer_config.json names LlamaTokenizer): the same pipeline
+  // as its file but for the unk token, which transformers leaves unset and its full byte fallback never needs.
+  if (fs::exists(shared_file("mistral/tokenizer_config.json"))) {
+    const Tokenizer folder = Tokenizer::load(shared_file("mistral"));
+    BOOST_TEST(folder.content_hash() == "1c1fbcd6450998425b528ee0a09309a645f88bba66957ab3c4fa3617eb996db4");
+    BOOST_TEST(folder.encode(" Hello world") == Ids({22557, 1526}));
   }
 }

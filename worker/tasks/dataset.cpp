@@ -221,21 +221,17 @@ BenchmarkSet read_benchmark_set(const DatasetSpec& spec, const TaskContext& cont
     set.documents = read_benchmark_documents(spec.path, *set.kind, set.options.settings, set.options.limit);
     if (!tokenize) return set;
     const Tokenizer& tokenizer = *context.tokenizer;
-    int64_t eot = -1;
-    if (auto id = tokenizer.eos_id()) eot = *id;
-    else if (!context.eos_token_ids.empty()) eot = context.eos_token_ids.front();
-    else throw Error("the tokenizer has no <|endoftext|> and the model no eos_token_id: nothing to condition an empty context on");
+    const int64_t prefix = harness_prefix_token(tokenizer, context.eos_token_ids);
     for (const auto& document : set.documents) {
       set.first_request.push_back(set.requests.size());
       try {
         if (set.kind->type == RequestType::rolling) {
-          auto ids = tokenizer.encode(document.continuations.front());
-          for (auto& window : rolling_windows(std::vector<int64_t>(ids.begin(), ids.end()), eot, context.max_length))
+          for (auto& window : rolling_windows(harness_encode(tokenizer, document.continuations.front(), prefix), prefix, context.max_length))
             set.requests.push_back(std::move(window));
         } else {
           for (size_t r = 0; r < document.contexts.size(); ++r)
             set.requests.push_back(
-                fit_to_length(encode_request(tokenizer, document.contexts[r], document.continuations[r], eot), context.max_length));
+                fit_to_length(encode_request(tokenizer, document.contexts[r], document.continuations[r], prefix), context.max_length));
         }
       } catch (const Error& e) {
         throw Error(spec.path + ", line " + std::to_string(document.line) + ": " + e.what());

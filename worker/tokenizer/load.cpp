@@ -5,67 +5,45 @@
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "worker/base/error.h"
 #include "worker/base/json_file.h"
+#include "worker/tokenizer/read_json.h"
 #include "worker/tokenizer/state.h"
+#include "worker/tokenizer/text.h"
+#include "worker/tokenizer/transformers_config.h"
 
 namespace memsweep {
 namespace {
 
 using nlohmann::json;
 using tokenizer_detail::AddedToken;
+using tokenizer_detail::check_keys;
+using tokenizer_detail::fail;
+using tokenizer_detail::optional_bool;
+using tokenizer_detail::read_decoder_steps;
+using tokenizer_detail::read_metaspace;
+using tokenizer_detail::read_normalizer;
+using tokenizer_detail::require;
+using tokenizer_detail::require_false;
+using tokenizer_detail::require_null_or_empty;
+using tokenizer_detail::type_of;
+using tokenizer_detail::DecoderStep;
+using tokenizer_detail::Metaspace;
+using tokenizer_detail::NormalizerStep;
 
 struct Options {
-  bool nfc = false;
+  tokenizer_detail::BpeOptions bpe;  // unk_id is resolved from unk_token
+  std::string unk_token;             // "" for none
+  std::vector<NormalizerStep> normalizer;
   bool add_prefix_space = false;
   bool use_regex = true;
-  bool ignore_merges = false;
+  std::optional<Metaspace> metaspace;
+  std::vector<DecoderStep> decoder;
   std::string split_pattern;  // a Split pre-tokenizer's regex, "" for none
   bool split_keeps_gaps = true;
   std::vector<int32_t> prefix_ids, suffix_ids;  // TemplateProcessing's special tokens around a single text
 };
-
-// Error helpers: every message starts with the file and names the key path.
-[[noreturn]] void fail(const std::string& origin, const std::string& message) { throw Error(origin + ": " + message); }
-
-void check_keys(const json& object, const std::set<std::string>& known, const std::string& where, const std::string& origin) {
-  for (const auto& item : object.items())
-    if (!known.count(item.key()))
-      fail(origin, "unknown key \"" + where + item.key() + "\"; memsweep does not implement it, so it refuses the file");
-}
-
-const json& require(const json& object, const std::string& key, json::value_t type, const std::string& where,
-                    const std::string& origin) {
-  auto found = object.find(key);
-  if (found == object.end()) fail(origin, "missing key \"" + where + key + "\"");
-  bool ok = found->type() == type || (type == json::value_t::number_integer && found->is_number_unsigned());
-  if (!ok) fail(origin, "\"" + where + key + "\" must be " + json(type).type_name() + ", found " + found->type_name());
-  return *found;
-}
-
-bool optional_bool(const json& object, const std::string& key, bool fallback, const std::string& where,
-                   const std::string& origin) {
-  if (!object.contains(key)) return fallback;
-  return require(object, key, json::value_t::boolean, where, origin).get<bool>();
-}
-
-void require_false(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
-  if (optional_bool(object, key, false, where, origin))
-    fail(origin, "\"" + where + key + "\" is true; memsweep does not implement " + key);
-}
-
-void require_null_or_empty(const json& object, const std::string& key, const std::string& where, const std::string& origin) {
-  auto found = object.find(key);
-  if (found == object.end() || found->is_null() || (found->is_string() && found->get<std::string>().empty())) return;
-  fail(origin, "\"" + where + key + "\" is " + found->dump() + "; memsweep does not implement " + key);
-}
-
-std::string type_of(const json& object, const std::string& where, const std::string& origin) {
-  if (!object.is_object()) fail(origin, "\"" + where + "\" must be an object or null, found " + object.type_name());
-  return require(object, "type", json::value_t::string, where + ".", origin).get<std::string>();
-}
 
 std::unordered_map<std::string, int32_t> read_vocab(const json& vocab, const std::string& where, const std::string& origin) {
   if (!vocab.is_object()) fail(origin, "\"" + where + "\" must be an object of token: id, found " + vocab.type_name());
@@ -102,19 +80,62 @@ std::string sha256_hex(const std::string& bytes) {
 
 // Everything that decides ids and decoded bytes, nothing else (not the file layout, key order, offsets
 // options or post-processor flags): see README.md, "Identity".
+json normalizer_form(const std::vector<NormalizerStep>& steps) {
+  if (steps.empty()) return nullptr;
+  if (steps.size() == 1 && steps[0].kind == NormalizerStep::Kind::nfc) return "NFC";  // v1's form
+  json form = json::array();
+  for (const NormalizerStep& step : steps) {
+    switch (step.kind) {
+      case NormalizerStep::Kind::nfc: form.push_back({"NFC"}); break;
+      case NormalizerStep::Kind::prepend: form.push_back({"Prepend", step.content}); break;
+      case NormalizerStep::Kind::replace: form.push_back({"Replace", step.pattern, step.content}); break;
+    }
+  }
+  return form;
+}
+
+json decoder_form(const std::vector<DecoderStep>& steps) {
+  json form = json::array();
+  for (const DecoderStep& step : steps) {
+    switch (step.kind) {
+      case DecoderStep::Kind::replace: form.push_back({"Replace", step.pattern, step.content}); break;
+      case DecoderStep::Kind::byte_fallback: form.push_back({"ByteFallback"}); break;
+      case DecoderStep::Kind::fuse: form.push_back({"Fuse"}); break;
+      case DecoderStep::Kind::strip: form.push_back({"Strip", step.content, step.start, step.stop}); break;
+    }
+  }
+  return form;
+}
+
 std::string canonical_form(const Tokenizer::State& state) {
   std::vector<std::pair<int32_t, std::string>> vocab;
   for (const auto& [token, id] : state.model->vocab()) vocab.emplace_back(id, token);
   std::sort(vocab.begin(), vocab.end());
-  json canonical = {{"format", "memsweep.tokenizer.v1"}, {"model", "BPE, byte-level"},
-                    {"normalizer", state.nfc ? json("NFC") : json(nullptr)},
-                    {"add_prefix_space", state.add_prefix_space}, {"use_regex", state.use_regex},
-                    {"ignore_merges", state.ignore_merges}, {"vocab", json::array()}, {"merges", json::array()},
-                    {"added_tokens", json::array()}};
+  const bool byte_level = state.bpe.byte_level;
+  json canonical = {{"format", "memsweep.tokenizer.v1"}, {"model", byte_level ? "BPE, byte-level" : "BPE, characters"},
+                    {"normalizer", normalizer_form(state.normalizer)}, {"ignore_merges", state.bpe.ignore_merges},
+                    {"vocab", json::array()}, {"merges", json::array()}, {"added_tokens", json::array()}};
   for (const auto& [id, token] : vocab) canonical["vocab"].push_back({token, id});
   for (const auto& [left, right] : state.merges) canonical["merges"].push_back({left, right});
   for (const AddedToken& token : state.added_tokens)
-    canonical["added_tokens"].push_back({token.id, token.content, token.special, token.normalized && state.nfc});
+    canonical["added_tokens"].push_back({token.id, token.content, token.special, token.normalized && !state.normalizer.empty()});
+  if (byte_level) {
+    canonical["add_prefix_space"] = state.add_prefix_space;
+    canonical["use_regex"] = state.use_regex;
+  } else {
+    // SentencePiece-style BPE, after v1's byte-level tokenizers: its own keys, so theirs stay as they were.
+    canonical["byte_fallback"] = state.bpe.byte_fallback;
+    canonical["unk"] = state.bpe.unk_id < 0 ? json(nullptr) : json(state.bpe.unk_id);
+    canonical["fuse_unk"] = state.bpe.fuse_unk;
+    canonical["metaspace"] = nullptr;
+    if (state.metaspace) {
+      const char* schemes[] = {"always", "first", "never"};
+      canonical["metaspace"] = {{"replacement", state.metaspace->replacement},
+                                {"prepend_scheme", schemes[static_cast<int>(state.metaspace->prepend)]},
+                                {"split", state.metaspace->split}};
+    }
+    canonical["decoder"] = decoder_form(state.decoder);
+  }
   // Added after v1's tokenizers, so present only where used: their hashes stay what they were.
   if (!state.split_pattern.empty()) canonical["split"] = {{"pattern", state.split_pattern}, {"keep_gaps", state.split_keeps_gaps}};
   if (!state.prefix_ids.empty() || !state.suffix_ids.empty())
@@ -181,10 +202,17 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
                                               std::vector<AddedToken> added_tokens, const Options& options,
                                               const std::string& origin) {
   auto state = std::make_shared<Tokenizer::State>();
-  state->nfc = options.nfc;
+  state->bpe = options.bpe;
+  if (!options.unk_token.empty()) {
+    auto unk = vocab.find(options.unk_token);
+    if (unk == vocab.end()) fail(origin, "\"model.unk_token\" is \"" + options.unk_token + "\", which is not in the vocabulary");
+    state->bpe.unk_id = unk->second;
+  }
+  state->normalizer = options.normalizer;
   state->add_prefix_space = options.add_prefix_space;
   state->use_regex = options.use_regex;
-  state->ignore_merges = options.ignore_merges;
+  state->metaspace = options.metaspace;
+  state->decoder = options.decoder;
   state->split_pattern = options.split_pattern;
   state->split_keeps_gaps = options.split_keeps_gaps;
   if (!options.split_pattern.empty()) {
@@ -217,9 +245,12 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
     fail(origin, "token ids go up to " + std::to_string(size - 1) + " for only " + std::to_string(entries) +
                      " tokens: ids are expected to run from 0 without large gaps");
   state->decoded.resize(static_cast<size_t>(size));
-  // A token decodes to the bytes its characters spell in the byte-level map; one with a character
-  // outside the map (e.g. an added token made of real spaces) to its own UTF-8, as `tokenizers`' decoder.
-  auto decoded_bytes = [](const std::string& token) { return tokenizer_detail::bytes_of_symbols(token).value_or(token); };
+  // Byte-level: a token decodes to the bytes its characters spell in the byte-level map; one with a character outside
+  // the map (e.g. an added token made of real spaces) to its own UTF-8, as `tokenizers`' decoder. SentencePiece-style:
+  // its spelling goes to the decoder steps.
+  auto decoded_bytes = [&](const std::string& token) {
+    return options.bpe.byte_level ? tokenizer_detail::bytes_of_symbols(token).value_or(token) : token;
+  };
   for (const auto& [token, id] : vocab) state->decoded[static_cast<size_t>(id)] = decoded_bytes(token);
   for (size_t i = 1; i < added_tokens.size(); ++i)
     if (added_tokens[i].id == added_tokens[i - 1].id)
@@ -231,8 +262,8 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
       fail(origin, "added token \"" + token.content + "\" has id " + std::to_string(token.id) + ", already a vocabulary token's id");
     slot = decoded_bytes(token.content);
     if (token.content.empty()) continue;  // never matched, as in `tokenizers`
-    if (token.normalized && options.nfc)
-      state->normalized_matcher.add(tokenizer_detail::nfc(token.content), token.id);
+    if (token.normalized && !options.normalizer.empty())
+      state->normalized_matcher.add(tokenizer_detail::normalize(options.normalizer, token.content), token.id);
     else
       state->raw_matcher.add(token.content, token.id);
   }
@@ -240,20 +271,18 @@ std::shared_ptr<Tokenizer::State> build_state(std::unordered_map<std::string, in
     if (id >= size || !state->decoded[static_cast<size_t>(id)]) fail(origin, "the post-processor adds id " + std::to_string(id) + ", which no token has");
   for (int32_t id : options.suffix_ids)
     if (id >= size || !state->decoded[static_cast<size_t>(id)]) fail(origin, "the post-processor adds id " + std::to_string(id) + ", which no token has");
-  state->model = std::make_unique<tokenizer_detail::BpeModel>(std::move(vocab), merges, options.ignore_merges, origin);
+  state->model = std::make_unique<tokenizer_detail::BpeModel>(std::move(vocab), merges, state->bpe, origin);
   state->merges = std::move(merges);
   state->added_tokens = std::move(added_tokens);
   state->content_hash = sha256_hex(canonical_form(*state));
   return state;
 }
 
-}  // namespace
-
-Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std::string& origin) {
+// A parsed tokenizer.json.
+std::shared_ptr<Tokenizer::State> read_tokenizer_json(const json& root, const std::string& origin) {
   // A value of the right JSON type can still be out of range for its C++ type (a number beyond 64 bits, found by
   // fuzzing): the JSON library's exceptions become memsweep::Error like every other bad input.
   try {
-    json root = parse_json(json_text, origin);
     if (!root.is_object()) fail(origin, "a tokenizer.json must hold an object, found " + std::string(root.type_name()));
     check_keys(root, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor", "decoder", "model"}, "", origin);
     for (const char* key : {"truncation", "padding"})
@@ -261,17 +290,16 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
         fail(origin, "\"" + std::string(key) + "\" is set; memsweep does not implement " + key + " (it must be null)");
 
     Options options;
-    if (root.contains("normalizer") && !root["normalizer"].is_null()) {
-      std::string type = type_of(root["normalizer"], "normalizer", origin);
-      if (type != "NFC") fail(origin, "normalizer type \"" + type + "\" is not supported; memsweep implements only NFC or no normalizer");
-      check_keys(root["normalizer"], {"type"}, "normalizer.", origin);
-      options.nfc = true;
-    }
+    if (root.contains("normalizer") && !root["normalizer"].is_null()) options.normalizer = read_normalizer(root["normalizer"], origin);
 
+    // A ByteLevel pre-tokenizer (alone or after a Split) makes byte-level BPE; Metaspace or none SentencePiece-style BPE,
+    // whose words are characters (no pre-tokenizer: each piece between added tokens is one word).
     const json& pre_tokenizer = root.contains("pre_tokenizer") ? root["pre_tokenizer"] : json();
-    if (pre_tokenizer.is_null()) fail(origin, "\"pre_tokenizer\" is missing or null; memsweep implements only byte-level BPE (ByteLevel)");
-    std::string pre_type = type_of(pre_tokenizer, "pre_tokenizer", origin);
-    if (pre_type == "ByteLevel") {
+    const std::string pre_type = pre_tokenizer.is_null() ? "" : type_of(pre_tokenizer, "pre_tokenizer", origin);
+    options.bpe.byte_level = pre_type == "ByteLevel" || pre_type == "Sequence";
+    if (pre_type == "Metaspace") {
+      options.metaspace = read_metaspace(pre_tokenizer, origin);
+    } else if (pre_type == "ByteLevel") {
       // trim_offsets only changes offsets, which memsweep does not produce.
       check_keys(pre_tokenizer, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "pre_tokenizer.", origin);
       options.add_prefix_space = require(pre_tokenizer, "add_prefix_space", json::value_t::boolean, "pre_tokenizer.", origin).get<bool>();
@@ -287,8 +315,9 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
       read_split(steps[0], "pre_tokenizer.pretokenizers[0].", origin, options);
       read_byte_level_after_split(steps[1], "pre_tokenizer.pretokenizers[1].", origin);
       options.use_regex = false;
-    } else {
-      fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements ByteLevel, or a Sequence of Split and ByteLevel");
+    } else if (!pre_type.empty()) {
+      fail(origin, "pre_tokenizer type \"" + pre_type + "\" is not supported; memsweep implements ByteLevel, a Sequence of Split and ByteLevel, "
+                   "Metaspace, or none");
     }
 
     // A ByteLevel post-processor only trims offsets; TemplateProcessing puts special tokens around a text
@@ -310,21 +339,38 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
       }
     }
     const json& decoder = root.contains("decoder") ? root["decoder"] : json();
-    if (decoder.is_null()) fail(origin, "\"decoder\" is missing or null; memsweep implements only the ByteLevel decoder");
-    std::string decoder_type = type_of(decoder, "decoder", origin);
-    if (decoder_type != "ByteLevel") fail(origin, "decoder type \"" + decoder_type + "\" is not supported; memsweep implements only ByteLevel");
-    check_keys(decoder, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "decoder.", origin);
+    if (decoder.is_null())
+      fail(origin, std::string("\"decoder\" is missing or null; memsweep implements ") +
+                       (options.bpe.byte_level ? "the ByteLevel decoder with a ByteLevel pre-tokenizer"
+                                               : "Replace, ByteFallback, Fuse, Strip and a Sequence of them without a ByteLevel pre-tokenizer"));
+    if (options.bpe.byte_level) {
+      std::string decoder_type = type_of(decoder, "decoder", origin);
+      if (decoder_type != "ByteLevel")
+        fail(origin, "decoder type \"" + decoder_type + "\" is not supported with a ByteLevel pre-tokenizer; memsweep implements only ByteLevel there");
+      check_keys(decoder, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, "decoder.", origin);
+    } else {
+      options.decoder = read_decoder_steps(decoder, origin);
+    }
 
     const json& model = require(root, "model", json::value_t::object, "", origin);
     std::string model_type = model.contains("type") ? require(model, "type", json::value_t::string, "model.", origin).get<std::string>() : "BPE";
     if (model_type != "BPE") fail(origin, "model type \"" + model_type + "\" is not supported; memsweep implements only BPE");
     check_keys(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
                        "byte_fallback", "ignore_merges", "vocab", "merges"}, "model.", origin);
-    for (const char* key : {"dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix"})
+    for (const char* key : {"dropout", "continuing_subword_prefix", "end_of_word_suffix"})
       require_null_or_empty(model, key, "model.", origin);
-    require_false(model, "byte_fallback", "model.", origin);
-    optional_bool(model, "fuse_unk", false, "model.", origin);  // only acts on unk_token, which must be null
-    options.ignore_merges = optional_bool(model, "ignore_merges", false, "model.", origin);
+    if (options.bpe.byte_level) {
+      // Every byte has its symbol in byte-level vocabularies: memsweep refuses what would only act on a missing one.
+      require_null_or_empty(model, "unk_token", "model.", origin);
+      require_false(model, "byte_fallback", "model.", origin);
+      optional_bool(model, "fuse_unk", false, "model.", origin);  // only acts on unk_token, which must be null
+    } else {
+      if (model.contains("unk_token") && !model["unk_token"].is_null())
+        options.unk_token = require(model, "unk_token", json::value_t::string, "model.", origin).get<std::string>();
+      options.bpe.byte_fallback = optional_bool(model, "byte_fallback", false, "model.", origin);
+      options.bpe.fuse_unk = optional_bool(model, "fuse_unk", false, "model.", origin);
+    }
+    options.bpe.ignore_merges = optional_bool(model, "ignore_merges", false, "model.", origin);
 
     auto vocab = read_vocab(require(model, "vocab", json::value_t::object, "model.", origin), "model.vocab", origin);
     std::vector<std::pair<std::string, std::string>> merges;
@@ -356,10 +402,16 @@ Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std
                                           special, optional_bool(list[i], "normalized", !special, where, origin)});
       }
     }
-    return Tokenizer(build_state(std::move(vocab), std::move(merges), std::move(added_tokens), options, origin));
+    return build_state(std::move(vocab), std::move(merges), std::move(added_tokens), options, origin);
   } catch (const nlohmann::json::exception& e) {
     throw Error(origin + ": a value in tokenizer.json is not what memsweep expects (" + e.what() + ")");
   }
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_tokenizer_json(const std::string& json_text, const std::string& origin) {
+  return Tokenizer(read_tokenizer_json(parse_json(json_text, origin), origin));
 }
 
 Tokenizer Tokenizer::from_vocab_and_merges(const std::string& vocab_json, const std::string& merges_txt,
@@ -390,7 +442,15 @@ Tokenizer Tokenizer::load(const std::string& path) {
   std::error_code error;
   if (!fs::is_directory(path, error)) return from_tokenizer_json(read_file(path), path);
   fs::path directory(path);
-  if (fs::exists(directory / "tokenizer.json", error)) return load((directory / "tokenizer.json").string());
+  const fs::path file = directory / "tokenizer.json", config = directory / "tokenizer_config.json";
+  if (fs::exists(file, error)) {
+    // A folder is read as transformers' AutoTokenizer reads it, which for some tokenizer classes rebuilds parts of
+    // tokenizer.json from tokenizer_config.json (Llama 2: see transformers_config.h).
+    json root = parse_json(read_file(file.string()), file.string());
+    if (fs::exists(config, error))
+      tokenizer_detail::apply_transformers_tokenizer_config(root, parse_json(read_file(config.string()), config.string()), config.string());
+    return Tokenizer(read_tokenizer_json(root, file.string()));
+  }
   fs::path vocab = directory / "vocab.json", merges = directory / "merges.txt";
   if (!fs::exists(vocab, error) || !fs::exists(merges, error))
     throw Error(path + ": a tokenizer directory must hold tokenizer.json, or vocab.json and merges.txt; found neither");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "worker/tokenizer/bpe.h"
+#include "worker/tokenizer/pipeline.h"
 #include "worker/tokenizer/text.h"
 #include "worker/tokenizer/tokenizer.h"
 
@@ -21,7 +22,7 @@ struct AddedToken {
   int32_t id;
   std::string content;
   bool special;
-  bool normalized;  // matched on normalized text (as written in the file; see State::match_on_normalized)
+  bool normalized;  // matched on normalized text (as written in the file; the same as raw text without a normalizer)
 };
 
 // Finds added tokens in text, leftmost first and longest among those starting at the same byte, like
@@ -47,10 +48,12 @@ class AddedTokenMatcher {
 
 struct Tokenizer::State {
   std::unique_ptr<tokenizer_detail::BpeModel> model;
-  bool nfc = false;  // the only normalizer memsweep implements
-  bool add_prefix_space = false;
-  bool use_regex = true;
-  bool ignore_merges = false;
+  tokenizer_detail::BpeOptions bpe;                          // byte_level: a ByteLevel pre-tokenizer (alone or after a Split)
+  std::vector<tokenizer_detail::NormalizerStep> normalizer;  // empty for none
+  bool add_prefix_space = false;                             // ByteLevel's
+  bool use_regex = true;                                     // ByteLevel's
+  std::optional<tokenizer_detail::Metaspace> metaspace;      // SentencePiece-style: the pre-tokenizer, if any
+  std::vector<tokenizer_detail::DecoderStep> decoder;        // SentencePiece-style; empty for byte-level (ByteLevel decoder)
   std::vector<std::pair<std::string, std::string>> merges;  // kept for the content hash
   std::vector<tokenizer_detail::AddedToken> added_tokens;   // sorted by id
   std::unordered_map<std::string, int32_t> added_ids;       // content -> id
@@ -61,7 +64,8 @@ struct Tokenizer::State {
   bool split_keeps_gaps = true;                             // Isolated: true; Removed with invert: false
   std::unique_ptr<tokenizer_detail::PreTokenizerRegex> split;  // compiled split_pattern
   std::vector<int32_t> prefix_ids, suffix_ids;              // the post-processor's special tokens around a text
-  std::vector<std::optional<std::string>> decoded;          // by id: the bytes it decodes to
+  // By id: byte-level, the bytes it decodes to; SentencePiece-style, its spelling, which the decoder steps turn into text.
+  std::vector<std::optional<std::string>> decoded;
   std::string content_hash;
 };
 

@@ -68,19 +68,26 @@ std::vector<int32_t> Tokenizer::encode(std::string_view utf8) const {
     else
       encode_word(piece);
   };
-  auto pre_tokenize = [&](std::string_view piece) {
-    if (state.split)
+  // at_text_start: the piece is where the text begins (not after an added token), for Metaspace's prepend_scheme first.
+  auto pre_tokenize = [&](std::string_view piece, bool at_text_start) {
+    if (state.metaspace)
+      state.metaspace->split_words(piece, at_text_start, encode_word);
+    else if (!state.bpe.byte_level)
+      encode_word(piece);
+    else if (state.split)
       state.split->split(piece, byte_level);
     else
       byte_level(piece);
   };
   auto normalize = [&](std::string_view piece) {
-    if (!state.nfc) return pre_tokenize(piece);
-    std::string normalized = tokenizer_detail::nfc(piece);
+    const bool at_text_start = piece.data() == utf8.data();
+    if (state.normalizer.empty()) return pre_tokenize(piece, at_text_start);
+    std::string normalized = tokenizer_detail::normalize(state.normalizer, piece);
+    auto pre_tokenize_normalized = [&](std::string_view part) { pre_tokenize(part, at_text_start && part.data() == normalized.data()); };
     if (state.normalized_matcher.empty())
-      pre_tokenize(normalized);
+      pre_tokenize_normalized(normalized);
     else
-      state.normalized_matcher.split(normalized, pre_tokenize, push_token);
+      state.normalized_matcher.split(normalized, pre_tokenize_normalized, push_token);
   };
   if (state.raw_matcher.empty())
     normalize(utf8);
@@ -97,14 +104,15 @@ std::vector<int32_t> Tokenizer::encode_with_special_tokens(std::string_view utf8
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  std::string bytes;
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
   for (int32_t id : ids) {
     if (id < 0 || id >= vocab_size() || !state_->decoded[static_cast<size_t>(id)])
       throw Error("cannot decode token id " + std::to_string(id) + ": the tokenizer has no such id (ids are 0.." +
                   std::to_string(vocab_size() - 1) + ")");
-    bytes += *state_->decoded[static_cast<size_t>(id)];
+    tokens.push_back(*state_->decoded[static_cast<size_t>(id)]);
   }
-  return bytes;
+  return tokenizer_detail::decode_tokens(state_->decoder, std::move(tokens));  // byte-level: no steps, the bytes joined
 }
 
 std::string Tokenizer::content_hash() const { return state_->content_hash; }
@@ -121,5 +129,10 @@ std::optional<int32_t> Tokenizer::token_id(std::string_view token) const {
 }
 
 std::optional<int32_t> Tokenizer::eos_id() const { return token_id("<|endoftext|>"); }
+
+std::optional<int32_t> Tokenizer::bos_id() const {
+  if (state_->prefix_ids.empty()) return std::nullopt;
+  return state_->prefix_ids.front();
+}
 
 }  // namespace memsweep

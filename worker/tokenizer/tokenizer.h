@@ -1,6 +1,7 @@
 #pragma once
-// Byte-level BPE tokenizers (GPT-2, GPT-NeoX / Pythia, Llama 3, Qwen2, OLMo 2), giving the same ids as Hugging Face `tokenizers`
-// for the features memsweep accepts; any other tokenizer.json feature is refused with an Error naming it.
+// Byte-level BPE tokenizers (GPT-2, GPT-NeoX / Pythia, Llama 3, Qwen2, OLMo 2) and SentencePiece-style BPE ones (Llama 2,
+// Mistral), giving the same ids and text as Hugging Face `tokenizers` for the features memsweep accepts; any other
+// tokenizer.json feature is refused with an Error naming it.
 // See worker/tokenizer/README.md for what is supported, invalid UTF-8 handling and the hash definition.
 //
 // A Tokenizer is immutable after loading and cheap to copy (shared state). encode/decode may be called
@@ -16,8 +17,9 @@ namespace memsweep {
 
 class Tokenizer {
  public:
-  // path: a tokenizer.json file, a directory with tokenizer.json, or a directory with vocab.json +
-  // merges.txt (GPT-2 layout). Errors name the file and the key.
+  // path: a tokenizer.json file (read as `tokenizers` reads it), a directory with tokenizer.json (read as transformers'
+  // AutoTokenizer reads the directory: see README, "What loads"), or a directory with vocab.json + merges.txt (GPT-2
+  // layout). Errors name the file and the key.
   static Tokenizer load(const std::string& path);
   // The same from contents already in memory; `origin` names the source in error messages.
   static Tokenizer from_tokenizer_json(const std::string& json_text, const std::string& origin);
@@ -30,8 +32,9 @@ class Tokenizer {
   // The same with the post-processor's special tokens around it (Llama 3: <|begin_of_text|> first), as
   // `tokenizers`' encode(text, add_special_tokens=True); equal to encode() for GPT-2 and GPT-NeoX.
   std::vector<int32_t> encode_with_special_tokens(std::string_view utf8) const;
-  // Ids to bytes, special tokens included. The bytes can be ill-formed UTF-8 when the ids cut a
-  // character; `tokenizers`' decode(ids, skip_special_tokens=False) equals replace_invalid_utf8 of them.
+  // Ids to bytes, special tokens included. Byte-level: the bytes can be ill-formed UTF-8 when the ids cut a character;
+  // `tokenizers`' decode(ids, skip_special_tokens=False) equals replace_invalid_utf8 of them. SentencePiece-style: that
+  // string itself (the decoder's steps; U+FFFD per <0xNN> token of a run that is not UTF-8).
   // Throws Error naming the first id that is not in the tokenizer.
   std::string decode(const std::vector<int32_t>& ids) const;
 
@@ -43,6 +46,9 @@ class Tokenizer {
   std::optional<int32_t> token_id(std::string_view token) const;
   // The id of "<|endoftext|>", the end-of-text token of GPT-2 and GPT-NeoX, when present.
   std::optional<int32_t> eos_id() const;
+  // The first special token the post-processor puts before a text (Llama 2's and Mistral's <s>, Llama 3's
+  // <|begin_of_text|>), when it puts one.
+  std::optional<int32_t> bos_id() const;
 
   struct State;
 

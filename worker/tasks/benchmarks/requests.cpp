@@ -10,25 +10,36 @@
 
 namespace memsweep {
 
-TokenRequest encode_request(const Tokenizer& tokenizer, const std::string& context, const std::string& continuation, int64_t eot) {
-  auto encode = [&](const std::string& text) {
-    auto ids = tokenizer.encode(text);
-    return std::vector<int64_t>(ids.begin(), ids.end());
-  };
+int64_t harness_prefix_token(const Tokenizer& tokenizer, const std::vector<int64_t>& model_eos_ids) {
+  if (auto id = tokenizer.bos_id()) return *id;
+  if (auto id = tokenizer.eos_id()) return *id;
+  if (!model_eos_ids.empty()) return model_eos_ids.front();
+  throw Error("the tokenizer has neither a BOS nor <|endoftext|> and the model no eos_token_id: nothing to condition an empty context on");
+}
+
+std::vector<int64_t> harness_encode(const Tokenizer& tokenizer, const std::string& text, int64_t prefix) {
+  const std::string prefix_text = tokenizer.decode({int32_t(prefix)});
+  const bool starts_with_prefix = !prefix_text.empty() && text.compare(0, prefix_text.size(), prefix_text) == 0;
+  const auto ids = starts_with_prefix ? tokenizer.encode(text) : tokenizer.encode_with_special_tokens(text);
+  return std::vector<int64_t>(ids.begin(), ids.end());
+}
+
+TokenRequest encode_request(const Tokenizer& tokenizer, const std::string& context, const std::string& continuation, int64_t prefix) {
   TokenRequest request;
   if (context.empty()) {
-    request.continuation = encode(continuation);
-    if (!request.continuation.empty() && request.continuation.front() == eot) {
-      request.context = {eot};
+    const auto ids = tokenizer.encode(continuation);
+    request.continuation.assign(ids.begin(), ids.end());
+    if (!request.continuation.empty() && request.continuation.front() == prefix) {
+      request.context = {prefix};
       request.continuation.erase(request.continuation.begin());
     } else {
-      request.context = {eot};
+      request.context = {prefix};
     }
   } else {
     const std::string kept = python_rstrip(context);
     const std::string moved = context.substr(kept.size()) + continuation;
-    const std::vector<int64_t> whole = encode(kept + moved);
-    request.context = encode(kept);
+    const std::vector<int64_t> whole = harness_encode(tokenizer, kept + moved, prefix);
+    request.context = harness_encode(tokenizer, kept, prefix);
     if (request.context.empty() || whole.size() < request.context.size())
       throw Error("the context encodes to no token or to more tokens than context + continuation");
     request.continuation.assign(whole.begin() + int64_t(request.context.size()), whole.end());

@@ -15,11 +15,20 @@ struct TokenRequest {
   std::vector<int64_t> continuation;  // non-empty
 };
 
+// The token the harness conditions an empty context and the first rolling window on (its prefix_token_id): the
+// tokenizer's BOS (Tokenizer::bos_id) when it has one, else its "<|endoftext|>", else the model's first eos_token_id;
+// Error when there is none.
+int64_t harness_prefix_token(const Tokenizer& tokenizer, const std::vector<int64_t>& model_eos_ids);
+
+// The harness's tok_encode with its default add_special_tokens: the post-processor's special tokens around the text
+// (Llama's BOS), but none when the text starts with the prefix token's own text (e.g. "<s>").
+std::vector<int64_t> harness_encode(const Tokenizer& tokenizer, const std::string& text, int64_t prefix);
+
 // The harness's request tokenization: trailing whitespace of the context moves to the start of the continuation;
-// whole = encode(context + continuation), context = encode(context), continuation = whole[len(context):]. An empty
-// context becomes [eot] (or, when the continuation starts with eot, the continuation's first token). Error when
-// the continuation encodes to no token.
-TokenRequest encode_request(const Tokenizer& tokenizer, const std::string& context, const std::string& continuation, int64_t eot);
+// whole = harness_encode(context + continuation), context = harness_encode(context), continuation =
+// whole[len(context):]. An empty context becomes [prefix], the continuation encoded without special tokens (or, when
+// it starts with prefix, its first token). Error when the continuation encodes to no token.
+TokenRequest encode_request(const Tokenizer& tokenizer, const std::string& context, const std::string& continuation, int64_t prefix);
 
 // What the model sees: (context + continuation)[-(max_length + 1):][:-1], i.e. the context cut from the left so
 // that context + continuation is at most max_length + 1 tokens. Error when the continuation alone is longer than
