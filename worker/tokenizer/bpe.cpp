@@ -47,6 +47,10 @@ BpeModel::BpeModel(std::unordered_map<std::string, int32_t> vocab,
   }
 }
 
+bool BpeModel::falls_back_on_every_byte() const {
+  return options_.byte_fallback && std::all_of(std::begin(byte_fallback_ids_), std::end(byte_fallback_ids_), [](int32_t id) { return id >= 0; });
+}
+
 const BpeModel::Merge* BpeModel::find_merge(int32_t left, int32_t right) const {
   const uint64_t key = pair_key(left, right);
   const size_t mask = merge_slots_.size() - 1;

@@ -35,6 +35,8 @@ class BpeModel {
   void encode_word(std::string_view word, std::vector<int32_t>& ids) const;
 
   const std::unordered_map<std::string, int32_t>& vocab() const { return vocab_; }
+  // Characters only: byte_fallback with a <0xNN> token for every byte, so that no character ever becomes unk_id.
+  bool falls_back_on_every_byte() const;
 
  private:
   struct Merge {

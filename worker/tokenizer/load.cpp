@@ -125,8 +125,12 @@ std::string canonical_form(const Tokenizer::State& state) {
   } else {
     // SentencePiece-style BPE, after v1's byte-level tokenizers: its own keys, so theirs stay as they were.
     canonical["byte_fallback"] = state.bpe.byte_fallback;
-    canonical["unk"] = state.bpe.unk_id < 0 ? json(nullptr) : json(state.bpe.unk_id);
-    canonical["fuse_unk"] = state.bpe.fuse_unk;
+    // With a <0xNN> token for every byte no character becomes unk: the unk token and fuse_unk decide nothing then
+    // (transformers drops Mistral's unk_token, which changes no id).
+    if (!state.model->falls_back_on_every_byte()) {
+      canonical["unk"] = state.bpe.unk_id < 0 ? json(nullptr) : json(state.bpe.unk_id);
+      canonical["fuse_unk"] = state.bpe.fuse_unk;
+    }
     canonical["metaspace"] = nullptr;
     if (state.metaspace) {
       const char* schemes[] = {"always", "first", "never"};
