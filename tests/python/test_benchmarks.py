@@ -269,6 +269,16 @@ REQUEST_FAMILIES = {
     "llama-2": ["llama-2/tokenizer.json", "mistral/tokenizer_config.json"],
     "mistral": ["mistral/tokenizer.json", "mistral/tokenizer_config.json", "mistral/special_tokens_map.json"],
     "llama-3": ["llama-3/tokenizer.json", "llama-3/tokenizer_config.json"],
+    "qwen2": ["qwen2/tokenizer.json"],
+    "olmo-2": ["olmo-2/tokenizer.json"],
+}
+# The shared folders of Qwen2 and OLMo 2 hold the tokenizer.json only: their Hub folders' tokenizer_config.json name
+# these classes (transformers 5.x builds Qwen2's pipeline as its file has it, OLMo 2's with GPT-2's pre-tokenizer).
+WRITTEN_CONFIGS = {
+    "qwen2": {"tokenizer_class": "Qwen2Tokenizer", "bos_token": None, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+              "unk_token": None, "add_prefix_space": False},
+    "olmo-2": {"tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+               "pad_token": "<|pad|>", "unk_token": "<|endoftext|>", "add_bos_token": False},
 }
 REQUEST_KINDS = ["piqa", "arc_easy", "rolling_loglikelihood"]
 
@@ -302,6 +312,8 @@ def test_requests_per_tokenizer_family(family, request_tasks, tmp_path, capsys):
     folder.mkdir()
     for relative in REQUEST_FAMILIES[family]:
         shutil.copy(shared_file(f"tokenizers/{relative}"), folder / Path(relative).name)
+    if family in WRITTEN_CONFIGS:
+        (folder / "tokenizer_config.json").write_text(json.dumps(WRITTEN_CONFIGS[family]))
     vocab_size = len(AutoTokenizer.from_pretrained(folder))
     config = GPTNeoXConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                            intermediate_size=8, max_position_embeddings=4096, eos_token_id=0, bos_token_id=0)

@@ -216,6 +216,34 @@ BOOST_AUTO_TEST_CASE(split_pre_tokenizer_and_template) {
   });
 }
 
+// A folder whose tokenizer_config.json names GPT2Tokenizer (OLMo 2's) is read as transformers 5.x builds it: GPT-2's
+// ByteLevel pre-tokenizer in place of the file's Split, plain BPE, no post-processor; the file's vocabulary, merges and
+// added tokens.
+BOOST_AUTO_TEST_CASE(gpt2_tokenizer_folder_as_transformers_builds_it) {
+  json file = small_tokenizer_json();
+  file["pre_tokenizer"] = split_sequence();
+  file["post_processor"] = bos_template();
+  file["model"]["ignore_merges"] = true;
+  json gpt2 = small_tokenizer_json();  // what transformers makes of it: GPT-2's pipeline
+  gpt2["normalizer"] = nullptr;
+  gpt2["post_processor"] = nullptr;
+  TempDir dir;
+  dir.write("tokenizer.json", file.dump());
+  dir.write("tokenizer_config.json", json{{"tokenizer_class", "GPT2Tokenizer"}, {"add_bos_token", false}}.dump());
+  const Tokenizer folder = Tokenizer::load(dir.path.string()), expected = small(gpt2);
+  for (const std::string text : {"hello world", "xyz aab", "hello  world!"}) {
+    BOOST_TEST(folder.encode(text) == expected.encode(text), text);
+    BOOST_TEST(folder.encode_with_special_tokens(text) == expected.encode(text), text);  // no BOS template any more
+  }
+  BOOST_TEST(folder.encode("xyz") != small(file).encode("xyz"));  // ignore_merges is gone: xyz is no longer one token
+  BOOST_TEST(folder.content_hash() != small(file).content_hash());
+  dir.write("tokenizer_config.json", json{{"tokenizer_class", "GPT2TokenizerFast"}, {"add_bos_token", true}}.dump());
+  BOOST_CHECK_EXCEPTION(Tokenizer::load(dir.path.string()), memsweep::Error, [&](const memsweep::Error& e) {
+    return std::string(e.what()) == (dir.path / "tokenizer_config.json").string() +
+                                        ": \"add_bos_token\": true with tokenizer_class GPT2TokenizerFast is not supported";
+  });
+}
+
 BOOST_AUTO_TEST_CASE(unsupported_features_are_named) {
   struct Case {
     std::function<void(json&)> mutate;
