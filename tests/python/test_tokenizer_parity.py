@@ -234,13 +234,19 @@ def test_content_hash(gpt2_pair_dir):
 @pytest.mark.parametrize("pre_tokenizer", [{"add_prefix_space": True}, {"use_regex": False}])
 def test_byte_level_options(pre_tokenizer, tmp_path):
     """The ByteLevel options the real files leave off, on a variant of GPT-2's tokenizer.json."""
-    config = json.loads((GPT2_DIR / "tokenizer.json").read_text(encoding="utf-8"))
-    config["pre_tokenizer"].update(pre_tokenizer)
-    path = tmp_path / "tokenizer.json"
+    check_pre_tokenizer_variant(GPT2_DIR / "tokenizer.json", pre_tokenizer, tmp_path, HAND_PICKED)
+
+
+def check_pre_tokenizer_variant(source, options, folder, texts):
+    """A real tokenizer.json with its pre-tokenizer's `options` changed: memsweep encodes the one-line `texts` as
+    `tokenizers` does on the same variant."""
+    config = json.loads(source.read_text(encoding="utf-8"))
+    config["pre_tokenizer"].update(options)
+    path = folder / "tokenizer.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     reference = tokenizers.Tokenizer.from_file(str(path))
-    texts = [t for t in HAND_PICKED if "\n" not in t]
-    assert encode_lines(path, texts) == [e.ids for e in reference.encode_batch(texts)]
+    texts = [t for t in texts if "\n" not in t]
+    assert encode_lines(path, texts) == [e.ids for e in reference.encode_batch(texts, add_special_tokens=False)]
 
 
 # Byte-level BPE with a Split pre-tokenizer (Sequence [Split, ByteLevel]): Llama 3 (ignore_merges, a BOS added by
@@ -351,10 +357,5 @@ def test_sentencepiece_byte_fallback_and_invalid_utf8(family):
 @pytest.mark.parametrize("metaspace", [{"prepend_scheme": "always"}, {"prepend_scheme": "never"}, {"split": True}])
 def test_metaspace_options(metaspace, tmp_path):
     """The Metaspace options Mistral's file leaves off, on a variant of it."""
-    config = json.loads((SHARED / "data/tokenizers/mistral/tokenizer.json").read_text(encoding="utf-8"))
-    config["pre_tokenizer"].update(metaspace)
-    path = tmp_path / "tokenizer.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    reference = tokenizers.Tokenizer.from_file(str(path))
-    texts = [t for t in HAND_PICKED + HAND_PICKED_SENTENCEPIECE if "\n" not in t]
-    assert encode_lines(path, texts) == [e.ids for e in reference.encode_batch(texts, add_special_tokens=False)]
+    check_pre_tokenizer_variant(SHARED / "data/tokenizers/mistral/tokenizer.json", metaspace, tmp_path,
+                                HAND_PICKED + HAND_PICKED_SENTENCEPIECE)

@@ -187,13 +187,7 @@ BOOST_AUTO_TEST_CASE(sentencepiece_refusals_are_named) {
   for (const Case& c : cases) {
     json config = sentencepiece_json();
     c.mutate(config);
-    std::string message = "(no error)";
-    try {
-      from_json(config);
-    } catch (const memsweep::Error& e) {
-      message = e.what();
-    }
-    BOOST_TEST(message == c.message);
+    BOOST_TEST(error_message([&] { from_json(config); }) == c.message);
   }
 }
 

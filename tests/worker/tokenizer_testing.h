@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/base/error.h"
 #include "worker/tokenizer/tokenizer.h"
 
 namespace tokenizer_testing {
@@ -20,6 +21,17 @@ using Ids = std::vector<int32_t>;
 // A tokenizer.json given as JSON; errors start with "small.json".
 inline memsweep::Tokenizer from_json(const nlohmann::json& config) {
   return memsweep::Tokenizer::from_tokenizer_json(config.dump(), "small.json");
+}
+
+// What loading throws, or "(no error)": the refusal tables compare it with the exact message expected.
+template <typename Load>
+std::string error_message(Load load) {
+  try {
+    load();
+  } catch (const memsweep::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 inline std::string shared_file(const std::string& relative) {

@@ -205,12 +205,12 @@ Uncertainty uncertainty_of(const std::string& kind, const std::string& metric) {
 
 void DatasetStatistics::add(const std::string& intervention, const std::vector<ExampleRecord>& examples) {
   const bool baseline = intervention == "baseline";
+  const bool bootstrap = uncertainty_of(kind_, "perplexity") == Uncertainty::bootstrap_perplexity;
   Accumulated& into = interventions_[intervention];
   std::map<std::string, Moments> values, differences;  // this chunk's, merged below
   for (const ExampleRecord& e : examples) {
     for (const auto& [metric, value] : e.values) {
-      if (metric == "loglikelihood" && uncertainty_of(kind_, "perplexity") == Uncertainty::bootstrap_perplexity)
-        into.loglikelihoods.push_back({e.index, value});
+      if (bootstrap && metric == "loglikelihood") into.loglikelihoods.push_back({e.index, value});
       const Uncertainty u = uncertainty_of(kind_, metric);
       if (u == Uncertainty::none) continue;
       values[metric].add(value);
