@@ -59,7 +59,7 @@ int forward_command(const Arguments& args) {
       const auto start = std::chrono::steady_clock::now();
       for (size_t first = 0; first < rows.size(); first += size_t(batch_size)) {
         PaddedBatch batch = left_pad(rows, first, std::min(rows.size() - first, size_t(batch_size)));
-        model->forward(batch.ids, batch.padded ? batch.mask : torch::Tensor());
+        model->forward(ForwardRequest(batch.ids, batch.padded ? batch.mask : torch::Tensor()));
       }
       synchronize();
       if (pass >= 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -71,7 +71,7 @@ int forward_command(const Arguments& args) {
   for (size_t first = 0; first < rows.size(); first += size_t(batch_size)) {
     const size_t count = std::min(rows.size() - first, size_t(batch_size));
     PaddedBatch batch = left_pad(rows, first, count);
-    auto out = model->forward(batch.ids, batch.padded ? batch.mask : torch::Tensor()).to(torch::kCPU, torch::kFloat32);
+    auto out = model->forward(ForwardRequest(batch.ids, batch.padded ? batch.mask : torch::Tensor())).to(torch::kCPU, torch::kFloat32);
     for (size_t i = 0; i < count; ++i) {
       const int64_t size = int64_t(rows[first + i].size());
       logits[first + i] = out[int64_t(i)].narrow(0, batch.length - size, size).contiguous();

@@ -103,7 +103,9 @@ void continue_greedy(CausalLM& model, KVCache& cache, torch::Tensor mask, const 
   std::vector<torch::Tensor> chosen, chosen_gaps;
   for (int step = 0; step < steps; ++step) {
     if (mask.defined()) mask = torch::cat({mask, torch::ones({count, 1}, mask.options())}, 1);
-    torch::Tensor logits = model.forward(step_input, mask, &cache, nullptr, ForwardStart(), 1);
+    ForwardRequest request(step_input, mask);
+    request.cache = &cache, request.logits_last = 1;
+    torch::Tensor logits = model.forward(request);
     torch::Tensor gap;
     torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap);
     chosen.push_back(next), chosen_gaps.push_back(gap);
@@ -131,7 +133,9 @@ std::vector<GreedyRow> greedy_generate(CausalLM& model, const std::vector<std::v
     PaddedBatch batch = left_pad(prompts, first, count);
     torch::Tensor mask = batch.padded ? batch.mask : torch::Tensor();
     KVCache cache;
-    torch::Tensor logits = model.forward(batch.ids, mask, &cache, nullptr, ForwardStart(), 1);
+    ForwardRequest request(batch.ids, mask);
+    request.cache = &cache, request.logits_last = 1;
+    torch::Tensor logits = model.forward(request);
     torch::Tensor gap;
     torch::Tensor next = greedy_choice(logits.select(1, logits.size(1) - 1), banned, &gap).to(torch::kCPU);
     gap = gap.to(torch::kCPU);

@@ -3,14 +3,15 @@
 
 namespace memsweep {
 
-LinearImpl::LinearImpl(WeightLoader& weights, const std::string& prefix, int64_t in, int64_t out, bool has_bias) {
-  weight = register_parameter("weight", weights.take(prefix + "weight", {out, in}), false);
-  if (has_bias) bias = register_parameter("bias", weights.take(prefix + "bias", {out}), false);
+torch::Tensor PartWeights::operator[](Role role) const {
+  auto found = tensors.find(role);
+  return found == tensors.end() ? torch::Tensor() : found->second;
 }
 
-LayerNormImpl::LayerNormImpl(WeightLoader& weights, const std::string& prefix, int64_t size, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", weights.take(prefix + "weight", {size}), false);
-  bias = register_parameter("bias", weights.take(prefix + "bias", {size}), false);
+PartWeights take_part(WeightLoader& weights, const std::vector<TensorSpec>& tensors) {
+  PartWeights part;
+  for (const TensorSpec& t : tensors) part.tensors[t.role] = weights.take_first_of(t.names, t.shape);
+  return part;
 }
 
 }  // namespace memsweep

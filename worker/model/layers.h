@@ -1,46 +1,32 @@
 #pragma once
-// The building blocks shared by the architectures. Each takes its weights by name in its constructor and
-// registers them under the checkpoint's own names ("weight", "bias"), so a module's named_parameters()
-// are the Hugging Face keys.
+// The pieces the decoder is built of: linear maps and norms over tensors taken from the checkpoint (by their
+// TensorSpec roles), the causal mask and the token positions.
 #include <torch/torch.h>
 
+#include <map>
+
+#include "worker/model/spec.h"
 #include "worker/model/weights.h"
 
 namespace memsweep {
 
-class LinearImpl : public torch::nn::Module {
- public:
-  // weight [out, in]; bias [out] when `bias`.
-  LinearImpl(WeightLoader& weights, const std::string& prefix, int64_t in, int64_t out, bool bias);
-  torch::Tensor forward(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
-  torch::Tensor weight, bias;  // bias undefined when absent
+// A part's tensors (WeightLoader::take_all), by role; undefined for a role the spec does not list (no bias).
+struct PartWeights {
+  std::map<Role, torch::Tensor> tensors;
+  torch::Tensor operator[](Role role) const;
 };
-TORCH_MODULE(Linear);
+PartWeights take_part(WeightLoader& weights, const std::vector<TensorSpec>& tensors);
 
-class LayerNormImpl : public torch::nn::Module {
- public:
-  LayerNormImpl(WeightLoader& weights, const std::string& prefix, int64_t size, double eps);
-  torch::Tensor forward(const torch::Tensor& x) const {
-    return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
-  }
+struct Linear {
+  torch::Tensor weight, bias;  // [out, in], [out] or undefined
+  torch::Tensor operator()(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
+};
+
+struct LayerNorm {
   torch::Tensor weight, bias;
-  double eps;
+  double eps = 1e-5;
+  torch::Tensor operator()(const torch::Tensor& x) const { return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps); }
 };
-TORCH_MODULE(LayerNorm);
-
-}  // namespace memsweep
-
-namespace memsweep {
-
-class EmbeddingImpl : public torch::nn::Module {
- public:
-  EmbeddingImpl(WeightLoader& weights, const std::string& prefix, int64_t rows, int64_t size) {
-    weight = register_parameter("weight", weights.take(prefix + "weight", {rows, size}), false);
-  }
-  torch::Tensor forward(const torch::Tensor& ids) const { return torch::embedding(weight, ids); }
-  torch::Tensor weight;
-};
-TORCH_MODULE(Embedding);
 
 // Additive attention mask [B or 1, 1, Tq, Tk] in `dtype`, for the last Tq of Tk tokens (Tk - Tq came before, in a
 // KV cache): 0 where key j may be seen from query i (j <= i, j not padding, and i - j < window when window > 0;

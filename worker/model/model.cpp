@@ -1,23 +1,14 @@
 #include "worker/model/model.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "worker/base/error.h"
 #include "worker/base/layer_split.h"
 #include "worker/model/config_reader.h"
-#include "worker/model/gpt_neo.h"
-#include "worker/model/gpt_neox.h"
+#include "worker/model/weights.h"
 
 namespace memsweep {
-
-const char* attention_mode_name(AttentionMode mode) {
-  switch (mode) {
-    case AttentionMode::normal: return "normal";
-    case AttentionMode::short_circuit: return "short_circuit";
-    case AttentionMode::zero_attention: return "zero_attention";
-  }
-  return "?";
-}
 
 std::pair<torch::Tensor, torch::Tensor> KVCache::append(int layer, const torch::Tensor& k, const torch::Tensor& v) {
   if (keys.size() <= size_t(layer)) keys.resize(size_t(layer) + 1), values.resize(size_t(layer) + 1);
@@ -54,6 +45,136 @@ void KVCache::reserve(int64_t more) {
     make_room(keys[layer], key_storage_[layer]);
     make_room(values[layer], value_storage_[layer]);
   }
+}
+
+// One block: norms, attention and MLP, and how the residual stream passes them.
+struct CausalLM::Block {
+  Block(const DecoderSpec& spec, int layer, const PartWeights& w)
+      : input_norm{w[Role::input_norm_weight], w[Role::input_norm_bias], spec.norm_eps},
+        post_attention_norm{w[Role::post_attention_norm_weight], w[Role::post_attention_norm_bias], spec.norm_eps},
+        attention(spec, layer, w), up{w[Role::up_weight], w[Role::up_bias]}, down{w[Role::down_weight], w[Role::down_bias]},
+        activation(spec.activation), parallel_residual(spec.parallel_residual) {}
+
+  torch::Tensor mlp(const torch::Tensor& x) const {
+    torch::Tensor u = up(x);
+    switch (activation) {
+      case Activation::gelu: u = torch::gelu(u); break;
+      // Written as transformers' NewGELUActivation, so rounding matches.
+      case Activation::gelu_tanh: u = 0.5 * u * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (u + 0.044715 * torch::pow(u, 3.0)))); break;
+    }
+    return down(u);
+  }
+
+  torch::Tensor forward(const torch::Tensor& h, const AttentionInputs& in) const {
+    torch::Tensor attn = attention.forward(input_norm(h), in);  // undefined: zero attention adds nothing
+    if (parallel_residual) {  // h + attn(N1(h)) + mlp(N2(h)): N2 reads the block input
+      torch::Tensor out = mlp(post_attention_norm(h));
+      if (attn.defined()) out = out + attn;
+      return out + h;
+    }
+    torch::Tensor g = attn.defined() ? attn + h : h;  // sequential: g = h + attn(N1(h)); g + mlp(N2(g))
+    return mlp(post_attention_norm(g)) + g;
+  }
+
+  LayerNorm input_norm, post_attention_norm;
+  Attention attention;
+  Linear up, down;
+  Activation activation;
+  bool parallel_residual;
+};
+
+CausalLM::CausalLM(DecoderSpec spec, WeightLoader& w, const LoadOptions& options)
+    : spec_(std::move(spec)), dtype_(w.dtype()), layer_devices_(w.layer_devices()), fused_attention_(options.fused_attention) {
+  // Each part is read onto its device: the embeddings with the first layer, the final norm and head with the last.
+  w.at_first();
+  const PartWeights first = take_part(w, spec_.first_tensors());
+  embedding_ = first[Role::embedding], position_embedding_ = first[Role::position_embedding];
+  blocks_.reserve(size_t(spec_.num_layers));
+  for (int64_t i = 0; i < spec_.num_layers; ++i) {
+    w.at_layer(i);
+    blocks_.emplace_back(spec_, int(i), take_part(w, spec_.layer_tensors(i)));
+  }
+  w.at_last();
+  const PartWeights last = take_part(w, spec_.last_tensors());
+  final_norm_ = {last[Role::final_norm_weight], last[Role::final_norm_bias], spec_.norm_eps};
+  head_ = spec_.tie_word_embeddings ? embedding_ : last[Role::head];
+  if (spec_.positions == Positions::rotary && spec_.rotary_dims > 0) {  // in float32, as transformers
+    const int64_t r = spec_.rotary_dims;
+    auto exponents = torch::arange(0, r, 2, torch::kInt64).to(torch::kFloat32) / double(r);
+    inv_freq_ = (1.0 / torch::pow(torch::scalar_tensor(spec_.rotary_base, torch::kFloat32), exponents)).to(device());
+  }
+}
+
+CausalLM::~CausalLM() = default;
+
+void CausalLM::set_attention_mode(int layer, AttentionMode mode) { blocks_.at(size_t(layer)).attention.set_mode(mode); }
+
+AttentionMode CausalLM::attention_mode(int layer) const { return blocks_.at(size_t(layer)).attention.mode(); }
+
+AttentionInputs CausalLM::attention_inputs(const ForwardRequest& request, int64_t past, int64_t T) const {
+  AttentionInputs in;
+  in.cache = request.cache;
+  // Fused kernels for passes over whole rows (teacher-forced passes, prefill); decode steps against cached keys keep
+  // the eager formula: one query per row gains nothing from them (bench/RESULTS.md).
+  in.fused = fused_attention_ && !spec_.float32_scores && past == 0;
+  in.causal = in.fused && !request.mask.defined();
+  if (!in.causal) {
+    const torch::ScalarType bias_dtype = spec_.float32_scores ? torch::kFloat32 : dtype_;
+    for (int64_t window : spec_.windows)
+      if (!in.bias.count(window)) in.bias[window] = causal_attention_bias(request.mask, T, past + T, bias_dtype, device(), window);
+  }
+  if (inv_freq_.defined()) {
+    auto positions = token_positions(request.mask, past + T, T, device()).to(torch::kFloat32);  // [B or 1, T]
+    auto freqs = positions.unsqueeze(-1) * inv_freq_;                                          // [B or 1, T, r/2]
+    auto angles = torch::cat({freqs, freqs}, -1);
+    in.cos = angles.cos().to(dtype_);
+    in.sin = angles.sin().to(dtype_);
+  }
+  return in;
+}
+
+torch::Tensor CausalLM::forward(const ForwardRequest& request) {
+  torch::InferenceMode inference;
+  check_row_modes(request.ids.size(0));
+  const int64_t T = request.ids.size(1), past = request.cache ? request.cache->length : 0;
+  const AttentionInputs in = attention_inputs(request, past, T);
+  torch::Tensor h = request.start_hidden;
+  if (request.start_layer == 0) {
+    h = torch::embedding(embedding_, request.ids.to(device(), torch::kInt64));
+    if (spec_.positions == Positions::learned) {
+      auto positions = token_positions(request.mask, past + T, T, device());
+      if (positions.max().item<int64_t>() >= spec_.max_positions)
+        throw Error("sequence of " + std::to_string(past + T) + " tokens is longer than the model's " +
+                    std::to_string(spec_.max_positions) + " learned positions");
+      h = h + torch::embedding(position_embedding_, positions);
+    }
+  }
+  AttentionInputs here = in;  // `in` on the device of the layer running (a split model moves it with h)
+  torch::Device here_device = device();
+  for (int64_t i = request.start_layer; i < spec_.num_layers; ++i) {
+    const torch::Device& device = layer_devices_[size_t(i)];
+    if (h.device() != device) h = h.to(device);
+    if (here_device != device) {
+      for (torch::Tensor* t : {&here.cos, &here.sin})
+        if (t->defined()) *t = t->to(device);
+      for (auto& [window, bias] : here.bias) bias = bias.to(device);
+      here_device = device;
+    }
+    if (row_modes_.rows > 0) here.row_short_circuit = row_modes_.short_circuit[size_t(i)], here.row_zeroed = row_modes_.zeroed[size_t(i)];
+    h = blocks_[size_t(i)].forward(h, here);
+    if (request.layer_outputs) request.layer_outputs->push_back(h);
+  }
+  if (request.cache) request.cache->length += T;
+  if (request.logits_at.defined())
+    return logits_from_residual(h.reshape({-1, h.size(-1)}).index_select(0, request.logits_at.to(h.device())));
+  if (request.logits_last == 0) return h;
+  return logits_from_residual(request.logits_last > 0 && request.logits_last < T ? h.narrow(1, T - request.logits_last, request.logits_last) : h);
+}
+
+torch::Tensor CausalLM::logits_from_residual(const torch::Tensor& h) {
+  torch::InferenceMode inference;
+  auto normed = final_norm_(h.to(final_norm_.weight.device()));
+  return torch::linear(normed.to(head_.device()), head_);
 }
 
 void CausalLM::clear_interventions() {
@@ -102,13 +223,6 @@ void CausalLM::check_row_modes(int64_t batch) const {
     throw Error("a pass of " + std::to_string(batch) + " rows under attention modes set for " + std::to_string(row_modes_.rows) + " rows");
 }
 
-torch::Tensor CausalLM::logits_of_last(const torch::Tensor& h, int64_t logits_last, const torch::Tensor& logits_at) {
-  if (logits_at.defined()) return logits_from_residual(h.reshape({-1, h.size(-1)}).index_select(0, logits_at.to(h.device())));
-  if (logits_last == 0) return h;
-  const int64_t T = h.size(1);
-  return logits_from_residual(logits_last > 0 && logits_last < T ? h.narrow(1, T - logits_last, logits_last) : h);
-}
-
 void CausalLM::set_attention_mode(const std::vector<int>& layers, AttentionMode mode) {
   for (int layer : layers) {
     if (layer < 0 || layer >= num_layers())
@@ -136,33 +250,13 @@ PaddedBatch left_pad(const std::vector<std::vector<int64_t>>& rows, size_t first
   return batch;
 }
 
-namespace {
-// One line per architecture: config.json's model_type, its builder, the buffers older files carry that it skips.
-struct Architecture {
-  const char* model_type;
-  std::unique_ptr<CausalLM> (*build)(const ConfigReader&, WeightLoader&, const LoadOptions&);
-  std::vector<std::string> skipped_suffixes;
-};
-const Architecture kArchitectures[] = {
-    {"gpt_neox", build_gpt_neox, {"attention.bias", "attention.masked_bias", "rotary_emb.inv_freq"}},
-    {"gpt_neo", build_gpt_neo, {"attn.attention.bias", "attn.attention.masked_bias"}},
-};
-}  // namespace
-
 std::unique_ptr<CausalLM> load_causal_lm(const std::string& model_dir, const LoadOptions& options) {
-  ConfigReader config(model_dir);
-  const std::string model_type = config.require_string("model_type");
-  std::string known;
-  for (const auto& architecture : kArchitectures) {
-    known += (known.empty() ? "" : ", ") + std::string(architecture.model_type);
-    if (model_type != architecture.model_type) continue;
-    Checkpoint checkpoint = Checkpoint::open(model_dir);
-    WeightLoader weights(checkpoint, options.dtype, place_layers(read_model_size(model_dir), options.device, options.devices));
-    auto model = architecture.build(config, weights, options);
-    checkpoint.check_all_taken(architecture.skipped_suffixes);
-    return model;
-  }
-  config.fail("model_type", "'" + model_type + "' is not supported (supported: " + known + ")");
+  const DecoderSpec spec = read_decoder_spec(ConfigReader(model_dir));
+  Checkpoint checkpoint = Checkpoint::open(model_dir);
+  WeightLoader weights(checkpoint, options.dtype, place_layers(model_size(spec), options.device, options.devices));
+  auto model = std::make_unique<CausalLM>(spec, weights, options);
+  checkpoint.check_all_taken(spec.skipped_suffixes);
+  return model;
 }
 
 torch::ScalarType parse_dtype(const std::string& name) {

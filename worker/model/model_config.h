@@ -1,65 +1,27 @@
 #pragma once
-// What is known of a model from its config.json alone, without libtorch and without reading weights: each
-// architecture's configuration (the model code builds from it), the model's size and the memory a worker needs for
-// a batch of a given shape. `plan`, rank 0 and the tasks' readers use this; the model layer adds libtorch.
+// What is known of a model from its config.json alone, without libtorch and without reading weights: its size (from
+// its architecture's spec, worker/model/spec.h) and the memory a worker needs for a batch of a given shape. `plan`,
+// rank 0 and the tasks' readers use this; the model layer adds libtorch.
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "worker/model/config_reader.h"
+#include "worker/model/spec.h"
 
 namespace memsweep {
-
-// GPT-NeoX (every Pythia model); ../shared/reference/architectures.md section 1.
-struct GPTNeoXConfig {
-  int64_t vocab_size = 0;
-  int64_t hidden_size = 0;
-  int64_t num_layers = 0;
-  int64_t num_heads = 0;
-  int64_t head_size = 0;          // hidden_size / num_heads
-  int64_t intermediate_size = 0;  // 4 x hidden in Pythia
-  int64_t rotary_dims = 0;        // int(head_size x rotary_pct), the rotated leading dims of each head
-  double rotary_base = 10000;     // rotary_emb_base (4.x) or rope_parameters.rope_theta (5.x)
-  double layer_norm_eps = 1e-5;
-  bool parallel_residual = true;  // use_parallel_residual: true for every Pythia model
-  bool attention_bias = true;
-  bool tie_word_embeddings = false;
-  int64_t max_positions = 2048;   // max_position_embeddings
-  std::vector<int64_t> eos_token_ids;
-
-  // Errors name config.json and the key; refuses settings that change the math and are not implemented
-  // (another activation, rope scaling).
-  static GPTNeoXConfig read(const ConfigReader& config);
-};
-
-// GPT-Neo (gpt-neo-125m / 1.3B / 2.7B); architectures.md section 2.
-struct GPTNeoConfig {
-  int64_t vocab_size = 0;
-  int64_t hidden_size = 0;
-  int64_t num_layers = 0;
-  int64_t num_heads = 0;
-  int64_t head_size = 0;
-  int64_t intermediate_size = 0;  // null in config.json means 4 x hidden
-  int64_t max_positions = 2048;
-  int64_t window_size = 256;      // keys visible from a local layer's query, itself included
-  double layer_norm_eps = 1e-5;
-  bool tie_word_embeddings = true;
-  std::vector<bool> local_layers;  // attention_types expanded literally: true where the layer is "local"
-  std::vector<int64_t> eos_token_ids;
-
-  static GPTNeoConfig read(const ConfigReader& config);
-};
 
 // A model's size from its config.json alone: what `plan` needs to say whether it fits, what a task needs to know.
 struct ModelSize {
   std::string architecture;
   int64_t parameters = 0, layers = 0, hidden = 0, intermediate = 0, vocab = 0, max_positions = 0;
+  int64_t kv_width = 0;  // a token's keys (or values) in one layer: KV heads x head size
   // Where they live when split: with the first layer (embeddings, and a head tied to them), each layer, with the
   // last layer (final norm, an untied head).
   int64_t first_parameters = 0, layer_parameters = 0, last_parameters = 0;
   std::vector<int64_t> eos_token_ids;
 };
-// Error naming config.json and the key for an unsupported model_type or a bad value.
+// The spec's tensors counted. read_model_size reads the spec first (read_decoder_spec's errors).
+ModelSize model_size(const DecoderSpec& spec);
 ModelSize read_model_size(const std::string& model_dir);
 
 // Bytes per element of "float32" | "float16" | "bfloat16"; Error otherwise.

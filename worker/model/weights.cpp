@@ -32,6 +32,7 @@ torch::Tensor WeightLoader::take(const std::string& name, const std::vector<int6
 }
 
 torch::Tensor WeightLoader::take_first_of(const std::vector<std::string>& names, const std::vector<int64_t>& shape) {
+  if (names.size() == 1) return take(names[0], shape);  // the checkpoint's own error when it is absent
   for (const auto& name : names)
     if (checkpoint_.contains(name)) return take(name, shape);
   std::string list;

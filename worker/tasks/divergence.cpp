@@ -49,7 +49,9 @@ class DivergenceTask : public Task {
       auto real = batch.mask.to(model.device(), torch::kBool);  // [B, T]
       model.clear_interventions();
       std::vector<torch::Tensor> base;
-      model.forward(batch.ids, mask, nullptr, &base, ForwardStart(), 0);
+      ForwardRequest request(batch.ids, mask);
+      request.layer_outputs = &base, request.logits_last = 0;
+      model.forward(request);
       std::vector<torch::Tensor> base_log_p(base.size());
       for (size_t l = 0; l < base.size(); ++l)
         base_log_p[l] = torch::log_softmax(model.logits_from_residual(base[l]).to(torch::kFloat32), -1);
@@ -66,7 +68,8 @@ class DivergenceTask : public Task {
         if (b >= 0) {
           apply_intervention(model, intervention);
           std::vector<torch::Tensor> changed;
-          model.forward(batch.ids, mask, nullptr, &changed, ForwardStart(), 0);
+          request.layer_outputs = &changed;
+          model.forward(request);
           for (size_t l = size_t(b); l < changed.size(); ++l) {
             auto h = base[l].to(torch::kFloat32), g = changed[l].to(torch::kFloat32);
             // A model split over devices keeps layer l's outputs on its device and the logits on the head's.

@@ -266,7 +266,9 @@ void evaluate_memorization(CausalLM& model, const std::vector<std::vector<int64_
   torch::InferenceMode inference;
   MemorizationBatch batch = cut_batch(rows, start, count, options);
   KVCache cache;
-  torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr, ForwardStart(), batch.longest_suffix);
+  ForwardRequest request(batch.padded.ids, batch.mask);
+  request.cache = &cache, request.logits_last = batch.longest_suffix;
+  torch::Tensor logits = model.forward(request);
   TeacherForced scored = teacher_forced(model, batch, logits, cache, options);
   logits = torch::Tensor();
   if (!scored.generate_rows.empty())
@@ -338,7 +340,9 @@ class MemorizationTask : public Task {
       std::vector<torch::Tensor> base_outputs;
       if (reuse) {
         model.clear_interventions();
-        torch::Tensor base_logits = model.forward(batch.padded.ids, batch.mask, &base_cache, &base_outputs, ForwardStart(), batch.longest_suffix);
+        ForwardRequest request(batch.padded.ids, batch.mask);
+        request.cache = &base_cache, request.layer_outputs = &base_outputs, request.logits_last = batch.longest_suffix;
+        torch::Tensor base_logits = model.forward(request);
         // The baseline is scored at once, so its logits are not held while the interventions run.
         for (size_t k = 0; k < interventions.size(); ++k)
           if (interventions[k].first_block() < 0) done(k, teacher_forced(model, batch, base_logits, base_cache, options_));
@@ -348,14 +352,15 @@ class MemorizationTask : public Task {
         if (reuse && first_block < 0) continue;  // scored above
         apply_intervention(model, interventions[k]);
         KVCache cache;
-        ForwardStart start;
+        ForwardRequest request(batch.padded.ids, batch.mask);
+        request.cache = &cache, request.logits_last = batch.longest_suffix;
         if (reuse && first_block > 0) {
           // The baseline's keys and values below the first block (no copy: tensors are shared).
           cache.keys.assign(base_cache.keys.begin(), base_cache.keys.begin() + first_block);
           cache.values.assign(base_cache.values.begin(), base_cache.values.begin() + first_block);
-          start = {first_block, base_outputs[size_t(first_block - 1)]};
+          request.start_layer = first_block, request.start_hidden = base_outputs[size_t(first_block - 1)];
         }
-        torch::Tensor logits = model.forward(batch.padded.ids, batch.mask, &cache, nullptr, start, batch.longest_suffix);
+        torch::Tensor logits = model.forward(request);
         TeacherForced teacher = teacher_forced(model, batch, logits, cache, options_);
         // Freed before done() may run the waiting generations: the kept prefixes are copies.
         logits = torch::Tensor(), cache = KVCache();

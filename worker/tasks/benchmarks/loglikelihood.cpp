@@ -173,31 +173,33 @@ struct BatchScores {
 BatchScores run_batch(CausalLM& model, const BatchInputs& in, int first_block, const Activations* base, Activations* keep) {
   BatchScores scores;
   KVCache cache;
-  ForwardStart start;
+  ForwardRequest context(in.context_ids, in.context_mask);
+  context.cache = &cache, context.logits_last = 0;
+  if (keep) context.layer_outputs = &keep->context_outputs;
   if (base && first_block > 0) {
     cache.keys.assign(base->context_cache.keys.begin(), base->context_cache.keys.begin() + first_block);
     cache.values.assign(base->context_cache.values.begin(), base->context_cache.values.begin() + first_block);
-    start = {first_block, base->context_outputs[size_t(first_block - 1)]};
+    context.start_layer = first_block, context.start_hidden = base->context_outputs[size_t(first_block - 1)];
   }
   std::vector<torch::Tensor> hidden;  // at the predicted tokens, in BatchInputs' order
   {
     // Only a context's last position predicts a continuation token.
-    const torch::Tensor h = model.forward(in.context_ids, in.context_mask, &cache, keep ? &keep->context_outputs : nullptr, start, 0);
+    const torch::Tensor h = model.forward(context);
     hidden.push_back(h.select(1, h.size(1) - 1).index_select(0, in.first_context.to(h.device())));
   }
   for (size_t p = 0; p < in.passes.size(); ++p) {
     const ContinuationPass& pass = in.passes[p];
     KVCache expanded = select_rows(cache, pass.context);
-    ForwardStart continuation_start;
+    ForwardRequest continuation(pass.ids, pass.mask);
+    continuation.cache = &expanded, continuation.logits_last = 0;
     if (base && first_block > 0) {
       for (int l = 0; l < first_block; ++l)
         expanded.keys[size_t(l)] = base->continuation_caches[p].keys[size_t(l)],
         expanded.values[size_t(l)] = base->continuation_caches[p].values[size_t(l)];
-      continuation_start = {first_block, base->continuation_outputs[p][size_t(first_block - 1)]};
+      continuation.start_layer = first_block, continuation.start_hidden = base->continuation_outputs[p][size_t(first_block - 1)];
     }
-    std::vector<torch::Tensor>* outputs = nullptr;
-    if (keep) outputs = &keep->continuation_outputs.emplace_back();
-    const torch::Tensor h = model.forward(pass.ids, pass.mask, &expanded, outputs, continuation_start, 0);
+    if (keep) continuation.layer_outputs = &keep->continuation_outputs.emplace_back();
+    const torch::Tensor h = model.forward(continuation);
     hidden.push_back(h.reshape({-1, h.size(-1)}).index_select(0, pass.predicting.to(h.device())));
     if (keep) keep->continuation_caches.push_back(std::move(expanded));
   }

@@ -1,0 +1,78 @@
+#include "worker/model/spec.h"
+
+namespace memsweep {
+
+int64_t TensorSpec::elements() const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+std::vector<TensorSpec> DecoderSpec::first_tensors() const {
+  std::vector<TensorSpec> tensors = {{Role::embedding, {embedding_name}, {vocab_size, hidden_size}}};
+  if (positions == Positions::learned)
+    tensors.push_back({Role::position_embedding, {position_embedding_name}, {max_positions, hidden_size}});
+  return tensors;
+}
+
+std::vector<TensorSpec> DecoderSpec::layer_tensors(int64_t layer) const {
+  const std::string prefix = layer_prefix + std::to_string(layer) + ".";
+  const int64_t d = hidden_size, q = num_heads * head_size, kv = kv_width(), inner = intermediate_size;
+  std::vector<TensorSpec> tensors;
+  auto add = [&](Role role, const std::string& name, std::vector<int64_t> shape) {
+    tensors.push_back({role, {prefix + name}, std::move(shape)});
+  };
+  add(Role::input_norm_weight, input_norm_name + ".weight", {d});
+  add(Role::input_norm_bias, input_norm_name + ".bias", {d});
+  add(Role::post_attention_norm_weight, post_attention_norm_name + ".weight", {d});
+  add(Role::post_attention_norm_bias, post_attention_norm_name + ".bias", {d});
+  if (qkv_layout == QKVLayout::fused_interleaved) {
+    add(Role::qkv_weight, qkv_name + ".weight", {q + 2 * kv, d});
+    if (qkv_bias) add(Role::qkv_bias, qkv_name + ".bias", {q + 2 * kv});
+  } else {
+    add(Role::q_weight, q_name + ".weight", {q, d});
+    if (qkv_bias) add(Role::q_bias, q_name + ".bias", {q});
+    add(Role::k_weight, k_name + ".weight", {kv, d});
+    if (qkv_bias) add(Role::k_bias, k_name + ".bias", {kv});
+    add(Role::v_weight, v_name + ".weight", {kv, d});
+    if (qkv_bias) add(Role::v_bias, v_name + ".bias", {kv});
+  }
+  add(Role::out_weight, out_name + ".weight", {d, q});
+  if (out_bias) add(Role::out_bias, out_name + ".bias", {d});
+  add(Role::up_weight, up_name + ".weight", {inner, d});
+  if (mlp_bias) add(Role::up_bias, up_name + ".bias", {inner});
+  add(Role::down_weight, down_name + ".weight", {d, inner});
+  if (mlp_bias) add(Role::down_bias, down_name + ".bias", {d});
+  return tensors;
+}
+
+std::vector<TensorSpec> DecoderSpec::last_tensors() const {
+  std::vector<TensorSpec> tensors = {{Role::final_norm_weight, {final_norm_name + ".weight"}, {hidden_size}},
+                                     {Role::final_norm_bias, {final_norm_name + ".bias"}, {hidden_size}}};
+  if (!tie_word_embeddings) tensors.push_back({Role::head, head_names, {vocab_size, hidden_size}});
+  return tensors;
+}
+
+namespace {
+struct Architecture {
+  const char* model_type;
+  DecoderSpec (*read)(const ConfigReader&);
+};
+const Architecture kArchitectures[] = {{"gpt_neox", read_gpt_neox}, {"gpt_neo", read_gpt_neo}};
+}  // namespace
+
+DecoderSpec read_decoder_spec(const ConfigReader& config) {
+  const std::string model_type = config.require_string("model_type");
+  std::string known;
+  for (const Architecture& architecture : kArchitectures) {
+    if (model_type == architecture.model_type) {
+      DecoderSpec spec = architecture.read(config);
+      spec.model_type = model_type;
+      return spec;
+    }
+    known += (known.empty() ? "" : ", ") + std::string(architecture.model_type);
+  }
+  config.fail("model_type", "'" + model_type + "' is not supported (supported: " + known + ")");
+}
+
+}  // namespace memsweep
