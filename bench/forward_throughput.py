@@ -58,24 +58,55 @@ def time_reference(model, ids, repeats):
     return statistics.median(times)
 
 
+DEFAULT_SHAPES = "1x64,8x64,8x256,32x256"
+
+
+def write_model(shape, device, dtype, directory):
+    """The random-init model of `shape` (seed 0), saved to `directory`; returns its config."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(**SHAPES[shape], max_position_embeddings=2048, rotary_pct=0.25)
+    with torch.device(device):
+        GPTNeoXForCausalLM(config).to(dtype).save_pretrained(directory)
+    return config
+
+
+def shape_ids(config, item):
+    """The token ids of one "BATCHxLENGTH" item of --shapes."""
+    batch, length = map(int, item.split("x"))
+    return torch.randint(1, config.vocab_size, (batch, length), generator=torch.Generator().manual_seed(batch * 7 + length))
+
+
+def forward_command(memsweep, model_dir, rows_file, batch, device, dtype, *options):
+    return [memsweep, "forward", "--model", model_dir, "--tokens", rows_file, "--batch-size", str(batch), "--device", device,
+            "--dtype", dtype, *options]
+
+
+def time_memsweep(memsweep, model_dir, rows_file, batch, repeats, device, dtype, attention):
+    """The median of `memsweep forward --timing`'s passes."""
+    out = subprocess.run(forward_command(memsweep, model_dir, rows_file, batch, device, dtype, "--timing", str(repeats),
+                                         "--attention", attention), capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"memsweep forward failed:\n{out.stderr}")
+    return statistics.median(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", default="pythia-70m", choices=list(SHAPES))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--shapes", default="1x64,8x64,8x256,32x256")
+    parser.add_argument("--shapes", default=DEFAULT_SHAPES)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--matmul-size", type=int, default=0, help="default: 2048 on a CPU, 8192 on a GPU")
     parser.add_argument("--memsweep", default=str(ROOT.parent / "build" / "memsweep"))
     args = parser.parse_args()
-    from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import AutoModelForCausalLM
 
     dtype = getattr(torch, args.dtype)
     work = Path(tempfile.mkdtemp(prefix="memsweep-forward-"))
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(**SHAPES[args.shape], max_position_embeddings=2048, rotary_pct=0.25)
-    with torch.device(args.device):
-        GPTNeoXForCausalLM(config).to(dtype).save_pretrained(work / "model")
+    config = write_model(args.shape, args.device, dtype, work / "model")
     models = {name: AutoModelForCausalLM.from_pretrained(work / "model", dtype=dtype, attn_implementation=name).to(args.device).eval()
               for name in ("eager", "sdpa")}
     size = args.matmul_size or (2048 if args.device == "cpu" else 8192)
@@ -87,12 +118,11 @@ def main():
     device = args.device if args.device != "cuda" else "cuda:0"
     for item in args.shapes.split(","):
         batch, length = map(int, item.split("x"))
-        ids = torch.randint(1, config.vocab_size, (batch, length), generator=torch.Generator().manual_seed(batch * 7 + length))
+        ids = shape_ids(config, item)
         (work / "rows.json").write_text(json.dumps(ids.tolist()))
         if item == args.shapes.split(",")[0]:  # agreement, once
-            subprocess.run([args.memsweep, "forward", "--model", work / "model", "--tokens", work / "rows.json", "--out",
-                            work / "logits.safetensors", "--batch-size", str(batch), "--device", device, "--dtype", args.dtype],
-                           check=True, capture_output=True)
+            subprocess.run(forward_command(args.memsweep, work / "model", work / "rows.json", batch, device, args.dtype,
+                                           "--out", work / "logits.safetensors"), check=True, capture_output=True)
             from safetensors.torch import load_file
             ours = load_file(work / "logits.safetensors")
             with torch.inference_mode():
@@ -103,14 +133,8 @@ def main():
             if args.dtype == "float32" and difference > 1e-4 * scale:
                 sys.exit("memsweep's logits differ from transformers'")
         seconds = {name: time_reference(model, ids.to(args.device), args.repeats) for name, model in models.items()}
-        ours = {}
-        for attention in ("fused", "eager"):
-            out = subprocess.run([args.memsweep, "forward", "--model", work / "model", "--tokens", work / "rows.json", "--batch-size",
-                                  str(batch), "--timing", str(args.repeats), "--device", device, "--dtype", args.dtype,
-                                  "--attention", attention], capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit(f"memsweep forward failed:\n{out.stderr}")
-            ours[attention] = statistics.median(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+        ours = {attention: time_memsweep(args.memsweep, work / "model", work / "rows.json", batch, args.repeats, device,
+                                         args.dtype, attention) for attention in ("fused", "eager")}
         flops = forward_flops(config, batch, length) / ours["fused"]
         print(f"{item:>15} {seconds['eager']:9.4f} {seconds['sdpa']:9.4f} {ours['fused']:11.4f} {ours['fused'] / min(seconds.values()):7.3f} "
               f"{flops / 1e12:17.2f} {flops / peak:10.1%} {ours['eager']:17.4f}")

@@ -223,22 +223,12 @@ def calibrate(model, model_dir, prefixes, work, args):
     sys.exit("calibration did not reach the paper's profile within 15 rounds")
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--shape", default="pythia-70m", choices=list(SHAPES))
-    parser.add_argument("--rows", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--memsweep", default=str(ROOT / "build" / "memsweep"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--workload", default="worst", choices=["worst", "paper"])
-    parser.add_argument("--record", help="append the run's numbers as a JSON line to this file")
-    args = parser.parse_args()
-    dtype = getattr(torch, args.dtype)
+def write_workload(args, work):
+    """The random-init model (seed 0; for --workload paper, calibrated) in work/model and the rows of its own greedy
+    continuations in work/set.jsonl; returns (config, the transformers model, rows, factors, targets)."""
     from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
-    work = Path(tempfile.mkdtemp(prefix="memsweep-bench-"))
+    dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     config = GPTNeoXConfig(**SHAPES[args.shape], max_position_embeddings=2048, rotary_pct=0.25, eos_token_id=EOS,
                            bos_token_id=EOS)
@@ -257,6 +247,30 @@ def main():
                                        max_new_tokens=SUFFIX, pad_token_id=EOS)
             rows += generated.tolist()
     (work / "set.jsonl").write_text("".join(json.dumps({"tokens": r}) + "\n" for r in rows))
+    return config, model, rows, factors, targets
+
+
+def sweep_command(args, work, out):
+    """memsweep's side: `eval --sweep` over work/set.jsonl."""
+    return [args.memsweep, "eval", "--model", work / "model", "--task", f"memorization:{work / 'set.jsonl'}", "--option",
+            f"prefix={PREFIX}", "--batch-size", str(args.batch), "--sweep", "--device",
+            args.device if args.device != "cuda" else "cuda:0", "--dtype", args.dtype, "--out", out]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shape", default="pythia-70m", choices=list(SHAPES))
+    parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memsweep", default=str(ROOT / "build" / "memsweep"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--workload", default="worst", choices=["worst", "paper"])
+    parser.add_argument("--record", help="append the run's numbers as a JSON line to this file")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="memsweep-bench-"))
+    config, model, rows, factors, targets = write_workload(args, work)
 
     threads = torch.get_num_threads()
     reference_times, memsweep_times, memsweep_evaluation_times = [], [], []
@@ -269,10 +283,7 @@ def main():
         reference_times.append(time.perf_counter() - start)
         start = time.perf_counter()
         # /usr/bin/time for the peak RSS: getrusage's children figure counts the forked Python image before exec.
-        out = subprocess.run(["/usr/bin/time", "-f", "%M", args.memsweep, "eval", "--model", work / "model", "--task",
-                              f"memorization:{work / 'set.jsonl'}", "--option", f"prefix={PREFIX}", "--batch-size", str(args.batch),
-                              "--sweep", "--device", args.device if args.device != "cuda" else "cuda:0", "--dtype", args.dtype,
-                              "--out", work / "examples.json"],
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", *sweep_command(args, work, work / "examples.json")],
                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
         if out.returncode != 0:
             sys.exit(f"memsweep eval failed:\n{out.stderr}")

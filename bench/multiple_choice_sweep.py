@@ -203,6 +203,36 @@ def flop_counts(documents, layers, hidden, vocab, block_parameters, batch):
                 reference_padded=configs * padded, floor=floor)
 
 
+def write_workload(work, shape, docs, device):
+    """The random-init model of `shape` (seed 0) with the GPT-NeoX-20B tokenizer in work/model, and the first `docs`
+    PIQA documents in work/piqa.jsonl; returns (config, model folder, data file)."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    piqa, tokenizer_file = SHARED_DIR / "data" / "piqa" / "validation.jsonl", SHARED_DIR / "data" / "tokenizers" / "gpt-neox-20b" / "tokenizer.json"
+    if not piqa.exists() or not tokenizer_file.exists():
+        sys.exit(f"{piqa} or {tokenizer_file} is absent: the shared/ data folder must be beside this clone "
+                 "(or MEMSWEEP_SHARED_DIR point at it)")
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(**SHAPES[shape], max_position_embeddings=2048, rotary_pct=0.25, eos_token_id=EOS,
+                           bos_token_id=EOS)
+    model_dir = work / "model"
+    with torch.device(device):
+        GPTNeoXForCausalLM(config).save_pretrained(model_dir)
+    shutil.copy(tokenizer_file, model_dir / "tokenizer.json")
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>"}))
+    lines = piqa.read_text(encoding="utf-8").splitlines(keepends=True)[:docs]
+    data_file = work / "piqa.jsonl"
+    data_file.write_text("".join(lines), encoding="utf-8")
+    return config, model_dir, data_file
+
+
+def memsweep_command(memsweep, model_dir, data_file, batch, device, out):
+    return [memsweep, "eval", "--model", str(model_dir), "--task", f"piqa:{data_file}", "--sweep", "--batch-size", str(batch),
+            "--device", device if device != "cuda" else "cuda:0", "--out", str(out)]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", default="pythia-70m", choices=list(SHAPES))
@@ -215,10 +245,6 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    piqa, tokenizer_file = SHARED_DIR / "data" / "piqa" / "validation.jsonl", SHARED_DIR / "data" / "tokenizers" / "gpt-neox-20b" / "tokenizer.json"
-    if not piqa.exists() or not tokenizer_file.exists():
-        sys.exit(f"{piqa} or {tokenizer_file} is absent: the shared/ data folder must be beside this clone "
-                 "(or MEMSWEEP_SHARED_DIR point at it)")
     work = Path(tempfile.mkdtemp(prefix="memsweep-bench-mc-"))
     os.environ["HF_DATASETS_CACHE"] = str(work / "datasets-cache")  # read when datasets is imported
     if not Path("/usr/bin/time").exists():
@@ -230,21 +256,9 @@ def main():
     for name in ("lm_eval", "lm-eval", "datasets", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
     from lm_eval.tasks import TaskManager
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.manual_seed(0)
-    config = GPTNeoXConfig(**SHAPES[args.shape], max_position_embeddings=2048, rotary_pct=0.25, eos_token_id=EOS,
-                           bos_token_id=EOS)
-    model_dir = work / "model"
-    with torch.device(args.device):
-        GPTNeoXForCausalLM(config).save_pretrained(model_dir)
-    shutil.copy(tokenizer_file, model_dir / "tokenizer.json")
-    (model_dir / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>"}))
-    lines = piqa.read_text(encoding="utf-8").splitlines(keepends=True)[:args.docs]
-    data_file = work / "piqa.jsonl"
-    data_file.write_text("".join(lines), encoding="utf-8")
+    config, model_dir, data_file = write_workload(work, args.shape, args.docs, args.device)
     write_task_yaml(work / "tasks", data_file)
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager").to(args.device).eval()
@@ -252,9 +266,7 @@ def main():
               device=args.device)
     task_manager = TaskManager(include_path=str(work / "tasks"))
     layers = config.num_hidden_layers
-    memsweep_command = [args.memsweep, "eval", "--model", str(model_dir), "--task", f"piqa:{data_file}", "--sweep",
-                        "--batch-size", str(args.batch), "--device", args.device if args.device != "cuda" else "cuda:0",
-                        "--out", str(work / "memsweep.json")]
+    command = memsweep_command(args.memsweep, model_dir, data_file, args.batch, args.device, work / "memsweep.json")
 
     threads = torch.get_num_threads()
     reference_times, memsweep_times, evaluation_times, no_reuse_times, no_reuse_evaluation_times = [], [], [], [], []
@@ -266,12 +278,12 @@ def main():
         reference = reference_sweep(model, lm, task_manager, layers)
         synchronize()
         reference_times.append(time.perf_counter() - start)
-        seconds, summary, rss = run_memsweep(memsweep_command, work / "stdout.json")
+        seconds, summary, rss = run_memsweep(command, work / "stdout.json")
         memsweep_times.append(seconds)
         evaluation_times.append(summary["seconds"]["evaluation"])
         memsweep_rss = max(memsweep_rss, rss)
         compare(reference, json.loads((work / "memsweep.json").read_text()), largest)
-        seconds, summary, rss = run_memsweep(memsweep_command + ["--no-reuse"], work / "stdout-no-reuse.json")
+        seconds, summary, rss = run_memsweep(command + ["--no-reuse"], work / "stdout-no-reuse.json")
         no_reuse_times.append(seconds)
         no_reuse_evaluation_times.append(summary["seconds"]["evaluation"])
         no_reuse_rss = max(no_reuse_rss, rss)
