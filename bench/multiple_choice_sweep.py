@@ -142,9 +142,10 @@ def compare(reference, ours, largest):
             for key in ("acc", "acc_norm"):
                 if example["values"][key] != sample[key]:
                     problems.append(f"{name} document {sample['doc_id']}: {key} {example['values'][key]} vs "
-                                    f"{sample[key]} (choice gap {example['detail'].get('choice_gap')})")
+                                    f"{sample[key]} (choice gap {example['detail'].get('choice_gap') if example['detail'] else None})")
             theirs = [float(r[0]) for r in sample["filtered_resps"]]
-            mine = example["detail"]["loglikelihoods"]
+            facts = example["facts"]  # loglikelihood.0, loglikelihood.1, ...: one per choice
+            mine = [facts[f"loglikelihood.{i}"] for i in range(sum(key.startswith("loglikelihood.") for key in facts))]
             if len(mine) != len(theirs):
                 problems.append(f"{name} document {sample['doc_id']}: {len(mine)} vs {len(theirs)} choices")
                 continue
