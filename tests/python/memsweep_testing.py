@@ -56,13 +56,33 @@ def make_gpt_neo(directory, seed=0, shard_size=None, **overrides):
     return _save_random(GPTNeoForCausalLM, GPTNeoConfig(**settings), directory, seed, shard_size)
 
 
+# The Llama family's transformers classes by model_type; make_llama(..., family="olmo2") builds that one.
+LLAMA_FAMILY = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "mistral": ("MistralConfig", "MistralForCausalLM"),
+                "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "olmo2": ("Olmo2Config", "Olmo2ForCausalLM")}
+
+
+def make_llama(directory, seed=0, shard_size=None, family="llama", **overrides):
+    """A random-init model of the Llama family (llama, mistral, qwen2, olmo2) in float32: 4 blocks, 4 query heads
+    sharing 2 KV heads unless overridden, untied head, float32 safetensors."""
+    import transformers
+
+    config_class, model_class = (getattr(transformers, name) for name in LLAMA_FAMILY[family])
+    settings = dict(vocab_size=97, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                    intermediate_size=96, max_position_embeddings=128, initializer_range=0.2, eos_token_id=0,
+                    bos_token_id=1, pad_token_id=None, tie_word_embeddings=False)
+    if family == "mistral":
+        settings["sliding_window"] = None
+    settings.update(overrides)
+    return _save_random(model_class, config_class(**settings), directory, seed, shard_size)
+
+
 def _save_random(model_class, config, directory, seed, shard_size):
     torch.manual_seed(seed)
     model = model_class(config).eval()
     # LayerNorm and bias parameters start at 1 and 0; randomize them so the test sees every parameter.
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if "layernorm" in name or "layer_norm" in name or name.endswith("bias"):
+            if "layernorm" in name or "layer_norm" in name or name.endswith("norm.weight") or name.endswith("bias"):
                 parameter.add_(torch.randn_like(parameter) * 0.1)
     kwargs = {"max_shard_size": shard_size} if shard_size else {}
     model.save_pretrained(directory, **kwargs)
@@ -73,6 +93,8 @@ def attention_modules(model):
     """The module whose output is a block's attention sublayer output, per block."""
     if model.config.model_type == "gpt_neox":
         return [layer.attention for layer in model.gpt_neox.layers]
+    if model.config.model_type in LLAMA_FAMILY:
+        return [layer.self_attn for layer in model.model.layers]
     return [block.attn for block in model.transformer.h]
 
 
@@ -80,18 +102,26 @@ def attention_modules(model):
 def reference_intervention(model, short_circuit=(), zero_attention=(), attention="eager"):
     """The paper's intervention built on transformers' own code, independent of memsweep's: short-circuited
     blocks attend each query only to its own key (the identity pattern; in cached decoding the one-hot row on
-    the last key), zero-attention blocks have their attention module's output replaced by zeros. GPT-NeoX's
-    other blocks run transformers' `attention` implementation ("eager" or "sdpa", memsweep's --attention fused)."""
+    the last key; under grouped-query attention each query head gets the value of the KV head it shares, the
+    un-repeated values repeated per group as transformers' repeat_kv does), zero-attention blocks have their attention
+    module's output replaced by zeros. GPT-NeoX's and the Llama family's other blocks run transformers' `attention`
+    implementation ("eager" or "sdpa", memsweep's --attention fused)."""
+    import sys
+
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    from transformers.models.gpt_neox.modeling_gpt_neox import eager_attention_forward
+    from transformers.models.llama.modeling_llama import repeat_kv
 
     short = set(short_circuit)
     patched = []
-    if model.config.model_type == "gpt_neox":
+    interface = model.config.model_type == "gpt_neox" or model.config.model_type in LLAMA_FAMILY
+    if interface:
+        eager_attention_forward = sys.modules[type(attention_modules(model)[0]).__module__].eager_attention_forward
+
         def patched_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
             if module.layer_idx in short:
+                value = repeat_kv(value, query.shape[1] // value.shape[1])
                 return value[:, :, -query.shape[2]:, :].transpose(1, 2).contiguous(), None
             if attention == "sdpa":
                 return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
@@ -116,7 +146,7 @@ def reference_intervention(model, short_circuit=(), zero_attention=(), attention
             hook.remove()
         for module in patched:
             del module._attn
-        if model.config.model_type == "gpt_neox":
+        if interface:
             model.set_attn_implementation("eager")
 
 

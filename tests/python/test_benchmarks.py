@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from memsweep_testing import make_gpt_neox, run_memsweep, shared_file
+from memsweep_testing import make_gpt_neox, make_llama, run_memsweep, shared_file
 
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -341,3 +341,49 @@ def test_requests_per_tokenizer_family(family, request_tasks, tmp_path, capsys):
         counts.append(f"{len(recorded)} {kind}")
     with capsys.disabled():
         print(f"\n{family}: the harness's token ids for every request ({', '.join(counts)})")
+
+
+@pytest.mark.parametrize("kind", ["piqa", "arc_easy"])
+def test_llama_with_the_llama3_tokenizer_same_numbers_as_the_harness(kind, tmp_path):
+    """A random-init Llama (4 query heads on 2 KV heads, rope_type llama3) with the real Llama 3 tokenizer folder: the
+    harness's HF backend (its BOS included, as it adds it for this tokenizer) and memsweep give each document the same
+    loglikelihoods (within 1e-4) and the same acc and acc_norm, on the shared PIQA and ARC-Easy rows."""
+    pytest.importorskip("lm_eval", reason="lm-eval is not installed (tests/python/requirements.txt)")
+    folder = [shared_file(f"tokenizers/llama-3/{name}") for name in ("tokenizer.json", "tokenizer_config.json")]
+    model_dir = tmp_path / "model"
+    make_llama(model_dir, vocab_size=128256, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, intermediate_size=48, max_position_embeddings=MAX_LENGTH, bos_token_id=128000,
+               eos_token_id=128001, rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0,
+                                                         low_freq_factor=1.0, high_freq_factor=4.0,
+                                                         original_max_position_embeddings=64))
+    for path in folder:
+        shutil.copy(path, model_dir / path.name)
+    yaml_dir, files = write_harness_tasks(tmp_path, [kind])
+
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    output = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir},dtype=float32", tasks=[f"memsweep_{kind}"],
+                                     task_manager=TaskManager(include_path=str(yaml_dir)), batch_size=16, device="cpu",
+                                     log_samples=True)
+    out = tmp_path / "ours.json"
+    run_memsweep("eval", "--model", model_dir, "--task", f"{kind}:{files[kind]}", "--batch-size", 16, "--out", out)
+    ours = json.loads(out.read_text())["results"][0]
+    samples = sorted(output["samples"][f"memsweep_{kind}"], key=lambda s: s["doc_id"])
+    assert len(ours["examples"]) == len(samples) == ROWS
+    worst = worst_relative = 0.0
+    for example, sample in zip(ours["examples"], samples):
+        mine = request_facts(example["facts"], "loglikelihood")
+        theirs = [float(r[0]) for r in sample["filtered_resps"]]
+        assert len(mine) == len(theirs)
+        worst = max(worst, max(abs(a - b) for a, b in zip(mine, theirs)))
+        worst_relative = max(worst_relative, max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(mine, theirs)))
+        for metric in ("acc", "acc_norm"):
+            assert example["values"][metric] == sample[metric], f"document {example['index']}: {metric} differs"
+    theirs_metrics = harness_metrics(output, kind)
+    print(f"llama + Llama 3 tokenizer, {kind}: {len(samples)} documents, max |loglikelihood difference| {worst:.3g} "
+          f"(relative {worst_relative:.3g}); acc {ours['metrics']['acc']:.4f} (harness {theirs_metrics['acc']:.4f})")
+    # As test_same_numbers_as_the_harness: 1e-4, or one part in 1e6 for long float32 sums (128,256-way softmaxes here).
+    assert worst <= 1e-4 or worst_relative <= 1e-6
+    assert ours["metrics"]["acc"] == pytest.approx(theirs_metrics["acc"], abs=1e-12)
+    assert ours["metrics"]["acc_norm"] == pytest.approx(theirs_metrics["acc_norm"], abs=1e-12)

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from memsweep_testing import make_gpt_neox, run_memsweep, write_tokens
+from memsweep_testing import make_gpt_neox, make_llama, run_memsweep, write_tokens
 
 LAYER0 = "gpt_neox.layers.0."
 
@@ -116,7 +116,8 @@ CASES = {
     "missing_shard": (True, remove_shard, ["shard", "is missing", "model.safetensors.index.json"]),
     "config_missing_key": (False, edit_config("hidden_size", None), ["config.json", "'hidden_size'", "missing"]),
     "config_wrong_type": (False, edit_config("num_hidden_layers", "four"), ["config.json", "'num_hidden_layers'", "expected an integer"]),
-    "config_unknown_model": (False, edit_config("model_type", "llama"), ["config.json", "'llama' is not supported"]),
+    "config_unknown_model": (False, edit_config("model_type", "bloom"), ["config.json", "'bloom' is not supported",
+                                                                       "gpt_neox, gpt_neo, llama, mistral, qwen2, olmo2"]),
     "config_rope_scaling": (False, edit_config("rope_parameters", {"rope_type": "linear", "rope_theta": 10000.0, "factor": 2.0}),
                             ["config.json", "rope_type 'linear' is not supported"]),
 }
@@ -220,3 +221,54 @@ def test_head_may_be_called_lm_head(models, tmp_path):
     run_memsweep("forward", "--model", models / "single", "--tokens", tokens, "--out", tmp_path / "a.safetensors")
     run_memsweep("forward", "--model", directory, "--tokens", tokens, "--out", tmp_path / "b.safetensors")
     assert (read_logits(tmp_path / "a.safetensors", 1)[0] == read_logits(tmp_path / "b.safetensors", 1)[0]).all()
+
+
+LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 64}
+
+
+def old_rope_form(scaling):
+    """config.json as transformers 4.x wrote it: rope_theta and rope_scaling instead of rope_parameters."""
+    def corrupt(directory):
+        config = json.loads((directory / "config.json").read_text())
+        config["rope_theta"] = config.pop("rope_parameters")["rope_theta"]
+        config["rope_scaling"] = scaling
+        (directory / "config.json").write_text(json.dumps(config))
+    return corrupt
+
+
+# The Llama family refuses by key what it does not implement (model, corruption, words the message must contain).
+LLAMA_CASES = {
+    "rope_dynamic": ("llama", edit_config("rope_parameters", {"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0}),
+                     ["config.json", "'rope_parameters'", "rope_type 'dynamic' is not supported"]),
+    "rope_scaling_yarn": ("llama", old_rope_form({"type": "yarn", "factor": 2.0}),
+                          ["config.json", "'rope_scaling'", "rope_type 'yarn' is not supported"]),
+    "llama3_without_low_freq_factor": ("llama", edit_config("rope_parameters", {k: v for k, v in LLAMA3.items() if k != "low_freq_factor"}),
+                                       ["'rope_parameters'", "needs a numeric low_freq_factor"]),
+    "partial_rotary": ("llama", edit_config("partial_rotary_factor", 0.5), ["'partial_rotary_factor'", "only 1"]),
+    "soft_capping": ("llama", edit_config("attn_logit_softcapping", 50.0), ["'attn_logit_softcapping'", "soft-capping"]),
+    "activation": ("llama", edit_config("hidden_act", "gelu"), ["'hidden_act'", "'gelu' is not supported"]),
+    "kv_heads": ("llama", edit_config("num_key_value_heads", 3), ["'num_key_value_heads'", "3 does not divide num_attention_heads 4"]),
+    "qwen2_sliding_window": ("qwen2", edit_config("use_sliding_window", True), ["'use_sliding_window'", "not supported"]),
+    "missing_k_norm": ("olmo2", edit_header(remove("model.layers.1.self_attn.k_norm.weight")),
+                       ["no tensor 'model.layers.1.self_attn.k_norm.weight'"]),
+    "kv_heads_of_another_model": ("llama", edit_config("num_key_value_heads", 1),
+                                  ["'model.layers.0.self_attn.k_proj.weight' has shape [32, 64], expected [16, 64]"]),
+}
+
+
+@pytest.mark.parametrize("case", list(LLAMA_CASES))
+def test_llama_family_refuses_what_it_does_not_implement(case, tmp_path):
+    family, corrupt, words = LLAMA_CASES[case]
+    directory = tmp_path / "model"
+    make_llama(directory, seed=1, family=family)
+    tokens = write_tokens(tmp_path / "tokens.json", [[1, 2, 3]])
+    run_memsweep("forward", "--model", directory, "--tokens", tokens, "--out", tmp_path / "intact.safetensors")
+    corrupt(directory)
+    result = run_memsweep("forward", "--model", directory, "--tokens", tokens, "--out", tmp_path / "out.safetensors",
+                          check=False)
+    print(f"{case}: {result.stderr.strip()}")
+    assert result.returncode == 1
+    for word in words:
+        assert word in result.stderr
+    assert not (tmp_path / "out.safetensors").exists()

@@ -9,7 +9,10 @@ import json
 import pytest
 import torch
 
-from memsweep_testing import load_reference, make_gpt_neo, make_gpt_neox, reference_intervention, run_memsweep, write_tokens
+import functools
+
+from memsweep_testing import (load_reference, make_gpt_neo, make_gpt_neox, make_llama, reference_intervention, run_memsweep,
+                              write_tokens)
 
 NEW_TOKENS = 12
 EPSILON = 1e-4  # float32 logits: a smaller top-two gap is a near-tie that rounding may break either way
@@ -18,10 +21,20 @@ PROMPTS = [[5, 17, 3, 88, 42, 42, 7], [1], [60, 2, 2, 2, 9, 31, 77, 13, 5, 0, 96
 INTERVENTIONS = {"baseline": ((), ()), "sc_middle": ((1,), ()), "sc_last_zero_first": ((3,), (0,))}
 
 
-@pytest.fixture(scope="module", params=[make_gpt_neox, make_gpt_neo], ids=["gpt_neox", "gpt_neo"])
+# Llama with 4 query heads on 2 KV heads and rope_type llama3; Mistral with a window (6) shorter than prompt and
+# generation; OLMo 2 (norms after the sublayers, q/k norms).
+MAKERS = {"gpt_neox": make_gpt_neox, "gpt_neo": make_gpt_neo,
+          "llama_gqa2_llama3": functools.partial(make_llama, rope_parameters=dict(
+              rope_type="llama3", rope_theta=10000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+              original_max_position_embeddings=200)),
+          "mistral_window6": functools.partial(make_llama, family="mistral", sliding_window=6),
+          "olmo2": functools.partial(make_llama, family="olmo2")}
+
+
+@pytest.fixture(scope="module", params=list(MAKERS))
 def checkpoint(request, tmp_path_factory):
-    directory = tmp_path_factory.mktemp(request.param.__name__)
-    model = request.param(directory, seed=11)
+    directory = tmp_path_factory.mktemp(request.param)
+    model = MAKERS[request.param](directory, seed=11)
     with torch.no_grad():
         head = model.get_output_embeddings().weight  # GPT-Neo's head is tied to wte: the input embeddings change alike
         head[TIED_LOW] *= 1.6

@@ -1,9 +1,12 @@
-"""memsweep forward vs transformers (eager, float32) on random-init tiny GPT-NeoX and GPT-Neo models, single
-and sharded safetensors, rows alone and in left-padded batches, with the reference intervention built from
-transformers' own attention code (memsweep_testing.reference_intervention), not from memsweep's."""
+"""memsweep forward vs transformers (eager, float32) on random-init tiny GPT-NeoX, GPT-Neo, Llama, Mistral, Qwen2 and
+OLMo 2 models, single and sharded safetensors, rows alone and in left-padded batches, with the reference intervention
+built from transformers' own attention code (memsweep_testing.reference_intervention), not from memsweep's."""
+import functools
+import json
+
 import pytest
 
-from memsweep_testing import (load_reference, make_gpt_neo, make_gpt_neox, read_logits, reference_logits,
+from memsweep_testing import (load_reference, make_gpt_neo, make_gpt_neox, make_llama, read_logits, reference_logits,
                               run_memsweep, write_tokens)
 
 TOLERANCE = 1e-4
@@ -19,6 +22,19 @@ CONFIGS = {
     "neo_global_local": (make_gpt_neo, dict()),
     "neo_local_first_mixed": (make_gpt_neo, dict(hidden_size=48, num_heads=3, window_size=3,
                                                  attention_types=[[["local"], 1], [["global", "local", "local"], 1]])),
+    # The Llama family: grouped-query ratios 1, 4 and 8; rope_type llama3 (in the 5.x rope_parameters form, a
+    # frequency in each of its three bands) and linear (in the older rope_scaling form); tied and untied heads;
+    # attention and MLP biases; Mistral's window (5) shorter than the rows; Qwen2's q/k/v biases; OLMo 2's norms.
+    "llama_gqa1": (make_llama, dict(num_key_value_heads=4)),
+    "llama_gqa4_llama3": (make_llama, dict(num_attention_heads=8, num_key_value_heads=2, rope_parameters=dict(
+        rope_type="llama3", rope_theta=10000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+        original_max_position_embeddings=200))),
+    "llama_gqa8_linear_tied_bias": (make_llama, dict(num_attention_heads=8, num_key_value_heads=1, tie_word_embeddings=True,
+                                                     attention_bias=True, mlp_bias=True, rope_theta=500.0,
+                                                     rope_scaling=dict(type="linear", factor=2.0))),
+    "mistral_window5": (functools.partial(make_llama, family="mistral"), dict(sliding_window=5)),
+    "qwen2_tied": (functools.partial(make_llama, family="qwen2"), dict(tie_word_embeddings=True)),
+    "olmo2": (functools.partial(make_llama, family="olmo2"), dict()),
 }
 
 # name -> (short-circuited blocks, zero-attention blocks); "last" is resolved per model.
@@ -50,6 +66,11 @@ def checkpoint(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp(f"{name}_{storage}")
     make, overrides = CONFIGS[name]
     make(directory, seed=len(name), shard_size="40KB" if storage == "sharded" else None, **overrides)
+    if "linear" in name:  # config.json as transformers 4.x wrote it: rope_theta and rope_scaling {type, factor}
+        config = json.loads((directory / "config.json").read_text())
+        rope = config.pop("rope_parameters")
+        config.update(rope_theta=rope["rope_theta"], rope_scaling={"type": rope["rope_type"], "factor": rope["factor"]})
+        (directory / "config.json").write_text(json.dumps(config))
     if storage == "sharded":
         assert (directory / "model.safetensors.index.json").exists() and len(list(directory.glob("model-*.safetensors"))) > 2
     return directory, load_reference(directory)
@@ -82,10 +103,11 @@ def test_logits_match_transformers(checkpoint, intervention, batch_size, tmp_pat
         assert max((a - b).abs().max().item() for a, b in zip(ours, plain)) > 100 * TOLERANCE
 
 
-@pytest.mark.parametrize("make", [make_gpt_neox, make_gpt_neo], ids=["gpt_neox", "gpt_neo"])
+@pytest.mark.parametrize("make", [make_gpt_neox, make_gpt_neo, make_llama], ids=["gpt_neox", "gpt_neo", "llama"])
 def test_every_block_short_circuited_logits_depend_only_on_the_token(make, tmp_path):
-    """With identity attention everywhere, no position mixes with another: for GPT-NeoX equal tokens give equal
-    logits wherever they stand; for GPT-Neo (learned positions) equal (token, position) pairs do."""
+    """With identity attention everywhere, no position mixes with another: for GPT-NeoX and Llama (rotary positions,
+    grouped-query heads) equal tokens give equal logits wherever they stand; for GPT-Neo (learned positions) equal
+    (token, position) pairs do."""
     directory = tmp_path / "model"
     make(directory, seed=3)
     rows = [[5, 9, 5, 3, 9, 5, 70, 3], [9, 3, 5, 70], [5, 9, 44, 3]]
@@ -111,7 +133,7 @@ def test_every_block_short_circuited_logits_depend_only_on_the_token(make, tmp_p
     assert largest_difference_between_equals("0-2") > 1e-3
 
 
-@pytest.mark.parametrize("make", [make_gpt_neox, make_gpt_neo], ids=["gpt_neox", "gpt_neo"])
+@pytest.mark.parametrize("make", [make_gpt_neox, make_gpt_neo, make_llama], ids=["gpt_neox", "gpt_neo", "llama"])
 def test_layers_split_over_devices(make, tmp_path):
     """--devices K splits the layers over K devices (here K CPU placeholders: the same code path as K GPUs, where
     the residual stream and the attention inputs follow each layer's device): logits, the memorization sweep (the

@@ -29,14 +29,17 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
 }  // namespace
 
 Attention::Attention(const DecoderSpec& spec, int layer, const PartWeights& w)
-    : layer_(layer), heads_(spec.num_heads), head_size_(spec.head_size),
+    : layer_(layer), heads_(spec.num_heads), kv_heads_(spec.num_kv_heads), head_size_(spec.head_size),
       rotary_dims_(spec.positions == Positions::rotary ? spec.rotary_dims : 0), window_(spec.windows.at(size_t(layer))),
-      scale_(spec.attention_scale), float32_scores_(spec.float32_scores), layout_(spec.qkv_layout),
-      qkv_{w[Role::qkv_weight], w[Role::qkv_bias]}, q_{w[Role::q_weight], w[Role::q_bias]}, k_{w[Role::k_weight], w[Role::k_bias]},
-      v_{w[Role::v_weight], w[Role::v_bias]}, out_{w[Role::out_weight], w[Role::out_bias]} {
-  if (spec.num_kv_heads != spec.num_heads)
-    throw Error(spec.model_type + ": grouped-query attention (" + std::to_string(spec.num_kv_heads) + " KV heads for " +
-                std::to_string(spec.num_heads) + " query heads) is not implemented");
+      scale_(spec.attention_scale), float32_scores_(spec.float32_scores), rotary_float32_(spec.rotary_float32),
+      layout_(spec.qkv_layout), qkv_{w[Role::qkv_weight], w[Role::qkv_bias]}, q_{w[Role::q_weight], w[Role::q_bias]},
+      k_{w[Role::k_weight], w[Role::k_bias]}, v_{w[Role::v_weight], w[Role::v_bias]}, out_{w[Role::out_weight], w[Role::out_bias]},
+      q_norm_{w[Role::q_norm_weight], {}, spec.norm_eps, spec.norm}, k_norm_{w[Role::k_norm_weight], {}, spec.norm_eps, spec.norm} {}
+
+torch::Tensor Attention::repeat_kv(const torch::Tensor& x) const {
+  if (kv_heads_ == heads_) return x;
+  const int64_t B = x.size(0), T = x.size(2), group = heads_ / kv_heads_;
+  return x.unsqueeze(2).expand({B, kv_heads_, group, T, head_size_}).reshape({B, heads_, T, head_size_});
 }
 
 void Attention::set_mode(AttentionMode mode) {
@@ -60,24 +63,37 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> Attention::project(const
     auto parts = qkv_(x).view({B, T, H, 3 * hd}).transpose(1, 2).chunk(3, -1);  // [B, H, T, hd] each
     return {parts[0], parts[1], parts[2]};
   }
-  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, hd}).transpose(1, 2); };
-  return {heads(q_(x)), heads(k_(x)), heads(v_(x))};
+  auto heads = [&](const torch::Tensor& t, int64_t count) { return t.view({B, T, count, hd}).transpose(1, 2); };
+  torch::Tensor q = q_(x), k = k_(x);
+  if (q_norm_.weight.defined()) q = q_norm_(q), k = k_norm_(k);
+  return {heads(q, H), heads(k, kv_heads_), heads(v_(x), kv_heads_)};
 }
 
 torch::Tensor Attention::forward(const torch::Tensor& x, const AttentionInputs& in) const {
   switch (mode_) {
     case AttentionMode::zero_attention: return {};
-    case AttentionMode::short_circuit: return out_(value_(x));  // o_t = v_t
+    case AttentionMode::short_circuit: {  // o_t = v_t, each query head's from the KV head it shares
+      torch::Tensor values = value_(x);  // [B, T, K * hd]
+      if (kv_heads_ != heads_) {
+        const int64_t B = x.size(0), T = x.size(1);
+        values = values.view({B, T, kv_heads_, 1, head_size_}).expand({B, T, kv_heads_, heads_ / kv_heads_, head_size_})
+                     .reshape({B, T, heads_ * head_size_});
+      }
+      return out_(values);
+    }
     case AttentionMode::normal: break;
   }
   const int64_t B = x.size(0), T = x.size(1);
   auto [q, k, v] = project(x);
-  const torch::Tensor own_value = v;  // what a short-circuited row's attention returns
   if (rotary_dims_ > 0) {
-    q = apply_rotary(q, in.cos, in.sin, rotary_dims_);
-    k = apply_rotary(k, in.cos, in.sin, rotary_dims_);
+    const torch::ScalarType dtype = q.scalar_type();
+    if (rotary_float32_) q = q.to(torch::kFloat32), k = k.to(torch::kFloat32);
+    q = apply_rotary(q, in.cos, in.sin, rotary_dims_).to(dtype);
+    k = apply_rotary(k, in.cos, in.sin, rotary_dims_).to(dtype);
   }
-  if (in.cache) std::tie(k, v) = in.cache->append(layer_, k, v);
+  if (in.cache) std::tie(k, v) = in.cache->append(layer_, k, v);  // K heads: the cache holds them unrepeated
+  const torch::Tensor own_value = in.row_short_circuit.defined() ? repeat_kv(v.narrow(2, v.size(2) - T, T)) : torch::Tensor();
+  k = repeat_kv(k), v = repeat_kv(v);
   torch::Tensor context;  // [B, H, Tq, hd]
   if (in.fused) {
     const std::optional<torch::Tensor> bias = in.causal ? std::optional<torch::Tensor>() : in.bias.at(window_);

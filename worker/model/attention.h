@@ -42,15 +42,18 @@ class Attention {
   torch::Tensor forward(const torch::Tensor& x, const AttentionInputs& in) const;
 
  private:
-  // q, k, v [B, H, T, hd] of x.
+  // q [B, H, T, hd], k and v [B, K, T, hd] (K key/value heads) of x.
   std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> project(const torch::Tensor& x) const;
+  // [B, K, T, hd] -> [B, H, T, hd]: each KV head repeated for the H / K query heads that share it.
+  torch::Tensor repeat_kv(const torch::Tensor& x) const;
 
   int layer_;
-  int64_t heads_, head_size_, rotary_dims_, window_;
+  int64_t heads_, kv_heads_, head_size_, rotary_dims_, window_;
   double scale_;
-  bool float32_scores_;
+  bool float32_scores_, rotary_float32_;
   QKVLayout layout_;
   Linear qkv_, q_, k_, v_, out_;
+  NormLayer q_norm_, k_norm_;  // undefined weights unless the spec norms q and k
   AttentionMode mode_ = AttentionMode::normal;
   Linear value_;  // the value projection alone (rows of the fused one): what a short-circuited block computes
 };

@@ -14,6 +14,14 @@ PartWeights take_part(WeightLoader& weights, const std::vector<TensorSpec>& tens
   return part;
 }
 
+torch::Tensor NormLayer::operator()(const torch::Tensor& x) const {
+  if (kind == Norm::layer_norm) return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+  const torch::Tensor x32 = x.to(torch::kFloat32);
+  const torch::Tensor normed = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  if (kind == Norm::rms_norm) return weight * normed.to(x.scalar_type());
+  return (weight * normed).to(x.scalar_type());
+}
+
 }  // namespace memsweep
 
 namespace memsweep {

@@ -22,10 +22,12 @@ struct Linear {
   torch::Tensor operator()(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
 };
 
-struct LayerNorm {
-  torch::Tensor weight, bias;
+// A norm over the last dimension, as the spec's Norm says.
+struct NormLayer {
+  torch::Tensor weight, bias;  // bias: layer norms only
   double eps = 1e-5;
-  torch::Tensor operator()(const torch::Tensor& x) const { return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps); }
+  Norm kind = Norm::layer_norm;
+  torch::Tensor operator()(const torch::Tensor& x) const;
 };
 
 // Additive attention mask [B or 1, 1, Tq, Tk] in `dtype`, for the last Tq of Tk tokens (Tk - Tq came before, in a

@@ -50,38 +50,72 @@ void KVCache::reserve(int64_t more) {
 // One block: norms, attention and MLP, and how the residual stream passes them.
 struct CausalLM::Block {
   Block(const DecoderSpec& spec, int layer, const PartWeights& w)
-      : input_norm{w[Role::input_norm_weight], w[Role::input_norm_bias], spec.norm_eps},
-        post_attention_norm{w[Role::post_attention_norm_weight], w[Role::post_attention_norm_bias], spec.norm_eps},
-        attention(spec, layer, w), up{w[Role::up_weight], w[Role::up_bias]}, down{w[Role::down_weight], w[Role::down_bias]},
-        activation(spec.activation), parallel_residual(spec.parallel_residual) {}
+      : attention_norm{w[Role::attention_norm_weight], w[Role::attention_norm_bias], spec.norm_eps, spec.norm},
+        mlp_norm{w[Role::mlp_norm_weight], w[Role::mlp_norm_bias], spec.norm_eps, spec.norm}, attention(spec, layer, w),
+        gate{w[Role::gate_weight], w[Role::gate_bias]}, up{w[Role::up_weight], w[Role::up_bias]}, down{w[Role::down_weight], w[Role::down_bias]},
+        activation(spec.activation), placement(spec.norm_placement), parallel_residual(spec.parallel_residual) {}
 
   torch::Tensor mlp(const torch::Tensor& x) const {
-    torch::Tensor u = up(x);
+    torch::Tensor u = gate.weight.defined() ? gate(x) : up(x);
     switch (activation) {
       case Activation::gelu: u = torch::gelu(u); break;
       // Written as transformers' NewGELUActivation, so rounding matches.
       case Activation::gelu_tanh: u = 0.5 * u * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (u + 0.044715 * torch::pow(u, 3.0)))); break;
+      case Activation::silu: u = torch::silu(u); break;
     }
-    return down(u);
+    return down(gate.weight.defined() ? u * up(x) : u);
   }
 
   torch::Tensor forward(const torch::Tensor& h, const AttentionInputs& in) const {
-    torch::Tensor attn = attention.forward(input_norm(h), in);  // undefined: zero attention adds nothing
+    if (placement == NormPlacement::after) {  // g = h + N1(attn(h)); g + N2(mlp(g))
+      torch::Tensor attn = attention.forward(h, in);
+      torch::Tensor g = attn.defined() ? attention_norm(attn) + h : h;
+      return mlp_norm(mlp(g)) + g;
+    }
+    torch::Tensor attn = attention.forward(attention_norm(h), in);  // undefined: zero attention adds nothing
     if (parallel_residual) {  // h + attn(N1(h)) + mlp(N2(h)): N2 reads the block input
-      torch::Tensor out = mlp(post_attention_norm(h));
+      torch::Tensor out = mlp(mlp_norm(h));
       if (attn.defined()) out = out + attn;
       return out + h;
     }
     torch::Tensor g = attn.defined() ? attn + h : h;  // sequential: g = h + attn(N1(h)); g + mlp(N2(g))
-    return mlp(post_attention_norm(g)) + g;
+    return mlp(mlp_norm(g)) + g;
   }
 
-  LayerNorm input_norm, post_attention_norm;
+  NormLayer attention_norm, mlp_norm;
   Attention attention;
-  Linear up, down;
+  Linear gate, up, down;  // gate: gated MLPs only
   Activation activation;
+  NormPlacement placement;
   bool parallel_residual;
 };
+
+namespace {
+// Rotary inverse frequencies 1 / base^(arange(0, r, 2) / r) in float32, scaled as the spec's rope_type says, in the
+// operations transformers' rope initializers use (so every value is the same float).
+torch::Tensor rotary_inverse_frequencies(const DecoderSpec& spec) {
+  const int64_t r = spec.rotary_dims;
+  auto exponents = torch::arange(0, r, 2, torch::kInt64).to(torch::kFloat32) / double(r);
+  torch::Tensor inv_freq = 1.0 / torch::pow(torch::scalar_tensor(spec.rotary_base, torch::kFloat32), exponents);
+  const double factor = spec.rope_factor;
+  switch (spec.rope_scaling) {
+    case RopeScaling::none: break;
+    case RopeScaling::linear: inv_freq = inv_freq / factor; break;
+    case RopeScaling::llama3: {
+      const double old_context = spec.rope_original_max_positions, low = spec.rope_low_freq_factor, high = spec.rope_high_freq_factor;
+      const double low_freq_wavelength = old_context / low, high_freq_wavelength = old_context / high;
+      const torch::Tensor wavelength = inv_freq.reciprocal() * (2 * M_PI);  // Python's 2 * pi / inv_freq
+      torch::Tensor scaled = torch::where(wavelength > low_freq_wavelength, inv_freq / factor, inv_freq);
+      const torch::Tensor smooth = (wavelength.reciprocal() * old_context - low) / (high - low);
+      const torch::Tensor smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+      const torch::Tensor medium = (wavelength < high_freq_wavelength).logical_not() & (wavelength > low_freq_wavelength).logical_not();
+      inv_freq = torch::where(medium, smoothed, scaled);
+      break;
+    }
+  }
+  return inv_freq;
+}
+}  // namespace
 
 CausalLM::CausalLM(DecoderSpec spec, WeightLoader& w, const LoadOptions& options)
     : spec_(std::move(spec)), dtype_(w.dtype()), layer_devices_(w.layer_devices()), fused_attention_(options.fused_attention) {
@@ -96,13 +130,9 @@ CausalLM::CausalLM(DecoderSpec spec, WeightLoader& w, const LoadOptions& options
   }
   w.at_last();
   const PartWeights last = take_part(w, spec_.last_tensors());
-  final_norm_ = {last[Role::final_norm_weight], last[Role::final_norm_bias], spec_.norm_eps};
+  final_norm_ = {last[Role::final_norm_weight], last[Role::final_norm_bias], spec_.norm_eps, spec_.norm};
   head_ = spec_.tie_word_embeddings ? embedding_ : last[Role::head];
-  if (spec_.positions == Positions::rotary && spec_.rotary_dims > 0) {  // in float32, as transformers
-    const int64_t r = spec_.rotary_dims;
-    auto exponents = torch::arange(0, r, 2, torch::kInt64).to(torch::kFloat32) / double(r);
-    inv_freq_ = (1.0 / torch::pow(torch::scalar_tensor(spec_.rotary_base, torch::kFloat32), exponents)).to(device());
-  }
+  if (spec_.positions == Positions::rotary && spec_.rotary_dims > 0) inv_freq_ = rotary_inverse_frequencies(spec_).to(device());
 }
 
 CausalLM::~CausalLM() = default;
@@ -117,7 +147,9 @@ AttentionInputs CausalLM::attention_inputs(const ForwardRequest& request, int64_
   // Fused kernels for passes over whole rows (teacher-forced passes, prefill); decode steps against cached keys keep
   // the eager formula: one query per row gains nothing from them (bench/RESULTS.md).
   in.fused = fused_attention_ && !spec_.float32_scores && past == 0;
-  in.causal = in.fused && !request.mask.defined();
+  // The kernel's own causal pattern where it says it all: no padding, no windows.
+  in.causal = in.fused && !request.mask.defined() &&
+              std::all_of(spec_.windows.begin(), spec_.windows.end(), [](int64_t window) { return window == 0; });
   if (!in.causal) {
     const torch::ScalarType bias_dtype = spec_.float32_scores ? torch::kFloat32 : dtype_;
     for (int64_t window : spec_.windows)
@@ -127,8 +159,9 @@ AttentionInputs CausalLM::attention_inputs(const ForwardRequest& request, int64_
     auto positions = token_positions(request.mask, past + T, T, device()).to(torch::kFloat32);  // [B or 1, T]
     auto freqs = positions.unsqueeze(-1) * inv_freq_;                                          // [B or 1, T, r/2]
     auto angles = torch::cat({freqs, freqs}, -1);
-    in.cos = angles.cos().to(dtype_);
-    in.sin = angles.sin().to(dtype_);
+    const torch::ScalarType rotary_dtype = spec_.rotary_float32 ? torch::kFloat32 : dtype_;
+    in.cos = angles.cos().to(rotary_dtype);
+    in.sin = angles.sin().to(rotary_dtype);
   }
   return in;
 }

@@ -124,7 +124,7 @@ class CausalLM {
   bool fused_attention_;
   torch::Tensor embedding_, position_embedding_;  // [V, d]; [max_positions, d] for learned positions
   std::vector<Block> blocks_;
-  LayerNorm final_norm_;
+  NormLayer final_norm_;
   torch::Tensor head_;      // [V, d], the embedding table when tied
   torch::Tensor inv_freq_;  // rotary: 1 / base^(arange(0, r, 2) / r), float32
 

@@ -22,10 +22,11 @@ std::vector<TensorSpec> DecoderSpec::layer_tensors(int64_t layer) const {
   auto add = [&](Role role, const std::string& name, std::vector<int64_t> shape) {
     tensors.push_back({role, {prefix + name}, std::move(shape)});
   };
-  add(Role::input_norm_weight, input_norm_name + ".weight", {d});
-  add(Role::input_norm_bias, input_norm_name + ".bias", {d});
-  add(Role::post_attention_norm_weight, post_attention_norm_name + ".weight", {d});
-  add(Role::post_attention_norm_bias, post_attention_norm_name + ".bias", {d});
+  const bool norm_bias = norm == Norm::layer_norm;
+  add(Role::attention_norm_weight, attention_norm_name + ".weight", {d});
+  if (norm_bias) add(Role::attention_norm_bias, attention_norm_name + ".bias", {d});
+  add(Role::mlp_norm_weight, mlp_norm_name + ".weight", {d});
+  if (norm_bias) add(Role::mlp_norm_bias, mlp_norm_name + ".bias", {d});
   if (qkv_layout == QKVLayout::fused_interleaved) {
     add(Role::qkv_weight, qkv_name + ".weight", {q + 2 * kv, d});
     if (qkv_bias) add(Role::qkv_bias, qkv_name + ".bias", {q + 2 * kv});
@@ -39,6 +40,11 @@ std::vector<TensorSpec> DecoderSpec::layer_tensors(int64_t layer) const {
   }
   add(Role::out_weight, out_name + ".weight", {d, q});
   if (out_bias) add(Role::out_bias, out_name + ".bias", {d});
+  if (qk_norm) add(Role::q_norm_weight, q_norm_name + ".weight", {q}), add(Role::k_norm_weight, k_norm_name + ".weight", {kv});
+  if (mlp == Mlp::gated) {
+    add(Role::gate_weight, gate_name + ".weight", {inner, d});
+    if (mlp_bias) add(Role::gate_bias, gate_name + ".bias", {inner});
+  }
   add(Role::up_weight, up_name + ".weight", {inner, d});
   if (mlp_bias) add(Role::up_bias, up_name + ".bias", {inner});
   add(Role::down_weight, down_name + ".weight", {d, inner});
@@ -47,8 +53,8 @@ std::vector<TensorSpec> DecoderSpec::layer_tensors(int64_t layer) const {
 }
 
 std::vector<TensorSpec> DecoderSpec::last_tensors() const {
-  std::vector<TensorSpec> tensors = {{Role::final_norm_weight, {final_norm_name + ".weight"}, {hidden_size}},
-                                     {Role::final_norm_bias, {final_norm_name + ".bias"}, {hidden_size}}};
+  std::vector<TensorSpec> tensors = {{Role::final_norm_weight, {final_norm_name + ".weight"}, {hidden_size}}};
+  if (norm == Norm::layer_norm) tensors.push_back({Role::final_norm_bias, {final_norm_name + ".bias"}, {hidden_size}});
   if (!tie_word_embeddings) tensors.push_back({Role::head, head_names, {vocab_size, hidden_size}});
   return tensors;
 }
@@ -58,7 +64,8 @@ struct Architecture {
   const char* model_type;
   DecoderSpec (*read)(const ConfigReader&);
 };
-const Architecture kArchitectures[] = {{"gpt_neox", read_gpt_neox}, {"gpt_neo", read_gpt_neo}};
+const Architecture kArchitectures[] = {{"gpt_neox", read_gpt_neox}, {"gpt_neo", read_gpt_neo}, {"llama", read_llama},
+                                       {"mistral", read_mistral},   {"qwen2", read_qwen2},   {"olmo2", read_olmo2}};
 }  // namespace
 
 DecoderSpec read_decoder_spec(const ConfigReader& config) {

@@ -11,7 +11,18 @@
 
 namespace memsweep {
 
-enum class Activation { gelu, gelu_tanh };  // exact erf GELU; the tanh form (transformers' gelu_new)
+enum class Activation { gelu, gelu_tanh, silu };  // exact erf GELU; the tanh form (transformers' gelu_new); SiLU
+enum class Norm {
+  layer_norm,                // weight and bias
+  rms_norm,                  // x / rms(x) in float32, cast back, times the weight (Llama)
+  rms_norm_float32_product,  // the weight's product in float32 too, then cast back (OLMo 2)
+};
+enum class NormPlacement {
+  before,  // each sublayer reads the normed residual stream (pre-norm)
+  after,   // each sublayer reads the residual stream and its output is normed before it is added (OLMo 2)
+};
+enum class Mlp { plain, gated };  // down(act(up(u))); down(act(gate(u)) * up(u))
+enum class RopeScaling { none, linear, llama3 };
 enum class QKVLayout {
   fused_interleaved,  // one [3 * H * hd, d] projection, per head q, k, v in turn (GPT-NeoX)
   separate,           // q, k and v projections of their own
@@ -21,9 +32,9 @@ enum class Positions { rotary, learned };  // rotary on q and k of every layer; 
 // What each checkpoint tensor is to the decoder.
 enum class Role {
   embedding, position_embedding, final_norm_weight, final_norm_bias, head,  // outside the blocks
-  input_norm_weight, input_norm_bias, post_attention_norm_weight, post_attention_norm_bias,
+  attention_norm_weight, attention_norm_bias, mlp_norm_weight, mlp_norm_bias,
   qkv_weight, qkv_bias, q_weight, q_bias, k_weight, k_bias, v_weight, v_bias, out_weight, out_bias,
-  up_weight, up_bias, down_weight, down_bias,
+  q_norm_weight, k_norm_weight, gate_weight, gate_bias, up_weight, up_bias, down_weight, down_bias,
 };
 
 struct TensorSpec {
@@ -40,11 +51,17 @@ struct DecoderSpec {
   int64_t max_positions = 2048;  // max_position_embeddings (the learned table's rows)
   std::vector<int64_t> eos_token_ids;
 
-  // Blocks: norm placement and residual, attention, MLP.
-  double norm_eps = 1e-5;         // layer norms (weight and bias)
-  bool parallel_residual = false;  // h + attn(N1(h)) + mlp(N2(h)); else g = h + attn(N1(h)), g + mlp(N2(g))
+  // Blocks: norms and residual, attention, MLP. Each block has an attention norm and an MLP norm (N1, N2).
+  Norm norm = Norm::layer_norm;
+  double norm_eps = 1e-5;
+  NormPlacement norm_placement = NormPlacement::before;
+  // before: parallel h + attn(N1(h)) + mlp(N2(h)), or sequential g = h + attn(N1(h)), g + mlp(N2(g));
+  // after (sequential only): g = h + N1(attn(h)), g + N2(mlp(g)).
+  bool parallel_residual = false;
   QKVLayout qkv_layout = QKVLayout::separate;
   bool qkv_bias = true, out_bias = true, mlp_bias = true;
+  bool qk_norm = false;  // q and k projections normed (over all heads) before rotary (OLMo 2), with `norm`
+  Mlp mlp = Mlp::plain;
   Activation activation = Activation::gelu;
   // Scores are q.k * attention_scale; float32_scores: q and k in float32 and the eager formula whatever the dtype
   // (GPT-Neo, trained so), else the activation dtype with a float32 softmax, or libtorch's fused kernel.
@@ -56,13 +73,17 @@ struct DecoderSpec {
   Positions positions = Positions::rotary;
   int64_t rotary_dims = 0;  // the rotated leading dims of each head
   double rotary_base = 10000;
+  RopeScaling rope_scaling = RopeScaling::none;  // of the inverse frequencies, as transformers' rope_type
+  double rope_factor = 1, rope_low_freq_factor = 1, rope_high_freq_factor = 4, rope_original_max_positions = 8192;
+  bool rotary_float32 = false;  // cos and sin stay float32 and q, k rotate in float32 (OLMo 2); else the dtype's
 
   bool tie_word_embeddings = false;  // the output head is the embedding table
 
   // Checkpoint names: outside the blocks, and within block N (layer_prefix + N + "." + the suffix).
   std::string embedding_name, position_embedding_name, final_norm_name, layer_prefix;
   std::vector<std::string> head_names;  // e.g. {"embed_out.weight", "lm_head.weight"}
-  std::string input_norm_name, post_attention_norm_name, qkv_name, q_name, k_name, v_name, out_name, up_name, down_name;
+  std::string attention_norm_name, mlp_norm_name, qkv_name, q_name, k_name, v_name, out_name, q_norm_name, k_norm_name;
+  std::string gate_name, up_name, down_name;
   std::vector<std::string> skipped_suffixes;  // buffers older files carry; skipped by name
 
   // The tensors of each part: with the first layer (embeddings), of block `layer`, with the last layer (final norm,
@@ -82,5 +103,18 @@ DecoderSpec read_decoder_spec(const ConfigReader& config);
 // Architecture readers: config.json's keys into the spec (worker/model/architectures/).
 DecoderSpec read_gpt_neox(const ConfigReader& config);
 DecoderSpec read_gpt_neo(const ConfigReader& config);
+DecoderSpec read_llama(const ConfigReader& config);
+DecoderSpec read_mistral(const ConfigReader& config);
+DecoderSpec read_qwen2(const ConfigReader& config);
+DecoderSpec read_olmo2(const ConfigReader& config);
+
+// What the Llama family shares (architectures/llama.cpp): sizes, grouped-query heads, RMSNorm, the gated SiLU MLP,
+// rotary over whole heads with rope_theta and rope scaling (rope_parameters or rope_scaling), Hub names. The
+// families then set their biases, windows and norms.
+DecoderSpec read_llama_family(const ConfigReader& config);
+// The rotary settings of config.json: rope_parameters {rope_type, rope_theta, factor, ...} (transformers 5.x), or
+// rope_theta and rope_scaling {type | rope_type, factor, ...}; `scaling`: whether linear and llama3 are allowed.
+// Returns partial_rotary_factor (1 when absent). Refuses other rope types naming the key.
+double read_rope(const ConfigReader& config, DecoderSpec& spec, bool scaling);
 
 }  // namespace memsweep

@@ -62,7 +62,7 @@ DecoderSpec read_gpt_neo(const ConfigReader& config) {
 
   c.embedding_name = "transformer.wte.weight", c.position_embedding_name = "transformer.wpe.weight";
   c.layer_prefix = "transformer.h.";
-  c.input_norm_name = "ln_1", c.post_attention_norm_name = "ln_2";
+  c.attention_norm_name = "ln_1", c.mlp_norm_name = "ln_2";
   c.q_name = "attn.attention.q_proj", c.k_name = "attn.attention.k_proj", c.v_name = "attn.attention.v_proj";
   c.out_name = "attn.attention.out_proj";
   c.up_name = "mlp.c_fc", c.down_name = "mlp.c_proj";

@@ -69,7 +69,7 @@ DecoderSpec read_gpt_neox(const ConfigReader& config) {
 
   c.embedding_name = "gpt_neox.embed_in.weight";
   c.layer_prefix = "gpt_neox.layers.";
-  c.input_norm_name = "input_layernorm", c.post_attention_norm_name = "post_attention_layernorm";
+  c.attention_norm_name = "input_layernorm", c.mlp_norm_name = "post_attention_layernorm";
   c.qkv_name = "attention.query_key_value", c.out_name = "attention.dense";
   c.up_name = "mlp.dense_h_to_4h", c.down_name = "mlp.dense_4h_to_h";
   c.final_norm_name = "gpt_neox.final_layer_norm";
