@@ -1,10 +1,11 @@
 """Benchmark, workload (3) of the performance issue: raw teacher-forced forward throughput of one random-init
-Pythia-shaped GPT-NeoX model at a few batch sizes and lengths, memsweep (`memsweep forward --timing`) against
+Pythia-shaped GPT-NeoX model (or, with --architecture llama, a Llama of the same width and depth: 4 query heads per
+KV head, a gated MLP of 8/3 x hidden) at a few batch sizes and lengths, memsweep (`memsweep forward --timing`) against
 transformers with each of its attention implementations (eager, sdpa: the fastest on CPU and GPU alike), and the
 same machine's large-matmul rate, with an analytic FLOP count, so the forward's fraction of the matmul rate shows.
 Both sides time only the forward passes (model loaded, one warm-up pass, device synchronized), the median of
 --repeats passes. The logits are checked to agree first (float32: 1e-4 relative to the largest logit).
-Usage: bench/forward_throughput.py [--shape pythia-70m] [--device cpu|cuda] [--dtype float32|bfloat16]
+Usage: bench/forward_throughput.py [--shape pythia-70m] [--architecture gpt_neox|llama] [--device cpu|cuda] [--dtype float32|bfloat16]
        [--shapes 1x64,8x64,8x256,32x256] [--repeats 5] [--memsweep build/memsweep]
 On demand, outside CI."""
 import argparse
@@ -27,7 +28,9 @@ def forward_flops(config, batch, length):
     """Multiply-adds x 2 of one forward pass over batch x length tokens: projections, MLP, attention scores and
     weighted sums over the full (causal-masked, still computed) length, and the LM head."""
     d, inner, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
-    per_token = layers * (2 * d * 3 * d + 2 * d * d + 2 * 2 * d * inner + 2 * 2 * length * d) + 2 * d * vocab
+    kv = d * getattr(config, "num_key_value_heads", config.num_attention_heads) // config.num_attention_heads
+    mlp_matrices = 3 if config.model_type == "llama" else 2  # gate, up, down
+    per_token = layers * (2 * d * (d + 2 * kv) + 2 * d * d + mlp_matrices * 2 * d * inner + 2 * 2 * length * d) + 2 * d * vocab
     return batch * length * per_token
 
 
@@ -61,14 +64,19 @@ def time_reference(model, ids, repeats):
 DEFAULT_SHAPES = "1x64,8x64,8x256,32x256"
 
 
-def write_model(shape, device, dtype, directory):
+def write_model(shape, device, dtype, directory, architecture="gpt_neox"):
     """The random-init model of `shape` (seed 0), saved to `directory`; returns its config."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = GPTNeoXConfig(**SHAPES[shape], max_position_embeddings=2048, rotary_pct=0.25)
+    if architecture == "llama":
+        sizes = dict(SHAPES[shape], num_key_value_heads=SHAPES[shape]["num_attention_heads"] // 4,
+                     intermediate_size=SHAPES[shape]["hidden_size"] * 8 // 3 // 64 * 64)
+        config, model_class = LlamaConfig(**sizes, max_position_embeddings=2048), LlamaForCausalLM
+    else:
+        config, model_class = GPTNeoXConfig(**SHAPES[shape], max_position_embeddings=2048, rotary_pct=0.25), GPTNeoXForCausalLM
     with torch.device(device):
-        GPTNeoXForCausalLM(config).to(dtype).save_pretrained(directory)
+        model_class(config).to(dtype).save_pretrained(directory)
     return config
 
 
@@ -95,6 +103,7 @@ def time_memsweep(memsweep, model_dir, rows_file, batch, repeats, device, dtype,
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", default="pythia-70m", choices=list(SHAPES))
+    parser.add_argument("--architecture", default="gpt_neox", choices=["gpt_neox", "llama"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--shapes", default=DEFAULT_SHAPES)
@@ -106,12 +115,12 @@ def main():
 
     dtype = getattr(torch, args.dtype)
     work = Path(tempfile.mkdtemp(prefix="memsweep-forward-"))
-    config = write_model(args.shape, args.device, dtype, work / "model")
+    config = write_model(args.shape, args.device, dtype, work / "model", args.architecture)
     models = {name: AutoModelForCausalLM.from_pretrained(work / "model", dtype=dtype, attn_implementation=name).to(args.device).eval()
               for name in ("eager", "sdpa")}
     size = args.matmul_size or (2048 if args.device == "cpu" else 8192)
     peak = matmul_rate(args.device, dtype, size)
-    print(f"shape {args.shape}, {args.device} {args.dtype}, {torch.get_num_threads()} CPU threads; "
+    print(f"shape {args.shape} ({args.architecture}), {args.device} {args.dtype}, {torch.get_num_threads()} CPU threads; "
           f"{size}^3 {args.dtype} matmul: {peak / 1e12:.2f} TFLOP/s")
     print(f"{'batch x length':>15} {'eager s':>9} {'sdpa s':>9} {'memsweep s':>11} {'ratio':>7} {'memsweep TFLOP/s':>17} "
           f"{'of matmul':>10} {'memsweep eager s':>17}")

@@ -5,13 +5,16 @@ identical rows) and a favoured EOS row. Checked:
   equals plain greedy generation of the whole suffix (memsweep generate): continuation, EM, TA, match length;
 - EM/TA against transformers' generate (the paper's call) and CE against an independent teacher-forced
   transformers computation; a discrete disagreement passes only at a recorded top-two gap below EPSILON.
-With and without short-circuit, EOS mask on and off, GPT-NeoX and GPT-Neo."""
+With and without short-circuit, EOS mask on and off, GPT-NeoX, GPT-Neo and Mistral (grouped-query, windowed)."""
 import json
 
 import pytest
 import torch
 
-from memsweep_testing import load_reference, make_gpt_neo, make_gpt_neox, reference_intervention, run_memsweep, write_tokens
+import functools
+
+from memsweep_testing import (load_reference, make_gpt_neo, make_gpt_neox, make_llama, reference_intervention, run_memsweep,
+                              write_tokens)
 
 PREFIX, SUFFIX, EPSILON = 8, 10, 1e-4
 EOS, TIED_LOW, TIED_HIGH = 0, 3, 7
@@ -19,10 +22,15 @@ PLANTED = [None, 0, 3, SUFFIX - 2, SUFFIX - 1, None, 5, None]  # where a row's s
 INTERVENTIONS = {"baseline": [], "sc_1": ["--short-circuit", "1"], "sc_2_zero_0": ["--short-circuit", "2", "--zero-attention", "0"]}
 
 
-@pytest.fixture(scope="module", params=[make_gpt_neox, make_gpt_neo], ids=["gpt_neox", "gpt_neo"])
+# Mistral: 4 query heads on 2 KV heads, a window (6) shorter than the rows (18 and 20 tokens).
+MAKERS = {"gpt_neox": make_gpt_neox, "gpt_neo": make_gpt_neo,
+          "mistral_gqa2_window6": functools.partial(make_llama, family="mistral", sliding_window=6)}
+
+
+@pytest.fixture(scope="module", params=list(MAKERS))
 def checkpoint(request, tmp_path_factory):
-    directory = tmp_path_factory.mktemp(request.param.__name__)
-    model = request.param(directory, seed=21)
+    directory = tmp_path_factory.mktemp(request.param)
+    model = MAKERS[request.param](directory, seed=21)
     with torch.no_grad():
         head = model.get_output_embeddings().weight
         head[TIED_LOW] *= 1.6

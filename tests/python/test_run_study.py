@@ -245,15 +245,22 @@ def test_sigkill_mid_study_then_rerun_gives_every_unit_once(folder, victim):
 
 def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(tmp_path):
     """plan's parameter count from config.json alone equals transformers' (models built on the meta device: no
-    weights anywhere) for Pythia-12B and GPT-Neo-1.3B shapes; with --device-memory 40 (GB) Pythia-12B in float32
+    weights anywhere) for Pythia-12B, GPT-Neo-1.3B, Llama-3-8B, Llama-3.2-1B and OLMo-2-1B shapes; with --device-memory 40 (GB) Pythia-12B in float32
     (~47 GB of weights) is refused with a message naming it and the devices per worker it needs (2); in bfloat16 it
     fits one device, and in float32 split over two (devices_per_worker = 2)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, GPTNeoConfig, GPTNeoXConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, GPTNeoConfig, GPTNeoXConfig, LlamaConfig, Olmo2Config
     configs = {
         "pythia12b": GPTNeoXConfig(vocab_size=50688, hidden_size=5120, num_hidden_layers=36, num_attention_heads=40,
                                    intermediate_size=20480, max_position_embeddings=2048, rotary_pct=0.25),
         "neo13b": GPTNeoConfig(vocab_size=50257, hidden_size=2048, num_layers=24, num_heads=16, max_position_embeddings=2048,
                                attention_types=[[["global", "local"], 12]]),
+        # Grouped-query (8 KV heads for 32), tied (Llama 3.2 1B), q/k norms (OLMo 2 1B).
+        "llama3_8b": LlamaConfig(vocab_size=128256, hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+                                 num_key_value_heads=8, intermediate_size=14336, max_position_embeddings=8192),
+        "llama32_1b": LlamaConfig(vocab_size=128256, hidden_size=2048, num_hidden_layers=16, num_attention_heads=32,
+                                  num_key_value_heads=8, intermediate_size=8192, tie_word_embeddings=True, head_dim=64),
+        "olmo2_1b": Olmo2Config(vocab_size=100352, hidden_size=2048, num_hidden_layers=16, num_attention_heads=16,
+                                num_key_value_heads=16, intermediate_size=8192),
     }
     expected = {}
     for name, config in configs.items():
@@ -270,7 +277,7 @@ def test_plan_counts_parameters_like_transformers_and_refuses_what_does_not_fit(
         study = tmp_path / f"{dtype}{devices}.toml"
         study.write_text(study_text.replace("{dtype}", dtype).replace("[run]\n", f"[run]\ndevices_per_worker = {devices}\n"))
         result = run_memsweep("plan", study, "--db", tmp_path / f"{dtype}.sqlite", "--device-memory", "40", check=False)
-        table = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["pythia12b"], ["neo13b"])}
+        table = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()[:1] in ([n] for n in configs)}
         for name in configs:
             assert int(table[name][2]) == expected[name], (name, table[name], expected[name])
             assert int(table[name][3]) == devices
