@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from memsweep_testing import load_reference, make_gpt_neo, make_gpt_neox, reference_intervention, run_memsweep, write_tokens
+from memsweep_testing import (load_reference, make_gpt_neo, make_gpt_neox, make_llama, reference_intervention, run_memsweep,
+                              write_tokens)
 
 PREFIX, SUFFIX = 6, 6
 
 
-@pytest.fixture(scope="module", params=[make_gpt_neox, make_gpt_neo], ids=["gpt_neox", "gpt_neo"])
+@pytest.fixture(scope="module", params=[make_gpt_neox, make_gpt_neo, make_llama], ids=["gpt_neox", "gpt_neo", "llama"])
 def checkpoint(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp(request.param.__name__)
     request.param(directory, seed=33)
@@ -67,8 +68,12 @@ def test_divergence_matches_transformers(checkpoint, flags, tmp_path):
     short = blocks if flags[0] == "--short-circuit" else []
     zero = blocks if flags[0] == "--zero-attention" else []
     first, layers = min(blocks), model.config.num_hidden_layers
-    layer_modules = model.gpt_neox.layers if model.config.model_type == "gpt_neox" else model.transformer.h
-    final_norm = model.gpt_neox.final_layer_norm if model.config.model_type == "gpt_neox" else model.transformer.ln_f
+    if model.config.model_type == "gpt_neox":
+        layer_modules, final_norm = model.gpt_neox.layers, model.gpt_neox.final_layer_norm
+    elif model.config.model_type == "gpt_neo":
+        layer_modules, final_norm = model.transformer.h, model.transformer.ln_f
+    else:  # the Llama family
+        layer_modules, final_norm = model.model.layers, model.model.norm
     head = model.get_output_embeddings()
 
     def residuals(row):  # each layer's output before the final norm, via hooks on transformers' own layers
