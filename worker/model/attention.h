@@ -1,6 +1,6 @@
 #pragma once
 // The attention sublayer of every architecture, and every intervention on it. Adding an intervention: a value of
-// AttentionMode, its name in model.cpp, and its case here.
+// AttentionMode, its name in attention_mode_name, and its case in Attention::forward (attention.cpp).
 #include <torch/torch.h>
 
 #include <map>

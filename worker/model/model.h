@@ -33,9 +33,9 @@ struct LoadOptions {
 // short-circuited or zeroed store nothing (they never look at other tokens). Keep the attention modes fixed
 // while a cache is in use.
 struct KVCache {
-  std::vector<torch::Tensor> keys, values;  // per layer [B, H, T, hd]; undefined where a layer stores none
+  std::vector<torch::Tensor> keys, values;  // per layer [B, K, T, hd] (K key/value heads); undefined where a layer stores none
   int64_t length = 0;                       // tokens seen (padding included)
-  // Adds this step's keys and values of `layer` [B, H, Tnew, hd]; returns all keys and values so far.
+  // Adds this step's keys and values of `layer` [B, K, Tnew, hd]; returns all keys and values so far.
   std::pair<torch::Tensor, torch::Tensor> append(int layer, const torch::Tensor& k, const torch::Tensor& v);
   // Makes room for `more` tokens after those held: each layer's keys and values move to the front of storage that
   // long, and append() writes there instead of concatenating (a decode loop then copies the cache once, not at
