@@ -1,6 +1,7 @@
 // memsweep eval: one model × dataset under one or several interventions, without the orchestrator. Prints the
 // dataset-level metrics as JSON and writes per-example results.
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -43,8 +44,9 @@ int eval_command(const Arguments& args) {
       "dataset-level metrics as JSON: {\"results\": [{\"intervention\": NAME, \"metrics\": {...}}, ...]}.\n"
       "Interventions: --short-circuit/--zero-attention give one; each --intervention NAME adds one\n"
       "(baseline, short_circuit:3, short_circuit:18-23, zero_attention:0, short_circuit:1;zero_attention:2);\n"
-      "--sweep adds the baseline and every block short-circuited alone. Several interventions share the layers\n"
-      "below each one's first block (computed once per batch) unless --no-reuse; results are the same.\n"
+      "--sweep adds the baseline and every block short-circuited alone; one given twice runs once. Several\n"
+      "interventions share the layers below each one's first block (computed once per batch) unless --no-reuse;\n"
+      "results are the same.\n"
       "Kinds: memorization (PATH: .npy of token ids, or .jsonl rows {\"tokens\": [...]} or {\"text\": ...};\n"
       "options prefix=32, suffix=<rest>, mask_eos=true, limit, skip_bad). The model's tokenizer is\n"
       "DIR/tokenizer.json (or vocab.json + merges.txt) unless --tokenizer says otherwise; with\n"
@@ -123,11 +125,17 @@ int eval_command(const Arguments& args) {
     if (model->attention_mode(layer) == AttentionMode::short_circuit) from_flags.short_circuit.push_back(layer);
     if (model->attention_mode(layer) == AttentionMode::zero_attention) from_flags.zero_attention.push_back(layer);
   }
-  if (!from_flags.is_baseline() || (intervention_names.empty() && !values.count("sweep"))) interventions.push_back(from_flags);
-  for (const auto& name : intervention_names) interventions.push_back(Intervention::parse(name, model->num_layers()));
+  std::vector<std::string> names;  // canonical; an intervention given twice runs once
+  auto add = [&](const Intervention& intervention) {
+    if (std::find(names.begin(), names.end(), intervention.name()) != names.end()) return;
+    names.push_back(intervention.name());
+    interventions.push_back(intervention);
+  };
+  if (!from_flags.is_baseline() || (intervention_names.empty() && !values.count("sweep"))) add(from_flags);
+  for (const auto& name : intervention_names) add(Intervention::parse(name, model->num_layers()));
   if (values.count("sweep")) {
-    interventions.push_back(Intervention());
-    for (int layer = 0; layer < model->num_layers(); ++layer) interventions.push_back(Intervention{{layer}, {}});
+    add(Intervention());
+    for (int layer = 0; layer < model->num_layers(); ++layer) add(Intervention{{layer}, {}});
   }
   RunOptions run_options;
   run_options.batch_size = batch_size;
@@ -148,8 +156,9 @@ int eval_command(const Arguments& args) {
                   done >= total ? "0s" : rate > 0 ? format_duration(double(total - done) / rate).c_str() : "?");
     log_info(line);
   };
-  std::vector<ShardResult> results = task->run(*model, 0, task->num_examples(), interventions, run_options);
+  const std::vector<ShardResult> results = task->run(*model, 0, task->num_examples(), interventions, run_options);
   const double run_seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+  const std::vector<const ShardResult*> ordered = results_by_intervention(results, names, dataset.path);
 
   nlohmann::json summary = {{"model", model_options.model_dir}, {"dataset", dataset.path}, {"kind", dataset.kind},
                             {"results", nlohmann::json::array()},
@@ -161,21 +170,21 @@ int eval_command(const Arguments& args) {
   // Standard errors, and differences against the baseline when it is among the interventions (its results first).
   DatasetStatistics statistics(dataset.kind);
   for (bool baseline : {true, false})
-    for (size_t k = 0; k < interventions.size(); ++k)
-      if (interventions[k].is_baseline() == baseline) statistics.add(interventions[k].name(), results[k].examples);
+    for (const ShardResult* result : ordered)
+      if ((result->intervention == "baseline") == baseline) statistics.add(result->intervention, result->examples);
   const std::map<std::string, InterventionStatistics> uncertainty = statistics.finish();
-  for (size_t k = 0; k < interventions.size(); ++k) {
-    const InterventionStatistics& s = uncertainty.at(interventions[k].name());
-    Values metrics = finalize_metrics(dataset.kind, results[k].totals);
+  for (const ShardResult* result : ordered) {
+    const InterventionStatistics& s = uncertainty.at(result->intervention);
+    Values metrics = finalize_metrics(dataset.kind, result->totals);
     metrics.insert(s.stderrs.begin(), s.stderrs.end());
-    nlohmann::json entry = {{"intervention", interventions[k].name()}, {"metrics", metrics}};
+    nlohmann::json entry = {{"intervention", result->intervention}, {"metrics", metrics}};
     for (const auto& [metric, paired] : s.paired) entry["paired"][metric] = to_json(paired);
     summary["results"].push_back(entry);
   }
   std::cout << summary.dump(2) << "\n";
   if (!out_path.empty()) {
     nlohmann::json full = summary;
-    for (size_t k = 0; k < interventions.size(); ++k) full["results"][k]["examples"] = to_json(results[k])["examples"];
+    for (size_t k = 0; k < ordered.size(); ++k) full["results"][k]["examples"] = to_json(*ordered[k])["examples"];
     std::ofstream out(out_path + ".partial");
     out << full.dump() << "\n";
     out.close();

@@ -255,10 +255,10 @@ class SqliteStore : public Store {
 
   bool record_done(int64_t unit, int attempt, const std::vector<ShardResult>& results, double seconds) override {
     Transaction transaction(db_);
-    const std::vector<int64_t> interventions = unit_interventions(unit);
-    if (results.size() != interventions.size())
-      throw Error("unit " + std::to_string(unit) + ": " + std::to_string(results.size()) + " results for " +
-                  std::to_string(interventions.size()) + " interventions");
+    const std::vector<std::pair<std::string, int64_t>> interventions = unit_interventions(unit);  // (name, id)
+    std::vector<std::string> names;
+    for (const auto& [name, id] : interventions) names.push_back(name);
+    const std::vector<const ShardResult*> matched = results_by_intervention(results, names, "unit " + std::to_string(unit));
     const std::string now = now_utc();
     db_.prepare("UPDATE units SET status = 'done', finished_at = ?, seconds = ?, error = NULL "
                 "WHERE id = ? AND attempt = ? AND status = 'running'")
@@ -268,14 +268,16 @@ class SqliteStore : public Store {
     range.bind(1, unit).step();
     const int64_t first = range.integer(0), count = range.integer(1);
     range.reset();
-    for (size_t i = 0; i < results.size(); ++i) {
+    for (size_t i = 0; i < interventions.size(); ++i) {
+      const int64_t intervention = interventions[i].second;
+      const ShardResult& result = *matched[i];
       db_.prepare("INSERT INTO aggregates (unit_id, intervention_id, totals_json) VALUES (?, ?, ?)")
-          .bind(1, unit).bind(2, interventions[i]).bind(3, nlohmann::json(results[i].totals).dump()).run();
-      insert_columns(db_, unit, interventions[i], encode_example_columns(results[i].examples, first, count));
+          .bind(1, unit).bind(2, intervention).bind(3, nlohmann::json(result.totals).dump()).run();
+      insert_columns(db_, unit, intervention, encode_example_columns(result.examples, first, count));
       if (!full_detail_) continue;
       Statement insert = db_.prepare("INSERT INTO example_details (unit_id, intervention_id, example_index, detail_json) VALUES (?, ?, ?, ?)");
-      for (const ExampleRecord& e : results[i].examples)
-        if (!e.detail.is_null()) insert.bind(1, unit).bind(2, interventions[i]).bind(3, e.index).bind(4, e.detail.dump()).run();
+      for (const ExampleRecord& e : result.examples)
+        if (!e.detail.is_null()) insert.bind(1, unit).bind(2, intervention).bind(3, e.index).bind(4, e.detail.dump()).run();
     }
     db_.prepare("UPDATE attempts SET finished_at = ?, outcome = 'done' WHERE unit_id = ? AND attempt = ?")
         .bind(1, now).bind(2, unit).bind(3, attempt).run();
@@ -364,12 +366,14 @@ class SqliteStore : public Store {
     return s.integer(0);
   }
 
-  std::vector<int64_t> unit_interventions(int64_t unit) {
-    std::vector<int64_t> ids;
-    Statement s = db_.prepare("SELECT intervention_id FROM unit_interventions WHERE unit_id = ? ORDER BY position");
+  // The unit's interventions in its order: (name, id).
+  std::vector<std::pair<std::string, int64_t>> unit_interventions(int64_t unit) {
+    std::vector<std::pair<std::string, int64_t>> interventions;
+    Statement s = db_.prepare("SELECT iv.name, ui.intervention_id FROM unit_interventions ui "
+                              "JOIN interventions iv ON iv.id = ui.intervention_id WHERE ui.unit_id = ? ORDER BY ui.position");
     s.bind(1, unit);
-    while (s.step()) ids.push_back(s.integer(0));
-    return ids;
+    while (s.step()) interventions.push_back({s.text(0), s.integer(1)});
+    return interventions;
   }
 
   Database db_;

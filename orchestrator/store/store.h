@@ -64,8 +64,9 @@ class Store {
   virtual std::vector<UnitRow> units() = 0;
   // A new attempt starts: returns its id (previous attempt + 1).
   virtual int start_attempt(int64_t run, int64_t unit, int rank, const std::string& host, const std::string& device) = 0;
-  // Results of the attempt, one per intervention in the unit's order. False (nothing written) when the attempt
-  // is not the unit's current running one.
+  // Results of the attempt, one per intervention of the unit, each recorded under the intervention it names (in any
+  // order); Error naming the unit and the intervention when a result is for one the unit does not have, two are for
+  // one, or one has none. False (nothing written) when the attempt is not the unit's current running one.
   virtual bool record_done(int64_t unit, int attempt, const std::vector<ShardResult>& results, double seconds) = 0;
   // The attempt threw. `final`: no attempts left (failed), else pending again with `batch_size` (0: unchanged).
   virtual void record_failure(int64_t unit, int attempt, const std::string& error, bool final, int batch_size) = 0;

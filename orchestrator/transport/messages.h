@@ -35,7 +35,7 @@ struct UnitReport {
   bool cancelled = false;      // abandoned between batches (SIGTERM, or a cancel from rank 0): requeue, no failure
   double seconds = 0;
   std::string loaded_model;    // what the worker holds now
-  std::vector<ShardResult> results;  // one per intervention, when ok
+  std::vector<ShardResult> results;  // one per intervention, each naming it, when ok
 };
 
 // Worker -> rank 0, once at start: where it runs.

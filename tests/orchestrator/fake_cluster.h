@@ -19,6 +19,7 @@ inline std::vector<ShardResult> deterministic_results(const UnitOrder& order) {
   std::vector<ShardResult> results;
   for (size_t i = 0; i < order.interventions.size(); ++i) {
     ShardResult r;
+    r.intervention = order.interventions[i];
     const double weight = double(std::hash<std::string>{}(order.dataset_name + order.interventions[i]) % 97) / 97.0;
     r.totals["examples"] = double(order.count);
     for (int64_t e = order.first; e < order.first + order.count; ++e) {

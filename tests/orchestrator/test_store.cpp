@@ -1,10 +1,11 @@
 // The SQLite store on in-memory and temporary databases: migrations and the version check, exactly-once
-// recording, stale attempts, resume, a changed study or dataset, transactions that roll back, the
+// recording, results recorded under the intervention they name, stale attempts, resume, a changed study or dataset, transactions that roll back, the
 // network-file-system table, the per-example columns (every value back bit for bit, detail only on request), and the
 // insert rate of per-example rows.
 #define BOOST_TEST_MODULE test_store
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -52,6 +53,7 @@ struct Fixture {
     std::vector<ShardResult> results;
     for (size_t i = 0; i < row.unit.interventions.size(); ++i) {
       ShardResult r;
+      r.intervention = row.unit.interventions[i];
       r.totals = {{"examples", double(row.unit.count)}, {"exact_match", double(i)}};
       for (int64_t e = row.unit.first; e < row.unit.first + row.unit.count; ++e)
         r.examples.push_back({e, {{"exact_match", double(e % 2)}}, {}, nlohmann::json{{"tokens", {1, 2}}}});
@@ -85,6 +87,46 @@ BOOST_FIXTURE_TEST_CASE(results_recorded_exactly_once_for_the_current_attempt, F
   BOOST_TEST(!store->record_done(row.id, second, results_for(row), 1.0));  // twice: ignored
   BOOST_TEST(unit_status_name(store->units()[0].status) == std::string("done"));
   BOOST_CHECK_THROW(store->start_attempt(run, row.id, 1, "host", "cpu"), Error);
+}
+
+// Results carry their intervention's name: each is recorded under it whatever their order, and a set of results that
+// does not name the unit's interventions exactly is refused, naming the unit and the intervention.
+BOOST_FIXTURE_TEST_CASE(results_recorded_under_the_intervention_they_name, Fixture) {
+  const std::string path = (folder.root() / "named.sqlite").string();
+  auto store = open(path);
+  const int64_t run = store->begin_run({"0.1.0", "abc", "2.13", "host", 1});
+  const UnitRow row = store->units()[0];
+  BOOST_REQUIRE(row.unit.interventions == (std::vector<std::string>{"baseline", "short_circuit:0", "short_circuit:1"}));
+  const int attempt = store->start_attempt(run, row.id, 1, "h", "cpu");
+  const std::string unit = "unit " + std::to_string(row.id) + ": ";
+  auto refused = [&](const std::vector<ShardResult>& results, const std::string& message) {
+    try {
+      store->record_done(row.id, attempt, results, 1.0);
+      BOOST_ERROR("accepted; expected: " + message);
+    } catch (const Error& e) {
+      BOOST_TEST(std::string(e.what()).find(message) == 0u, e.what() << " / expected " << message);
+    }
+  };
+  std::vector<ShardResult> stray = results_for(row);
+  stray[1].intervention = "zero_attention:1";
+  refused(stray, unit + "a result for intervention 'zero_attention:1', which is not one of its 3 interventions");
+  std::vector<ShardResult> twice = results_for(row);
+  twice[2].intervention = "short_circuit:0";
+  refused(twice, unit + "two results for intervention 'short_circuit:0'");
+  std::vector<ShardResult> missing = results_for(row);
+  missing.pop_back();
+  refused(missing, unit + "no result for intervention 'short_circuit:1'");
+  BOOST_TEST(unit_status_name(store->units()[0].status) == std::string("running"));  // nothing recorded
+
+  std::vector<ShardResult> reversed = results_for(row);  // exact_match totals 0, 1, 2 in the unit's order
+  std::reverse(reversed.begin(), reversed.end());
+  BOOST_TEST(store->record_done(row.id, attempt, reversed, 1.0));
+  store.reset();
+  std::map<std::string, double> exact_match;
+  for (const InterventionTotals& t : read_intervention_totals(path)) exact_match[t.intervention] = t.totals.at("exact_match");
+  BOOST_TEST(exact_match.at("baseline") == 0.0);
+  BOOST_TEST(exact_match.at("short_circuit:0") == 1.0);
+  BOOST_TEST(exact_match.at("short_circuit:1") == 2.0);
 }
 
 BOOST_FIXTURE_TEST_CASE(failures_retry_then_fail_and_resume_requeues_running, Fixture) {

@@ -34,8 +34,9 @@ BOOST_AUTO_TEST_CASE(messages_round_trip) {
   Message report;
   report.type = MessageType::report;
   report.report.ok = true;
-  report.report.results.push_back({{{"examples", 2}}, {{5, {{"exact_match", 1}}, {{"tokens", {1}}}}}});
+  report.report.results.push_back({"short_circuit:3", {{"examples", 2}}, {{5, {{"exact_match", 1}}, {{"tokens", {1}}}}}});
   const Message r = decode_message(encode(report));
+  BOOST_TEST(r.report.results.at(0).intervention == "short_circuit:3");
   BOOST_TEST(r.report.results.at(0).examples.at(0).index == 5);
   BOOST_TEST(encode(r) == encode(report));
 
@@ -76,12 +77,16 @@ BOOST_AUTO_TEST_CASE(malformed_messages_name_what_is_wrong) {
       {with("count", 0), "the order has first < 0, count < 1, batch_size < 1 or token_budget < 0"},
       {with("token_budget", -5), "the order has first < 0, count < 1, batch_size < 1 or token_budget < 0"},
       {with("dataset_options", 3), "the order's field 'dataset_options' is not an object"},
-      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{}}]})",
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"intervention":"baseline","totals":{}}]})",
        "malformed shard result"},
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{},"examples":[]}]})",
+       "malformed shard result: no intervention name"},
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"intervention":3,"totals":{},"examples":[]}]})",
+       "malformed shard result: no intervention name"},
       // found by fuzz_messages: a float index was converted to int64 with undefined behaviour (1e300) or truncated
-      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{},"examples":[{"index":1e300,"values":{},"detail":null}]}]})",
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"intervention":"baseline","totals":{},"examples":[{"index":1e300,"values":{},"detail":null}]}]})",
        "malformed shard result: an example's index is not an integer >= 0 (1e+300)"},
-      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"totals":{},"examples":[{"index":2.5,"values":{},"detail":null}]}]})",
+      {R"({"type":"report","unit":1,"attempt":1,"ok":true,"error":"","out_of_memory":false,"cancelled":false,"seconds":1,"loaded_model":"m","results":[{"intervention":"baseline","totals":{},"examples":[{"index":2.5,"values":{},"detail":null}]}]})",
        "malformed shard result: an example's index is not an integer >= 0"},
   };
   for (const Case& c : cases) {

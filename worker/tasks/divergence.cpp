@@ -37,7 +37,7 @@ class DivergenceTask : public Task {
     if (first < 0 || count < 0 || first + count > num_examples())
       throw Error("dataset '" + spec_.name + "': shard outside its " + std::to_string(num_examples()) + " rows");
     torch::InferenceMode inference;
-    std::vector<ShardResult> results(interventions.size());
+    std::vector<ShardResult> results = named_results(interventions);
     int64_t longest = 0;
     for (int64_t i = first; i < first + count; ++i) longest = std::max<int64_t>(longest, int64_t(rows_[size_t(i)].size()));
     const int64_t rows_per_batch = options.rows_per_batch(longest);

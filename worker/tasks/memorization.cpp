@@ -297,7 +297,7 @@ class MemorizationTask : public Task {
       throw Error("dataset '" + spec_.name + "': shard [" + std::to_string(first) + ", " + std::to_string(first + count) +
                   ") is outside its " + std::to_string(num_examples()) + " rows");
     torch::InferenceMode inference;
-    std::vector<ShardResult> results(interventions.size());
+    std::vector<ShardResult> results = named_results(interventions);
     int64_t longest = 0;
     for (int64_t i = first; i < first + count; ++i) longest = std::max<int64_t>(longest, int64_t(rows_[size_t(i)].size()));
     const int64_t rows_per_batch = options.rows_per_batch(longest);

@@ -1,5 +1,6 @@
 #include "worker/tasks/results.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -87,17 +88,37 @@ Values finalize_metrics(const std::string& kind, const Values& totals) {
   throw Error("no metrics are defined for dataset kind '" + kind + "'");
 }
 
+std::vector<const ShardResult*> results_by_intervention(const std::vector<ShardResult>& results,
+                                                        const std::vector<std::string>& interventions, const std::string& owner) {
+  std::vector<const ShardResult*> ordered(interventions.size(), nullptr);
+  for (const ShardResult& result : results) {
+    const auto found = std::find(interventions.begin(), interventions.end(), result.intervention);
+    if (found == interventions.end())
+      throw Error(owner + ": a result for intervention '" + result.intervention + "', which is not one of its " +
+                  std::to_string(interventions.size()) + " interventions");
+    const ShardResult*& slot = ordered[size_t(found - interventions.begin())];
+    if (slot) throw Error(owner + ": two results for intervention '" + result.intervention + "'");
+    slot = &result;
+  }
+  for (size_t i = 0; i < interventions.size(); ++i)
+    if (!ordered[i]) throw Error(owner + ": no result for intervention '" + interventions[i] + "'");
+  return ordered;
+}
+
 nlohmann::json to_json(const ShardResult& result) {
   nlohmann::json examples = nlohmann::json::array();
   for (const auto& e : result.examples) examples.push_back({{"index", e.index}, {"values", e.values}, {"facts", e.facts}, {"detail", e.detail}});
-  return {{"totals", result.totals}, {"examples", examples}};
+  return {{"intervention", result.intervention}, {"totals", result.totals}, {"examples", examples}};
 }
 
 ShardResult shard_result_from_json(const nlohmann::json& json) {
   ShardResult result;
   try {
+    if (!json.is_object() || !json.contains("intervention") || !json.at("intervention").is_string())
+      throw Error("malformed shard result: no intervention name");
+    result.intervention = json.at("intervention").get<std::string>();
     result.totals = json.at("totals").get<Values>();
-    if (!json.is_object() || !json.at("examples").is_array()) throw Error("malformed shard result: no array of examples");
+    if (!json.at("examples").is_array()) throw Error("malformed shard result: no array of examples");
     for (const auto& e : json.at("examples")) {
       // Only an integer index: a float one (1e300) would be converted with undefined behaviour (found by fuzz_messages).
       const nlohmann::json& index = e.at("index");

@@ -26,6 +26,7 @@ struct ExampleRecord {
 };
 
 struct ShardResult {
+  std::string intervention;  // the canonical name (Intervention::name()) of the intervention it was computed under
   Values totals;  // additive over shards, e.g. {"examples": 16, "exact_match": 12, "token_accuracy": 14.5}
   std::vector<ExampleRecord> examples;
 };
@@ -39,6 +40,12 @@ Values finalize_metrics(const std::string& kind, const Values& totals);
 
 // The divergence kind's per-layer metric names: ("kl", 3) -> "kl.03" (zero-padded so they sort by layer).
 std::string divergence_metric_name(const char* metric, int layer);
+
+// `results` in the order of `interventions` (canonical names), each matched by its name. Error starting with `owner`
+// ("unit 12") and naming the intervention when a result is for one not in the list or for one already matched, or when
+// one in the list has no result.
+std::vector<const ShardResult*> results_by_intervention(const std::vector<ShardResult>& results,
+                                                        const std::vector<std::string>& interventions, const std::string& owner);
 
 // Serialization for the transport and the store.
 nlohmann::json to_json(const ShardResult& result);

@@ -14,6 +14,12 @@ void RunOptions::between_batches(int64_t done, int64_t total, const char* what) 
 
 int64_t RunOptions::rows_per_batch(int64_t tokens_per_row) const { return rows_per_pass(batch_size, token_budget, tokens_per_row); }
 
+std::vector<ShardResult> named_results(const std::vector<Intervention>& interventions) {
+  std::vector<ShardResult> results(interventions.size());
+  for (size_t k = 0; k < interventions.size(); ++k) results[k].intervention = interventions[k].name();
+  return results;
+}
+
 void apply_intervention(CausalLM& model, const Intervention& intervention) {
   model.clear_interventions();
   model.set_attention_mode(intervention.short_circuit, AttentionMode::short_circuit);

@@ -41,7 +41,8 @@ class Task {
   virtual ~Task() = default;
   virtual std::string kind() const = 0;
   virtual int64_t num_examples() const = 0;
-  // One ShardResult per intervention, in order. The model's attention modes are changed and left cleared.
+  // One ShardResult per intervention, in order, each naming its intervention (Intervention::name()). The model's
+  // attention modes are changed and left cleared.
   // Grouping into batches depends only on (first, count, options), never on the number of ranks.
   virtual std::vector<ShardResult> run(CausalLM& model, int64_t first, int64_t count,
                                        const std::vector<Intervention>& interventions, const RunOptions& options) = 0;
@@ -50,6 +51,9 @@ class Task {
 // Reads and validates the dataset through dataset.h's readers (errors start with dataset_on_model() and name the
 // file and line). Error for an unknown kind.
 std::unique_ptr<Task> open_task(const DatasetSpec& spec, const TaskContext& context);
+
+// One empty ShardResult per intervention, named for it: what a Task's run() fills.
+std::vector<ShardResult> named_results(const std::vector<Intervention>& interventions);
 
 // Sets exactly this intervention's modes on the model (every other block normal).
 void apply_intervention(CausalLM& model, const Intervention& intervention);

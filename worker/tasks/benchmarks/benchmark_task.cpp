@@ -37,7 +37,7 @@ class BenchmarkTask : public Task {
     engine.progress = options.progress;
     engine.share_contexts = options_.share_contexts;
     const auto scores = score_requests(model, shard, interventions, engine);
-    std::vector<ShardResult> results(interventions.size());
+    std::vector<ShardResult> results = named_results(interventions);
     for (size_t k = 0; k < interventions.size(); ++k)
       for (int64_t d = first; d < first + count; ++d) {
         const auto from = scores[k].begin() + int64_t(first_request_[size_t(d)] - begin);
