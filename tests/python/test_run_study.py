@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from memsweep_testing import (MEMSWEEP_BIN, LoggedProcess, check_examples_stored_once, example_rows, make_gpt_neo, make_gpt_neox,
-                              run_memsweep, shared_file)
+                              make_llama, run_memsweep, shared_file)
 
 MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader,tcp",
                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_btl_vader_single_copy_mechanism="none", OMP_NUM_THREADS="1")
@@ -171,6 +171,34 @@ def test_demo_study_under_mpi_matches_eval_sweep(tmp_path):
             assert expected == pytest.approx(value, rel=1e-5, abs=1e-7), (result["intervention"], metric)
     status = run_memsweep("status", store, "--metrics").stdout
     assert "demo on canaries (memorization)" in status and "short_circuit:5" in status
+
+
+def test_a_llama_study_under_mpi_matches_eval_sweep_and_reports(folder, tmp_path):
+    """A study of a grouped-query Llama (4 query heads on 2 KV heads) under 3 ranks: each intervention's stored examples
+    equal `memsweep eval --sweep` on the same rows, and `report` draws its tables and figures."""
+    make_llama(tmp_path / "llama", seed=6)
+    study = tmp_path / "llama.toml"
+    study.write_text(f'[run]\nbatch_size = 4\nunit_size = 5\n[interventions]\nsingle_blocks = true\n[[models]]\nname = "llama"\n'
+                     f'path = "{tmp_path / "llama"}"\n[[datasets]]\nname = "set_a"\nkind = "memorization"\n'
+                     f'path = "{folder / "a.jsonl"}"\noptions = {{ prefix = 6 }}\n')
+    store = tmp_path / "llama.sqlite"
+    job = subprocess.run(["mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", MEMSWEEP_BIN, "run", str(study),
+                          "--db", str(store)], env=MPI_ENV, capture_output=True, text=True, timeout=300)
+    assert job.returncode == 0, job.stderr
+    stored = {}
+    for _, name, index, values, _, _ in results(store):
+        stored.setdefault(name, {})[index] = values
+    run_memsweep("eval", "--model", tmp_path / "llama", "--task", f"memorization:{folder / 'a.jsonl'}", "--option", "prefix=6",
+                 "--batch-size", 4, "--sweep", "--out", tmp_path / "sweep.json")
+    examples = {r["intervention"]: r["examples"] for r in json.loads((tmp_path / "sweep.json").read_text())["results"]}
+    assert sorted(stored) == sorted(examples) and len(examples) == 5
+    for name, rows in examples.items():
+        assert len(rows) == len(stored[name]) == 12
+        for row in rows:
+            for metric, value in row["values"].items():
+                assert stored[name][row["index"]][metric] == pytest.approx(value, rel=1e-5, abs=1e-6), (name, row["index"], metric)
+    run_memsweep("report", store, "--out", tmp_path / "report")
+    assert "llama" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_example_studies_parse_up_to_their_placeholder_paths(tmp_path):
