@@ -33,8 +33,13 @@ CONFIGS = {
                                                      attention_bias=True, mlp_bias=True, rope_theta=500.0,
                                                      rope_scaling=dict(type="linear", factor=2.0))),
     "mistral_window5": (functools.partial(make_llama, family="mistral"), dict(sliding_window=5)),
+    "mistral_gqa8_nowindow": (functools.partial(make_llama, family="mistral"), dict(num_attention_heads=8, num_key_value_heads=1)),
     "qwen2_tied": (functools.partial(make_llama, family="qwen2"), dict(tie_word_embeddings=True)),
+    "qwen2_gqa4_theta": (functools.partial(make_llama, family="qwen2"), dict(num_attention_heads=8, num_key_value_heads=2,
+                                                                             rope_theta=1000000.0)),
     "olmo2": (functools.partial(make_llama, family="olmo2"), dict()),
+    "olmo2_gqa1_bias_tied": (functools.partial(make_llama, family="olmo2"), dict(num_key_value_heads=4, attention_bias=True,
+                                                                                 tie_word_embeddings=True)),
 }
 
 # name -> (short-circuited blocks, zero-attention blocks); "last" is resolved per model.
