@@ -1,6 +1,35 @@
 #include "worker/model/spec.h"
 
+#include <cmath>
+
 namespace memsweep {
+
+void read_sizes(const ConfigReader& config, DecoderSpec& c, const char* layers_key, const char* heads_key) {
+  c.vocab_size = config.require_int("vocab_size");
+  c.hidden_size = config.require_int("hidden_size");
+  c.num_layers = config.require_int(layers_key);
+  c.num_heads = config.require_int(heads_key);
+  for (const auto& [key, value] : {std::pair<std::string, int64_t>{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+                                   {layers_key, c.num_layers}, {heads_key, c.num_heads}})
+    if (value <= 0) config.fail(key, "must be positive, found " + std::to_string(value));
+  c.num_kv_heads = c.num_heads;
+  if (config.has("head_dim")) {
+    c.head_size = config.get_int("head_dim", 0);
+    if (c.head_size <= 0) config.fail("head_dim", "must be positive");
+  } else {
+    if (c.hidden_size % c.num_heads != 0)
+      config.fail(heads_key, std::to_string(c.num_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
+    c.head_size = c.hidden_size / c.num_heads;
+  }
+}
+
+void read_decoder_keys(const ConfigReader& config, DecoderSpec& c, bool tied) {
+  c.tie_word_embeddings = config.get_bool("tie_word_embeddings", tied);
+  c.max_positions = config.get_int("max_position_embeddings", 2048);
+  c.eos_token_ids = config.get_int_list("eos_token_id");
+  c.windows.assign(size_t(c.num_layers), 0);
+  c.attention_scale = std::pow(double(c.head_size), -0.5);
+}
 
 int64_t TensorSpec::elements() const {
   int64_t n = 1;

@@ -100,6 +100,13 @@ struct DecoderSpec {
 // implemented.
 DecoderSpec read_decoder_spec(const ConfigReader& config);
 
+// What every reader reads alike (spec.cpp). read_sizes: vocab_size, hidden_size and the layer and head counts under
+// the architecture's keys (each required and positive), head_size from head_dim or hidden_size / heads (which must
+// divide it). read_decoder_keys: tie_word_embeddings (its default: `tied`), max_position_embeddings, eos_token_id; every
+// layer global; scores scaled by 1/sqrt(head_size).
+void read_sizes(const ConfigReader& config, DecoderSpec& spec, const char* layers_key, const char* heads_key);
+void read_decoder_keys(const ConfigReader& config, DecoderSpec& spec, bool tied);
+
 // Architecture readers: config.json's keys into the spec (worker/model/architectures/).
 DecoderSpec read_gpt_neox(const ConfigReader& config);
 DecoderSpec read_gpt_neo(const ConfigReader& config);

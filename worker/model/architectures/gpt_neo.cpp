@@ -13,23 +13,13 @@ namespace memsweep {
 
 DecoderSpec read_gpt_neo(const ConfigReader& config) {
   DecoderSpec c;
-  c.vocab_size = config.require_int("vocab_size");
-  c.hidden_size = config.require_int("hidden_size");
-  c.num_layers = config.require_int("num_layers");
-  c.num_heads = config.require_int("num_heads");
-  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0)
-    config.fail("vocab_size/hidden_size/num_layers/num_heads", "must be positive");
-  if (c.hidden_size % c.num_heads != 0)
-    config.fail("num_heads", std::to_string(c.num_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
-  c.num_kv_heads = c.num_heads;
-  c.head_size = c.hidden_size / c.num_heads;
+  read_sizes(config, c, "num_layers", "num_heads");
+  if (c.head_size * c.num_heads != c.hidden_size) config.fail("head_dim", "GPT-Neo's heads split hidden_size evenly");
   c.intermediate_size = config.get_int("intermediate_size", 4 * c.hidden_size);
-  c.max_positions = config.get_int("max_position_embeddings", 2048);
+  read_decoder_keys(config, c, /*tied=*/true);
   const int64_t window = config.get_int("window_size", 256);
   if (window < 1) config.fail("window_size", "must be at least 1");
   c.norm_eps = config.get_double("layer_norm_epsilon", 1e-5);
-  c.tie_word_embeddings = config.get_bool("tie_word_embeddings", true);
-  c.eos_token_ids = config.get_int_list("eos_token_id");
   const std::string activation = config.get_string("activation_function", "gelu_new");
   if (activation != "gelu_new") config.fail("activation_function", "'" + activation + "' is not supported (GPT-Neo uses 'gelu_new')");
   c.activation = Activation::gelu_tanh;
@@ -39,24 +29,26 @@ DecoderSpec read_gpt_neo(const ConfigReader& config) {
   const auto& types = config.json().at("attention_types");
   const std::string expected = "a list of [[\"global\" | \"local\", ...], repeat] entries";
   if (!types.is_array()) config.fail("attention_types", "expected " + expected);
+  std::vector<bool> local;
   for (const auto& item : types) {
     if (!item.is_array() || item.size() != 2 || !item[0].is_array() || !item[1].is_number_unsigned())
       config.fail("attention_types", "entry " + item.dump() + " is not [pattern, repeat]; expected " + expected);
     for (uint64_t r = 0; r < item[1].get<uint64_t>(); ++r) {
       for (const auto& kind : item[0]) {
         if (kind != "global" && kind != "local") config.fail("attention_types", "unknown attention type " + kind.dump());
-        c.windows.push_back(kind == "local" ? window : 0);
+        local.push_back(kind == "local");
       }
     }
   }
-  if (int64_t(c.windows.size()) != c.num_layers)
-    config.fail("attention_types", "expands to " + std::to_string(c.windows.size()) + " layers, but num_layers is " +
+  if (int64_t(local.size()) != c.num_layers)
+    config.fail("attention_types", "expands to " + std::to_string(local.size()) + " layers, but num_layers is " +
                                        std::to_string(c.num_layers));
+  for (size_t layer = 0; layer < local.size(); ++layer) c.windows[layer] = local[layer] ? window : 0;
 
   c.parallel_residual = false;
   c.qkv_layout = QKVLayout::separate;
   c.qkv_bias = false, c.out_bias = true, c.mlp_bias = true;
-  c.attention_scale = 1;
+  c.attention_scale = 1;  // as trained: no 1/sqrt(hd)
   c.float32_scores = true;
   c.positions = Positions::learned;
 

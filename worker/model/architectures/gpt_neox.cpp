@@ -8,27 +8,17 @@
 // Tensors: gpt_neox.embed_in.weight, gpt_neox.layers.N.{input_layernorm, post_attention_layernorm,
 // attention.query_key_value, attention.dense, mlp.dense_h_to_4h, mlp.dense_4h_to_h}.*, gpt_neox.final_layer_norm.*,
 // embed_out.weight (transformers >= 5.14 calls it lm_head in memory; files keep embed_out).
-#include <cmath>
-
 #include "worker/model/spec.h"
 
 namespace memsweep {
 
 DecoderSpec read_gpt_neox(const ConfigReader& config) {
   DecoderSpec c;
-  c.vocab_size = config.require_int("vocab_size");
-  c.hidden_size = config.require_int("hidden_size");
-  c.num_layers = config.require_int("num_hidden_layers");
-  c.num_heads = config.require_int("num_attention_heads");
+  read_sizes(config, c, "num_hidden_layers", "num_attention_heads");
+  if (c.head_size * c.num_heads != c.hidden_size)
+    config.fail("head_dim", "differs from hidden_size / num_attention_heads = " + std::to_string(c.hidden_size / c.num_heads));
   c.intermediate_size = config.require_int("intermediate_size");
-  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 || c.intermediate_size <= 0)
-    config.fail("vocab_size/hidden_size/num_hidden_layers/num_attention_heads/intermediate_size", "must be positive");
-  if (c.hidden_size % c.num_heads != 0)
-    config.fail("num_attention_heads", std::to_string(c.num_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
-  c.num_kv_heads = c.num_heads;
-  c.head_size = c.hidden_size / c.num_heads;
-  if (config.has("head_dim") && config.get_int("head_dim", 0) != c.head_size)
-    config.fail("head_dim", "differs from hidden_size / num_attention_heads = " + std::to_string(c.head_size));
+  if (c.intermediate_size <= 0) config.fail("intermediate_size", "must be positive");
 
   const std::string activation = config.get_string("hidden_act", "gelu");
   if (activation != "gelu") config.fail("hidden_act", "'" + activation + "' is not supported (GPT-NeoX uses exact 'gelu')");
@@ -61,11 +51,7 @@ DecoderSpec read_gpt_neox(const ConfigReader& config) {
   c.qkv_layout = QKVLayout::fused_interleaved;
   c.qkv_bias = c.out_bias = config.get_bool("attention_bias", true);
   c.mlp_bias = true;
-  c.attention_scale = std::pow(double(c.head_size), -0.5);
-  c.windows.assign(size_t(c.num_layers), 0);
-  c.tie_word_embeddings = config.get_bool("tie_word_embeddings", false);
-  c.max_positions = config.get_int("max_position_embeddings", 2048);
-  c.eos_token_ids = config.get_int_list("eos_token_id");
+  read_decoder_keys(config, c, /*tied=*/false);
 
   c.embedding_name = "gpt_neox.embed_in.weight";
   c.layer_prefix = "gpt_neox.layers.";

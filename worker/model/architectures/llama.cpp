@@ -12,8 +12,6 @@
 // Tensors: model.embed_tokens.weight, model.layers.N.{input_layernorm, post_attention_layernorm}.weight,
 // model.layers.N.self_attn.{q,k,v,o}_proj.*, model.layers.N.mlp.{gate,up,down}_proj.*, model.norm.weight,
 // lm_head.weight (absent when tied).
-#include <cmath>
-
 #include "worker/model/spec.h"
 
 namespace memsweep {
@@ -61,24 +59,12 @@ double read_rope(const ConfigReader& config, DecoderSpec& spec, bool scaling) {
 
 DecoderSpec read_llama_family(const ConfigReader& config) {
   DecoderSpec c;
-  c.vocab_size = config.require_int("vocab_size");
-  c.hidden_size = config.require_int("hidden_size");
-  c.num_layers = config.require_int("num_hidden_layers");
-  c.num_heads = config.require_int("num_attention_heads");
+  read_sizes(config, c, "num_hidden_layers", "num_attention_heads");
   c.intermediate_size = config.require_int("intermediate_size");
+  if (c.intermediate_size <= 0) config.fail("intermediate_size", "must be positive");
   c.num_kv_heads = config.get_int("num_key_value_heads", c.num_heads);
-  if (c.vocab_size <= 0 || c.hidden_size <= 0 || c.num_layers <= 0 || c.num_heads <= 0 || c.intermediate_size <= 0 || c.num_kv_heads <= 0)
-    config.fail("vocab_size/hidden_size/num_hidden_layers/num_attention_heads/num_key_value_heads/intermediate_size", "must be positive");
-  if (c.num_heads % c.num_kv_heads != 0)
+  if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
     config.fail("num_key_value_heads", std::to_string(c.num_kv_heads) + " does not divide num_attention_heads " + std::to_string(c.num_heads));
-  if (config.has("head_dim")) {
-    c.head_size = config.get_int("head_dim", 0);
-    if (c.head_size <= 0) config.fail("head_dim", "must be positive");
-  } else {
-    if (c.hidden_size % c.num_heads != 0)
-      config.fail("num_attention_heads", std::to_string(c.num_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
-    c.head_size = c.hidden_size / c.num_heads;
-  }
   const std::string activation = config.get_string("hidden_act", "silu");
   if (activation != "silu") config.fail("hidden_act", "'" + activation + "' is not supported (only 'silu')");
   for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"})
@@ -96,11 +82,7 @@ DecoderSpec read_llama_family(const ConfigReader& config) {
   c.mlp = Mlp::gated;
   c.mlp_bias = config.get_bool("mlp_bias", false);
   c.activation = Activation::silu;
-  c.attention_scale = std::pow(double(c.head_size), -0.5);
-  c.windows.assign(size_t(c.num_layers), 0);
-  c.tie_word_embeddings = config.get_bool("tie_word_embeddings", false);
-  c.max_positions = config.get_int("max_position_embeddings", 2048);
-  c.eos_token_ids = config.get_int_list("eos_token_id");
+  read_decoder_keys(config, c, /*tied=*/false);
 
   c.embedding_name = "model.embed_tokens.weight";
   c.layer_prefix = "model.layers.";
